@@ -1,0 +1,173 @@
+"""Wiring: database, Matrix session, rooms, sync loop, workers, sender and HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from nio import AsyncClient, JoinError, RoomLeaveError
+
+from bot.http import make_app, start_http
+from bot.matrix import login, make_client, setup_rooms
+from bot.metrics import Metrics
+from bot.processor import Processor
+from bot.sender import Sender
+from bot.sync import Classifier, Syncer
+from commands import build_registry
+from config.models import Settings
+from storage import Database, repo
+
+log = logging.getLogger(__name__)
+
+
+class BotApp:
+    """One running bot. ``await BotApp(settings).run()`` returns when it has stopped cleanly."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.db = Database(settings.database.url)
+        self.client: AsyncClient = make_client(settings)
+        self.registry = build_registry(settings.matrix.command_prefix)
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.stop_requested = asyncio.Event()
+        self.http_port: int | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self.syncer: Syncer | None = None
+        self.processor: Processor | None = None
+        self.sender: Sender | None = None
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def start(self) -> None:
+        settings = self.settings
+        before, after = await self.db.upgrade()
+        if before != after:
+            log.info("database schema upgraded from %s to %s", before, after)
+        await login(self.client, settings, self.db)
+        cop_rooms, management = await setup_rooms(self.client, settings, self.db)
+
+        self.sender = Sender(
+            self.client, self.db, self.metrics, retries=settings.matrix.send_retries
+        )
+        classifier = Classifier(
+            settings.matrix.user_id, settings.matrix.command_prefix, self.registry.hooks
+        )
+        self.processor = Processor(
+            db=self.db,
+            settings=settings,
+            registry=self.registry,
+            client=self.client,
+            classifier=classifier,
+            metrics=self.metrics,
+            cop_rooms=cop_rooms,
+            management_room=management,
+            on_committed=self.sender.wake,
+        )
+        self.syncer = Syncer(
+            self.client,
+            self.db,
+            classifier,
+            self.metrics,
+            timeout_ms=int(settings.matrix.sync_timeout.total_seconds() * 1000),
+            on_stored=self.processor.wake,
+            on_invite=self._on_invite,
+        )
+        await self.syncer.load_token()
+
+        syncer = self.syncer
+        app = make_app(
+            db=self.db,
+            metrics=self.metrics,
+            last_sync=lambda: syncer.last_ok,
+            max_sync_age=settings.matrix.sync_timeout.total_seconds() + 60,
+        )
+        self._runner, self.http_port = await start_http(app, settings.http.host, settings.http.port)
+        self.scheduler.start()
+        self._spawn(self.sender.run(), "sender")
+        self._spawn(self.processor.run(), "processor")
+        self._spawn(self.syncer.run(), "sync")
+        self.processor.wake()  # events left pending by a previous run
+        self.sender.wake()
+        log.info(
+            "bbwt-bot is running as %s; HTTP on %s:%s",
+            settings.matrix.user_id,
+            settings.http.host,
+            self.http_port,
+        )
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            await self.stop_requested.wait()
+            log.info("stopping: finishing work in hand")
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        if self.syncer is not None:
+            self.syncer.stopping = True
+        for task in list(self._tasks):
+            if task.get_name() == "sync":
+                task.cancel()
+        if self.processor is not None:
+            await self.processor.drain(grace=20)
+        if self.sender is not None:
+            self.sender.stopping = True
+            for task in list(self._tasks):
+                if task.get_name() == "sender":
+                    task.cancel()
+            left = await self.sender.flush(grace=15)
+            if left:
+                log.warning("%d message(s) left in the outbox; they go out on the next start", left)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.client.close()
+        await self.db.dispose()
+        log.info("stopped")
+
+    # --- invites ---------------------------------------------------------------------------
+    def _on_invite(self, room_id: str, inviter: str, direct: bool) -> None:
+        self._spawn(self._answer_invite(room_id, inviter, direct), f"invite {room_id}")
+
+    async def _answer_invite(self, room_id: str, inviter: str, direct: bool) -> None:
+        """Accept direct chats (and anything an admin invites the bot to); decline the rest."""
+        if direct or inviter in self.settings.secretariat.admins:
+            resp = await self.client.join(room_id)
+            if isinstance(resp, JoinError):
+                log.warning("could not accept the invite to %s: %s", room_id, resp.message)
+                return
+            if direct:
+                async with self.db.session() as s:
+                    if await repo.get_direct_room(s, inviter) is None:
+                        await repo.set_direct_room(s, inviter, room_id)
+            log.info("accepted the invite of %s to %s", inviter, room_id)
+        else:
+            resp2 = await self.client.room_leave(room_id)
+            if isinstance(resp2, RoomLeaveError):
+                log.warning("could not decline the invite to %s: %s", room_id, resp2.message)
+            log.info("declined the invite of %s to %s (not a direct chat)", inviter, room_id)

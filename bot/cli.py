@@ -1,0 +1,111 @@
+"""The ``bbwt-bot`` command line: run, check-config, db upgrade, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from config import ConfigError, Settings, load_config
+from storage import Database, DatabaseTooNew
+
+
+def _load(path: str | None) -> Settings:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _summary(settings: Settings, source: str) -> str:
+    m = settings.matrix
+    login = "access token" if m.access_token else ("password" if m.password else "NOT SET")
+    lines = [
+        f"Configuration {source} is valid.",
+        f"  Matrix: {m.user_id} on {m.homeserver} (login: {login}), prefix {m.command_prefix!r}",
+        f"  Database: {settings.database.url.split('@')[-1]}",
+        f"  HTTP: {settings.http.host}:{settings.http.port}",
+        f"  Admins: {', '.join(settings.secretariat.admins) or 'none'}",
+        f"  Time zone: {settings.secretariat.timezone}",
+        f"  CoPs ({len(settings.cops)}):",
+    ]
+    for cop in settings.cops:
+        room = cop.room or f"#{m.alias_prefix}-{cop.code.lower()}:{m.server_name} (created)"
+        mods = ", ".join(cop.moderators) or "no moderators"
+        lines.append(f"    {cop.code:7} {cop.name} — {room}; {mods}")
+    if login == "NOT SET":
+        lines.append("  Warning: set BBWT_MATRIX__PASSWORD or BBWT_MATRIX__ACCESS_TOKEN to run.")
+    return "\n".join(lines)
+
+
+async def _upgrade(settings: Settings) -> int:
+    db = Database(settings.database.url)
+    try:
+        before, after = await db.upgrade()
+    except DatabaseTooNew as exc:
+        print(f"Refusing to touch the database: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        await db.dispose()
+    print(f"Database schema: {before or 'empty'} -> {after}")
+    return 0
+
+
+async def _run(settings: Settings) -> int:
+    from bot.app import BotApp
+    from bot.matrix import MatrixError
+
+    app = BotApp(settings)
+    try:
+        await app.run()
+    except DatabaseTooNew as exc:
+        logging.getLogger("bbwt").error("%s", exc)
+        return 3
+    except MatrixError as exc:
+        logging.getLogger("bbwt").error("%s", exc)
+        return 4
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bbwt-bot", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the bot")
+    run.add_argument("--config", default=None, help="path of bbwt_bot.toml")
+    check = sub.add_parser("check-config", help="validate the configuration and summarise it")
+    check.add_argument("path", nargs="?", default=None)
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("--config", default=None)
+    demo_p = sub.add_parser("demo", help="local Synapse + bot with example users")
+    demo_p.add_argument("--data", default="demo-data", help="folder for Synapse and the bot")
+    demo_p.add_argument("--port", type=int, default=8008, help="Synapse port on 127.0.0.1")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("nio", "aiohttp.access", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    if args.cmd == "check-config":
+        settings = _load(args.path)
+        print(_summary(settings, args.path or "bbwt_bot.toml"))
+        raise SystemExit(0)
+    if args.cmd == "db":
+        raise SystemExit(asyncio.run(_upgrade(_load(args.config))))
+    if args.cmd == "run":
+        raise SystemExit(asyncio.run(_run(_load(args.config))))
+    if args.cmd == "demo":
+        from bot.demo import demo
+
+        raise SystemExit(asyncio.run(demo(Path(args.data), args.port)))
+
+
+if __name__ == "__main__":
+    main()

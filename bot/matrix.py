@@ -1,0 +1,195 @@
+"""The Matrix side: logging in, the rooms the bot keeps, and thin wrappers over matrix-nio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    JoinError,
+    LoginResponse,
+    RoomCreateError,
+    RoomPreset,
+    RoomResolveAliasError,
+    RoomVisibility,
+    WhoamiResponse,
+)
+
+from config.models import Settings
+from storage import Database, repo
+
+log = logging.getLogger(__name__)
+
+
+class MatrixError(RuntimeError):
+    pass
+
+
+def make_client(settings: Settings) -> AsyncClient:
+    config = AsyncClientConfig(
+        max_limit_exceeded=0,  # the sender handles rate limits itself, with bounds
+        max_timeouts=2,
+        store_sync_tokens=False,
+        encryption_enabled=False,
+        request_timeout=settings.matrix.sync_timeout.total_seconds() + 30,
+    )
+    return AsyncClient(settings.matrix.homeserver, settings.matrix.user_id, config=config)
+
+
+async def login(client: AsyncClient, settings: Settings, db: Database) -> None:
+    """Log in once and keep the device: a restart reuses the stored token and device id."""
+    mcfg = settings.matrix
+    if mcfg.access_token is not None:
+        client.access_token = mcfg.access_token.get_secret_value()
+        who = await client.whoami()
+        if not isinstance(who, WhoamiResponse):
+            raise MatrixError(f"the access token was refused: {who}")
+        if who.user_id != mcfg.user_id:
+            raise MatrixError(f"the access token belongs to {who.user_id}, not {mcfg.user_id}")
+        client.restore_login(mcfg.user_id, who.device_id or "", client.access_token)
+        return
+
+    async with db.session() as s:
+        token = await repo.get_state(s, "access_token")
+        device = await repo.get_state(s, "device_id")
+        owner = await repo.get_state(s, "access_token_user")
+    if token and device and owner == mcfg.user_id:
+        client.restore_login(mcfg.user_id, device, token)
+        who = await client.whoami()
+        if isinstance(who, WhoamiResponse):
+            log.info("resumed session of %s on device %s", mcfg.user_id, device)
+            return
+        log.warning("stored access token no longer works (%s); logging in again", who)
+
+    if mcfg.password is None:
+        raise MatrixError(
+            "no way to log in: set BBWT_MATRIX__PASSWORD or BBWT_MATRIX__ACCESS_TOKEN"
+        )
+    auth: dict[str, Any] = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": mcfg.user_id},
+        "password": mcfg.password.get_secret_value(),
+        "initial_device_display_name": mcfg.device_name,
+    }
+    if device and owner == mcfg.user_id:
+        auth["device_id"] = device  # keep the same device: transaction ids stay idempotent
+    resp = await client.login_raw(auth)
+    if not isinstance(resp, LoginResponse):
+        raise MatrixError(f"login as {mcfg.user_id} failed: {resp}")
+    client.restore_login(mcfg.user_id, resp.device_id, resp.access_token)
+    async with db.session() as s:
+        await repo.set_state(s, "access_token", resp.access_token)
+        await repo.set_state(s, "device_id", resp.device_id)
+        await repo.set_state(s, "access_token_user", mcfg.user_id)
+    log.info("logged in as %s on device %s", mcfg.user_id, resp.device_id)
+
+
+async def _retrying(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a nio call, waiting out rate limits a few times."""
+    for _ in range(6):
+        resp = await call(*args, **kwargs)
+        if isinstance(resp, ErrorResponse) and resp.status_code == "M_LIMIT_EXCEEDED":
+            await asyncio.sleep(min((resp.retry_after_ms or 1000) / 1000, 30))
+            continue
+        return resp
+    return resp
+
+
+async def join_room(client: AsyncClient, ref: str) -> str:
+    resp = await _retrying(client.join, ref)
+    if isinstance(resp, JoinError):
+        raise MatrixError(f"could not join {ref}: {resp.message} ({resp.status_code})")
+    return str(resp.room_id)
+
+
+async def ensure_room(
+    client: AsyncClient,
+    *,
+    configured: str,
+    known_id: str | None,
+    alias_localpart: str,
+    name: str,
+    topic: str,
+    invite: list[str],
+    power_users: dict[str, int],
+) -> str:
+    """Join the configured room, or the one created before, or create it; return its id."""
+    if configured:
+        return await join_room(client, configured)
+    if known_id:
+        return await join_room(client, known_id)
+    server = client.user_id.split(":", 1)[1]
+    alias = f"#{alias_localpart}:{server}"
+    resolved = await _retrying(client.room_resolve_alias, alias)
+    if not isinstance(resolved, RoomResolveAliasError):
+        return await join_room(client, resolved.room_id)
+    power = {"users": {client.user_id: 100, **power_users}, "invite": 50, "kick": 50, "ban": 50}
+    created = await _retrying(
+        client.room_create,
+        visibility=RoomVisibility.private,
+        alias=alias_localpart,
+        name=name,
+        topic=topic,
+        preset=RoomPreset.private_chat,
+        invite=[user for user in invite if user != client.user_id],
+        power_level_override=power,
+    )
+    if isinstance(created, RoomCreateError):
+        if created.status_code == "M_ROOM_IN_USE":  # another process created it just now
+            resolved = await _retrying(client.room_resolve_alias, alias)
+            if not isinstance(resolved, RoomResolveAliasError):
+                return await join_room(client, resolved.room_id)
+        raise MatrixError(f"could not create {alias}: {created.message}")
+    log.info("created room %s (%s)", alias, created.room_id)
+    return str(created.room_id)
+
+
+async def setup_rooms(
+    client: AsyncClient, settings: Settings, db: Database
+) -> tuple[dict[str, str], str]:
+    """Make sure the bot sits in every CoP room and the management room.
+
+    Returns (room id -> CoP code, management room id); both are stored in the database.
+    """
+    prefix = settings.matrix.alias_prefix
+    admins = list(settings.secretariat.admins)
+    async with db.session() as s:
+        await repo.sync_cops(s, [(cop.code, cop.name) for cop in settings.cops])
+        await repo.sync_config_moderators(s, {c.code: list(c.moderators) for c in settings.cops})
+        known = {cop.code: cop.room_id for cop in await repo.list_cops(s)}
+        management_known = await repo.get_state(s, "management_room")
+
+    rooms: dict[str, str] = {}
+    for cop in settings.cops:
+        room_id = await ensure_room(
+            client,
+            configured=cop.room,
+            known_id=known.get(cop.code),
+            alias_localpart=f"{prefix}-{cop.code.lower()}",
+            name=f"BBWT · {cop.name}",
+            topic=cop.description or f"Members-only room of the BBWT CoP {cop.name}.",
+            invite=admins + list(cop.moderators),
+            power_users={**{u: 50 for u in cop.moderators}, **{u: 100 for u in admins}},
+        )
+        rooms[room_id] = cop.code
+        async with db.session() as s:
+            await repo.set_cop_room(s, cop.code, room_id)
+
+    moderators = sorted({u for cop in settings.cops for u in cop.moderators} - set(admins))
+    management = await ensure_room(
+        client,
+        configured=settings.secretariat.management_room,
+        known_id=management_known,
+        alias_localpart=f"{prefix}-secretariat",
+        name="BBWT · Secretariat",
+        topic="Management room of the BBWT Secretariat and the CoP moderators.",
+        invite=admins + moderators,
+        power_users={**{u: 50 for u in moderators}, **{u: 100 for u in admins}},
+    )
+    async with db.session() as s:
+        await repo.set_state(s, "management_room", management)
+    return rooms, management

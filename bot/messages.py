@@ -1,0 +1,130 @@
+"""Building replies: a plain-text body and an HTML body in step, with user text escaped.
+
+Every piece of text that did not come from the bot's own source code must go through
+:meth:`Message.text` (or another method that escapes). ``@room`` is defused everywhere, and
+every message carries an empty ``m.mentions`` so that clients and servers that follow
+intentional mentions never turn user text into a ping.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from typing import Any
+
+_ROOM_PING = re.compile(r"@room\b", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+
+
+def defuse(text: str) -> str:
+    """Stop ``@room`` in text from notifying a whole room (legacy push rules match the body)."""
+    return _ROOM_PING.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], text)
+
+
+def esc(text: object) -> str:
+    return html.escape(defuse(str(text)), quote=True)
+
+
+class Message:
+    """A reply under construction. Methods return ``self`` so calls can be chained."""
+
+    def __init__(self, text: str = "") -> None:
+        self._plain: list[str] = []
+        self._html: list[str] = []
+        if text:
+            self.text(text)
+
+    # inline pieces -----------------------------------------------------------------------
+    def text(self, text: object) -> Message:
+        value = defuse(str(text))
+        self._plain.append(value)
+        self._html.append(html.escape(value, quote=True).replace("\n", "<br>"))
+        return self
+
+    def bold(self, text: object) -> Message:
+        value = defuse(str(text))
+        self._plain.append(value)
+        self._html.append(f"<strong>{html.escape(value)}</strong>")
+        return self
+
+    def italic(self, text: object) -> Message:
+        value = defuse(str(text))
+        self._plain.append(value)
+        self._html.append(f"<em>{html.escape(value)}</em>")
+        return self
+
+    def code(self, text: object) -> Message:
+        value = defuse(str(text))
+        self._plain.append(value)
+        self._html.append(f"<code>{html.escape(value)}</code>")
+        return self
+
+    def link(self, url: str, label: object | None = None) -> Message:
+        """A link; only http(s) and mxc URLs become clickable, anything else stays text."""
+        shown = defuse(str(label if label is not None else url))
+        if re.match(r"^(https?|mxc)://", url, re.IGNORECASE):
+            self._plain.append(shown if label is None else f"{shown} ({url})")
+            self._html.append(f'<a href="{html.escape(url, quote=True)}">{html.escape(shown)}</a>')
+        else:
+            self.text(shown)
+        return self
+
+    def br(self) -> Message:
+        self._plain.append("\n")
+        self._html.append("<br>")
+        return self
+
+    def para(self) -> Message:
+        """Start a new paragraph."""
+        self._plain.append("\n\n")
+        self._html.append("<br><br>")
+        return self
+
+    def append(self, other: Message) -> Message:
+        self._plain.extend(other._plain)
+        self._html.extend(other._html)
+        return self
+
+    def bullets(self, items: Iterable[Message | str]) -> Message:
+        plain_items: list[str] = []
+        html_items: list[str] = []
+        for item in items:
+            msg = item if isinstance(item, Message) else Message(item)
+            plain_items.append("• " + msg.plain)
+            html_items.append(f"<li>{msg.html}</li>")
+        if plain_items:
+            if self._plain and not self._plain[-1].endswith("\n"):
+                self._plain.append("\n")
+            self._plain.append("\n".join(plain_items) + "\n")
+            self._html.append("<ul>" + "".join(html_items) + "</ul>")
+        return self
+
+    # results ---------------------------------------------------------------------------------
+    @property
+    def plain(self) -> str:
+        return "".join(self._plain).strip("\n")
+
+    @property
+    def html(self) -> str:
+        out = "".join(self._html)
+        while out.endswith("<br>"):
+            out = out[: -len("<br>")]
+        return out
+
+    def content(self, *, reply_to: str | None = None, msgtype: str = "m.notice") -> dict[str, Any]:
+        content: dict[str, Any] = {
+            "msgtype": msgtype,
+            "body": self.plain,
+            "format": "org.matrix.custom.html",
+            "formatted_body": self.html,
+            "m.mentions": {},
+        }
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        return content
+
+
+def m(text: str = "") -> Message:
+    """Shorthand: ``m("Hello ").bold(name)``."""
+    return Message(text)

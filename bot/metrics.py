@@ -1,0 +1,51 @@
+"""Prometheus metrics, kept in a registry of their own (no module-level state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.commands = Counter(
+            "bbwt_commands",
+            "Commands handled, by command and outcome",
+            ["command", "outcome"],
+            registry=r,
+        )
+        self.command_seconds = Histogram(
+            "bbwt_command_seconds",
+            "Time from receiving a command to committing its effects and reply",
+            ["command"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.sync_lag = Gauge(
+            "bbwt_sync_lag_seconds",
+            "Age of the newest event when the bot stored it (how far behind the sync is)",
+            registry=r,
+        )
+        self.last_sync = Gauge(
+            "bbwt_last_sync_timestamp_seconds", "When the last /sync succeeded", registry=r
+        )
+        self.gaps = Counter(
+            "bbwt_sync_gaps", "Limited sync timelines whose gap was paged back", registry=r
+        )
+        self.gap_events = Counter(
+            "bbwt_sync_gap_events", "Events recovered by paging back through a gap", registry=r
+        )
+        self.outbox_depth = Gauge("bbwt_outbox_depth", "Messages waiting to be sent", registry=r)
+        self.sent = Counter(
+            "bbwt_sent", "Matrix sends that succeeded, by kind", ["kind"], registry=r
+        )
+        self.rate_limited = Counter(
+            "bbwt_rate_limited", "M_LIMIT_EXCEEDED answers from the homeserver", registry=r
+        )
+        self.errors = Counter(
+            "bbwt_errors", "Errors, by where they happened", ["where"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,241 @@
+"""Workers that handle stored inbound events, exactly once.
+
+For each event one transaction: mark it done, run the command (inside a savepoint), write
+its replies to the outbox. If the process dies before the commit, the event is still
+pending and is handled on the next start; after the commit it is never handled again.
+Events of one room are handled in order; rooms are handled concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from nio import AsyncClient
+
+from bot.messages import Message
+from bot.metrics import Metrics
+from bot.sync import Classifier
+from commands.context import Context
+from commands.errors import CommandError
+from commands.registry import Place, Registry
+from config.models import Settings
+from storage import Database, repo
+from storage.models import InboundEvent
+
+log = logging.getLogger(__name__)
+MAX_TRIES = 3
+
+
+class Processor:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        registry: Registry,
+        client: AsyncClient,
+        classifier: Classifier,
+        metrics: Metrics,
+        cop_rooms: dict[str, str],
+        management_room: str | None,
+        on_committed: Callable[[], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.registry = registry
+        self.client = client
+        self.classifier = classifier
+        self.metrics = metrics
+        self.cop_rooms = cop_rooms
+        self.management_room = management_room
+        self.on_committed = on_committed
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._room_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tries: dict[int, int] = {}
+        self.stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Hand pending events to per-room workers; poll now and then for other processes."""
+        while not self.stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self.stopping:
+                break
+            try:
+                async with self.db.session() as s:
+                    pending = await repo.pending_inbound(s)
+            except Exception:
+                self.metrics.errors.labels("processor").inc()
+                log.exception("could not read pending events")
+                await asyncio.sleep(1)
+                continue
+            by_room: dict[str, list[InboundEvent]] = {}
+            for row in pending:
+                by_room.setdefault(row.room_id, []).append(row)
+            for room_id, rows in by_room.items():
+                task = self._room_tasks.get(room_id)
+                if task is None or task.done():
+                    self._room_tasks[room_id] = asyncio.create_task(self._room_worker(rows))
+                # A running worker re-reads its room when it is done, see _room_worker.
+
+    async def _room_worker(self, rows: list[InboundEvent]) -> None:
+        room_id = rows[0].room_id
+        while rows:
+            for row in rows:
+                if self.stopping:
+                    return
+                await self.handle(row)
+            async with self.db.session() as s:
+                rows = [r for r in await repo.pending_inbound(s, 200) if r.room_id == room_id]
+                rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking new events and let the events being handled finish."""
+        self.stopping = True
+        self._wake.set()
+        tasks = [t for t in self._room_tasks.values() if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+
+    # --- one event ----------------------------------------------------------------------------
+    async def place_of(self, room_id: str, sender: str) -> tuple[Place, str | None]:
+        if room_id in self.cop_rooms:
+            return Place.COP_ROOM, self.cop_rooms[room_id]
+        if room_id == self.management_room:
+            return Place.MANAGEMENT, None
+        async with self.db.session() as s:
+            owner = await repo.direct_room_user(s, room_id)
+        if owner == sender:
+            return Place.DM, None
+        room = self.client.rooms.get(room_id)
+        if owner is None and room is not None and room.joined_count <= 2:
+            return Place.DM, None
+        return Place.OTHER, None
+
+    async def handle(self, row: InboundEvent) -> None:
+        started = time.monotonic()
+        place, room_cop = await self.place_of(row.room_id, row.sender)
+        command_name = row.kind
+        outcome = "ok"
+        try:
+            async with self.db.session() as s:
+                if not await repo.claim_inbound(s, row.id, "handling"):
+                    return  # another worker or process got it first
+                if place is Place.DM and await repo.get_direct_room(s, row.sender) is None:
+                    await repo.set_direct_room(s, row.sender, row.room_id)
+                ctx = Context(
+                    session=s,
+                    settings=self.settings,
+                    registry=self.registry,
+                    sender=row.sender,
+                    room_id=row.room_id,
+                    event_id=row.event_id,
+                    place=place,
+                    now=self.clock(),
+                    room_cop=room_cop,
+                    management_room=self.management_room,
+                    event=row.content,
+                    event_ts=row.origin_ts,
+                )
+                if row.kind == "command":
+                    command_name, outcome = await self._command(ctx, row)
+                else:
+                    outcome = await self._hook(ctx, row)
+                await repo.set_inbound_outcome(s, row.id, outcome)
+        except Exception:
+            # The transaction failed (database trouble): the event stays pending.
+            tries = self._tries.get(row.id, 0) + 1
+            self._tries[row.id] = tries
+            self.metrics.errors.labels("transaction").inc()
+            log.exception("handling %s failed (try %d of %d)", row.event_id, tries, MAX_TRIES)
+            if tries >= MAX_TRIES:
+                await self._give_up(row)
+            return
+        self._tries.pop(row.id, None)
+        self.metrics.commands.labels(command_name, outcome).inc()
+        self.metrics.command_seconds.labels(command_name).observe(time.monotonic() - started)
+        self.on_committed()
+
+    async def _command(self, ctx: Context, row: InboundEvent) -> tuple[str, str]:
+        content: dict[str, Any] = (row.content or {}).get("content") or {}
+        text = self.classifier.command_text(content) or ""
+        age = ctx.now - row.origin_ts
+        if age > self.settings.matrix.offline_window:
+            typed = text.split()[0] if text.split() else ""
+            when = row.origin_ts.strftime("%Y-%m-%d %H:%M UTC")
+            await ctx.reply(
+                Message("I was offline when you sent ")
+                .code(f"{ctx.prefix}{typed}")
+                .text(f" ({when}), and it is now too old for me to act on safely. ")
+                .text("Please send it again if it is still needed.")
+            )
+            return "expired", "expired"
+        try:
+            async with ctx.session.begin_nested():
+                command = await self.registry.dispatch(ctx, text)
+        except CommandError as exc:
+            await ctx.reply(exc.message)
+            name = ctx.command.name if ctx.command else "unknown"
+            return name, exc.outcome
+        except Exception:
+            ref = secrets.token_hex(2).upper()
+            log.exception("command %r from %s failed (ref %s)", text[:200], row.sender, ref)
+            self.metrics.errors.labels("command").inc()
+            await ctx.reply(
+                f"Sorry, something went wrong on my side (ref {ref}). Nothing was changed. "
+                "Please try again later; if it keeps happening, tell the Secretariat the ref."
+            )
+            name = ctx.command.name if ctx.command else "unknown"
+            return name, "error"
+        return (command.name if command else "unknown"), "ok"
+
+    async def _hook(self, ctx: Context, row: InboundEvent) -> str:
+        hook = self.registry.hooks.get(row.kind)
+        if hook is None:
+            return "ignored"
+        try:
+            async with ctx.session.begin_nested():
+                await hook(ctx, row.content or {})
+        except CommandError as exc:
+            await ctx.dm(row.sender, exc.message)
+            return exc.outcome
+        except Exception:
+            ref = secrets.token_hex(2).upper()
+            log.exception("%s hook for %s failed (ref %s)", row.kind, row.event_id, ref)
+            self.metrics.errors.labels(row.kind).inc()
+            return "error"
+        return "ok"
+
+    async def _give_up(self, row: InboundEvent) -> None:
+        """After repeated database failures: answer once so nothing is silently dropped."""
+        ref = secrets.token_hex(2).upper()
+        log.error("giving up on %s after %d tries (ref %s)", row.event_id, MAX_TRIES, ref)
+        try:
+            async with self.db.session() as s:
+                if await repo.claim_inbound(s, row.id, "failed"):
+                    if row.kind == "command":
+                        await repo.enqueue(
+                            s,
+                            room_id=row.room_id,
+                            payload=Message(
+                                f"Sorry, I could not handle this (ref {ref}). Nothing was "
+                                "changed; please try again in a few minutes."
+                            ).content(reply_to=row.event_id),
+                        )
+            self.on_committed()
+        except Exception:
+            log.exception("could not record the failure of %s", row.event_id)

@@ -1,0 +1,207 @@
+"""The outbox sender: delivers what committed transactions queued, in order, exactly once.
+
+The outbox row id is the Matrix transaction id, and the bot keeps its device across
+restarts, so sending a row again after a crash returns the same event instead of a copy.
+Rows for one room go out strictly in id order; rate limits are waited out a bounded
+number of times, after which the row stays queued and is tried again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    ErrorResponse,
+    RoomCreateError,
+    RoomPreset,
+)
+
+from bot.metrics import Metrics
+from storage import Database, repo
+from storage.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
+MAX_ATTEMPTS = 8
+
+
+class SendFailed(Exception):
+    def __init__(self, error: str, retry_after: float | None, permanent: bool) -> None:
+        super().__init__(error)
+        self.error = error
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+class Sender:
+    def __init__(
+        self,
+        client: AsyncClient,
+        db: Database,
+        metrics: Metrics,
+        *,
+        retries: int = 5,
+        txn_prefix: str = "bbwt",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.client = client
+        self.db = db
+        self.metrics = metrics
+        self.retries = retries
+        self.txn_prefix = txn_prefix
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self.stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self.stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.errors.labels("sender").inc()
+                log.exception("sending failed")
+                await asyncio.sleep(1)
+
+    async def flush(self, grace: float) -> int:
+        """Send until the outbox is empty (or only has rows waiting); return what is left."""
+        deadline = asyncio.get_running_loop().time() + grace
+        left = 0
+        while asyncio.get_running_loop().time() < deadline:
+            left = await self.flush_once()
+            if left == 0:
+                break
+            await asyncio.sleep(0.2)
+        return left
+
+    async def flush_once(self) -> int:
+        """One pass over the outbox; returns how many rows remain unsent."""
+        async with self.db.session() as s:
+            rows = await repo.unsent(s, limit=500)
+        queues: dict[str, list[OutboxMessage]] = {}
+        for row in rows:
+            key = row.room_id or f"user:{row.to_user}"
+            queues.setdefault(key, []).append(row)
+        if queues:
+            await asyncio.gather(*(self._send_queue(q) for q in queues.values()))
+        async with self.db.session() as s:
+            depth = await repo.outbox_depth(s)
+        self.metrics.outbox_depth.set(depth)
+        return depth
+
+    async def _send_queue(self, rows: list[OutboxMessage]) -> None:
+        for row in rows:
+            if row.not_before and row.not_before > self.clock():
+                return  # keep the room's order: nothing after a waiting row goes first
+            if not await self._send_row(row):
+                return
+
+    async def _send_row(self, row: OutboxMessage) -> bool:
+        room_id = row.room_id
+        try:
+            if room_id is None:
+                room_id = await self._open_direct_room(str(row.to_user))
+            result = await self._deliver(row, room_id)
+        except SendFailed as exc:
+            async with self.db.session() as s:
+                attempts = row.attempts + 1
+                give_up = attempts >= MAX_ATTEMPTS or (exc.permanent and attempts >= 3)
+                backoff = exc.retry_after or min(2**attempts, 300)
+                await repo.mark_attempt(
+                    s,
+                    row.id,
+                    error=exc.error,
+                    not_before=self.clock() + timedelta(seconds=backoff),
+                    failed=give_up,
+                )
+            if give_up:
+                self.metrics.errors.labels("send_gave_up").inc()
+            log.warning("outbox %d to %s not sent: %s", row.id, room_id, exc.error)
+            return False
+        async with self.db.session() as s:
+            await repo.mark_sent(s, row.id, result)
+        self.metrics.sent.labels(row.kind).inc()
+        return True
+
+    async def _call(self, make: Callable[[], Any]) -> Any:
+        """Call nio, waiting out M_LIMIT_EXCEEDED up to ``retries`` times."""
+        for attempt in range(self.retries + 1):
+            try:
+                resp = await make()
+            except Exception as exc:  # connection trouble: try again later
+                raise SendFailed(f"{type(exc).__name__}: {exc}", None, False) from exc
+            if isinstance(resp, ErrorResponse):
+                if resp.status_code == "M_LIMIT_EXCEEDED":
+                    self.metrics.rate_limited.inc()
+                    wait = (resp.retry_after_ms or 1000) / 1000
+                    if attempt < self.retries:
+                        await asyncio.sleep(min(wait, 60))
+                        continue
+                    raise SendFailed("rate limited", wait, False)
+                code = resp.status_code or ""
+                raise SendFailed(f"{code} {resp.message}", None, code in PERMANENT)
+            return resp
+        raise SendFailed("rate limited", None, False)
+
+    async def _deliver(self, row: OutboxMessage, room_id: str) -> str | None:
+        payload = row.payload
+        txn = f"{self.txn_prefix}-{row.id}"
+        if row.kind == "message":
+            resp = await self._call(
+                lambda: self.client.room_send(room_id, "m.room.message", payload, tx_id=txn)
+            )
+            return str(resp.event_id)
+        if row.kind == "reaction":
+            resp = await self._call(
+                lambda: self.client.room_send(room_id, "m.reaction", payload, tx_id=txn)
+            )
+            return str(resp.event_id)
+        if row.kind == "invite":
+            await self._call(lambda: self.client.room_invite(room_id, payload["user_id"]))
+            return None
+        if row.kind == "kick":
+            await self._call(
+                lambda: self.client.room_kick(room_id, payload["user_id"], payload.get("reason"))
+            )
+            return None
+        if row.kind == "state":
+            resp = await self._call(
+                lambda: self.client.room_put_state(
+                    room_id, payload["type"], payload["content"], payload.get("state_key", "")
+                )
+            )
+            return str(getattr(resp, "event_id", "") or "") or None
+        raise SendFailed(f"unknown outbox kind {row.kind!r}", None, True)
+
+    async def _open_direct_room(self, user_id: str) -> str:
+        async with self.db.session() as s:
+            known = await repo.get_direct_room(s, user_id)
+        if known is None:
+            resp = await self._call(
+                lambda: self.client.room_create(
+                    is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+                )
+            )
+            if isinstance(resp, RoomCreateError):  # pragma: no cover - _call raises first
+                raise SendFailed(str(resp), None, False)
+            known = str(resp.room_id)
+            log.info("opened a direct room with %s: %s", user_id, known)
+        async with self.db.session() as s:
+            await repo.set_direct_room(s, user_id, known)
+            await repo.resolve_outbox_room(s, user_id, known)
+        return known

@@ -1,0 +1,200 @@
+"""Pydantic models of the configuration file."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+USER_ID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d+)?$")
+ROOM_REF_RE = re.compile(r"^[#!][^:\s]+(:[A-Za-z0-9.\-]+(:\d+)?)?$")
+COP_CODE_RE = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
+DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+AUTHORITY_TYPES = (
+    "state-authority",
+    "regional-authority",
+    "local-authority",
+    "body-governed-by-public-law",
+    "association-of-authorities",
+    "central-purchasing-body",
+)
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept ``90``, ``"90s"``, ``"15m"``, ``"24h"``, ``"2d"`` as well as timedeltas."""
+    if isinstance(value, str):
+        match = DURATION_RE.match(value)
+        if not match:
+            raise ValueError("use a number with a unit, e.g. 90s, 15m, 24h or 2d")
+        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+
+def check_user_id(value: str) -> str:
+    if not USER_ID_RE.match(value):
+        raise ValueError(f"{value!r} is not a Matrix user ID like @name:example.org")
+    return value
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Brussels") from None
+    return value
+
+
+UserId = Annotated[str, BeforeValidator(lambda v: check_user_id(str(v).strip()))]
+TimeZoneName = Annotated[str, BeforeValidator(lambda v: check_timezone(str(v).strip()))]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MatrixConfig(_Section):
+    homeserver: str = "http://127.0.0.1:8008"
+    user_id: UserId = "@bbwt:localhost"
+    device_name: str = "bbwt-bot"
+    command_prefix: str = Field("!", min_length=1, max_length=3)
+    offline_window: Duration = timedelta(hours=24)
+    sync_timeout: Duration = timedelta(seconds=30)
+    alias_prefix: str = Field("bbwt", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    send_retries: int = Field(5, ge=0, le=50)
+    password: SecretStr | None = None
+    access_token: SecretStr | None = None
+
+    @field_validator("homeserver")
+    @classmethod
+    def _homeserver_is_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL such as https://matrix.example.org")
+        return value.rstrip("/")
+
+    @property
+    def server_name(self) -> str:
+        return self.user_id.split(":", 1)[1]
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite+aiosqlite:///bbwt_bot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                "(the bot only uses asynchronous drivers)"
+            )
+        return value
+
+
+class HttpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str = ""
+    """Address under which the HTTP server is reachable by members (calendar feeds)."""
+
+
+class SecretariatConfig(_Section):
+    admins: list[UserId] = Field(default_factory=list)
+    timezone: TimeZoneName = "Europe/Brussels"
+    management_room: str = ""
+    """Alias or ID of an existing management room; empty means the bot creates one."""
+
+    @field_validator("management_room")
+    @classmethod
+    def _room_ref(cls, value: str) -> str:
+        if value and not ROOM_REF_RE.match(value):
+            raise ValueError("must be a room alias (#name:server) or room ID (!id:server)")
+        return value
+
+
+class CopConfig(_Section):
+    code: str
+    name: str = Field(min_length=1)
+    description: str = ""
+    room: str = ""
+    """Alias or ID of an existing room; empty means the bot creates ``#<prefix>-<code>``."""
+    moderators: list[UserId] = Field(default_factory=list)
+    timezone: TimeZoneName | None = None
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code_upper(cls, value: Any) -> str:
+        code = str(value).strip().upper()
+        if not COP_CODE_RE.match(code):
+            raise ValueError("must be 2 to 12 letters or digits, starting with a letter")
+        return code
+
+    @field_validator("room")
+    @classmethod
+    def _room_ref(cls, value: str) -> str:
+        if value and not ROOM_REF_RE.match(value):
+            raise ValueError("must be a room alias (#name:server) or room ID (!id:server)")
+        return value
+
+
+class Settings(BaseSettings):
+    """The whole configuration; variables ``BBWT_<SECTION>__<KEY>`` override the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BBWT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    matrix: MatrixConfig = Field(default_factory=MatrixConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    secretariat: SecretariatConfig = Field(default_factory=SecretariatConfig)
+    cops: list[CopConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init values; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        codes = [cop.code for cop in self.cops]
+        duplicates = sorted({code for code in codes if codes.count(code) > 1})
+        if duplicates:
+            raise ValueError(f"CoP codes must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def cop(self, code: str) -> CopConfig | None:
+        code = code.upper()
+        return next((cop for cop in self.cops if cop.code == code), None)
+
+    def cop_timezone(self, code: str) -> str:
+        cop = self.cop(code)
+        return (cop.timezone if cop and cop.timezone else None) or self.secretariat.timezone

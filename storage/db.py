@@ -1,0 +1,116 @@
+"""Engine, sessions and schema upgrades."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class DatabaseTooNew(RuntimeError):
+    """The database was upgraded by a newer bbwt-bot than this one."""
+
+
+def alembic_config(url: str | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver level: SQLAlchemy's "begin" hook below issues BEGIN IMMEDIATE,
+    # so concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """One engine and session factory. ``async with db.session() as s:`` is one transaction."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if not self.is_sqlite:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def current_revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+
+    async def upgrade(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest revision; return (before, after).
+
+        Each migration runs in its own transaction. Refuses a database whose revision this
+        code does not know (it was upgraded by a newer version).
+        """
+        cfg = alembic_config()
+        script = ScriptDirectory.from_config(cfg)
+        before = await self.current_revision()
+        known = {rev.revision for rev in script.walk_revisions()}
+        if before is not None and before not in known:
+            raise DatabaseTooNew(
+                f"the database is at schema revision {before}, which this version of "
+                "bbwt-bot does not know; it was upgraded by a newer version. "
+                "Run the newer version or restore a backup."
+            )
+
+        def run(sync: Connection) -> None:
+            cfg.attributes["connection"] = sync
+            command.upgrade(cfg, "head")
+
+        async with self.engine.connect() as conn:
+            await conn.run_sync(run)
+            await conn.commit()
+        return before, await self.current_revision()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,341 @@
+"""Repository functions for the foundation tables. Command code never writes SQL itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    AuditEntry,
+    BotState,
+    Cop,
+    DirectRoom,
+    InboundEvent,
+    Membership,
+    OutboxMessage,
+    Role,
+    utcnow,
+)
+
+
+async def _insert_ignore(
+    session: AsyncSession, model: type[Any], values: dict[str, Any], keys: list[str]
+) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
+
+
+# --- bot state ---------------------------------------------------------------------------
+
+
+async def get_state(session: AsyncSession, key: str) -> str | None:
+    row = await session.get(BotState, key)
+    return row.value if row else None
+
+
+async def set_state(session: AsyncSession, key: str, value: str) -> None:
+    row = await session.get(BotState, key)
+    if row is None:
+        session.add(BotState(key=key, value=value))
+    else:
+        row.value = value
+    await session.flush()
+
+
+async def delete_state(session: AsyncSession, key: str) -> None:
+    await session.execute(delete(BotState).where(BotState.key == key))
+
+
+# --- CoPs and rooms ------------------------------------------------------------------------
+
+
+async def sync_cops(session: AsyncSession, cops: Sequence[tuple[str, str]]) -> None:
+    """Make the ``cops`` table hold every configured (code, name); rooms are kept."""
+    existing = {cop.code: cop for cop in (await session.scalars(select(Cop))).all()}
+    for code, name in cops:
+        if code in existing:
+            existing[code].name = name
+        else:
+            session.add(Cop(code=code, name=name))
+    await session.flush()
+
+
+async def list_cops(session: AsyncSession) -> list[Cop]:
+    return list((await session.scalars(select(Cop).order_by(Cop.code))).all())
+
+
+async def get_cop(session: AsyncSession, code: str) -> Cop | None:
+    return await session.get(Cop, code.upper())
+
+
+async def set_cop_room(session: AsyncSession, code: str, room_id: str) -> None:
+    await session.execute(update(Cop).where(Cop.code == code).values(room_id=room_id))
+
+
+async def cop_for_room(session: AsyncSession, room_id: str) -> Cop | None:
+    return await session.scalar(select(Cop).where(Cop.room_id == room_id))
+
+
+async def member_counts(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(Membership.cop_code, func.count())
+        .where(Membership.status == "member")
+        .group_by(Membership.cop_code)
+    )
+    return {code: count for code, count in rows.tuples()}
+
+
+async def memberships_of(session: AsyncSession, user_id: str) -> dict[str, str]:
+    """CoP code -> membership status for one person."""
+    rows = await session.execute(
+        select(Membership.cop_code, Membership.status).where(Membership.user_id == user_id)
+    )
+    return {code: status for code, status in rows.tuples()}
+
+
+async def moderated_cops(session: AsyncSession, user_id: str) -> set[str]:
+    rows = await session.scalars(
+        select(Role.cop_code).where(Role.user_id == user_id, Role.role == "moderator")
+    )
+    return set(rows.all())
+
+
+async def sync_config_moderators(session: AsyncSession, moderators: dict[str, list[str]]) -> None:
+    """Config moderators are stored with source='config'; ones removed from config go away."""
+    rows = (await session.scalars(select(Role).where(Role.source == "config"))).all()
+    wanted = {(user, code) for code, users in moderators.items() for user in users}
+    for row in rows:
+        if (row.user_id, row.cop_code) not in wanted:
+            await session.delete(row)
+    have = {(row.user_id, row.cop_code) for row in rows}
+    for user, code in sorted(wanted - have):
+        await _insert_ignore(
+            session,
+            Role,
+            {"user_id": user, "cop_code": code, "role": "moderator", "source": "config"},
+            ["user_id", "cop_code", "role"],
+        )
+    await session.flush()
+
+
+# --- direct rooms --------------------------------------------------------------------------
+
+
+async def get_direct_room(session: AsyncSession, user_id: str) -> str | None:
+    row = await session.get(DirectRoom, user_id)
+    return row.room_id if row else None
+
+
+async def set_direct_room(session: AsyncSession, user_id: str, room_id: str) -> None:
+    row = await session.get(DirectRoom, user_id)
+    if row is None:
+        session.add(DirectRoom(user_id=user_id, room_id=room_id))
+    else:
+        row.room_id = room_id
+    await session.flush()
+
+
+async def direct_room_user(session: AsyncSession, room_id: str) -> str | None:
+    return await session.scalar(select(DirectRoom.user_id).where(DirectRoom.room_id == room_id))
+
+
+# --- inbound events ------------------------------------------------------------------------
+
+
+async def add_inbound(
+    session: AsyncSession,
+    *,
+    event_id: str,
+    room_id: str,
+    sender: str,
+    origin_ts: datetime,
+    content: dict[str, Any],
+    kind: str = "command",
+) -> bool:
+    """Store a received event once; False if it was already stored."""
+    return await _insert_ignore(
+        session,
+        InboundEvent,
+        {
+            "event_id": event_id,
+            "room_id": room_id,
+            "sender": sender,
+            "origin_ts": origin_ts,
+            "content": content,
+            "kind": kind,
+            "status": "pending",
+            "received_at": utcnow(),
+        },
+        ["event_id"],
+    )
+
+
+async def pending_inbound(session: AsyncSession, limit: int = 500) -> list[InboundEvent]:
+    rows = await session.scalars(
+        select(InboundEvent)
+        .where(InboundEvent.status == "pending")
+        .order_by(InboundEvent.id)
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def claim_inbound(session: AsyncSession, row_id: int, outcome: str) -> bool:
+    """Mark an event done inside the caller's transaction.
+
+    False when another worker or process already handled it: the caller must then roll
+    back. On PostgreSQL the row stays locked until the transaction ends, so a concurrent
+    claim waits and then sees the event done.
+    """
+    result = await session.execute(
+        update(InboundEvent)
+        .where(InboundEvent.id == row_id, InboundEvent.status == "pending")
+        .values(status="done", outcome=outcome, handled_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def set_inbound_outcome(session: AsyncSession, row_id: int, outcome: str) -> None:
+    await session.execute(
+        update(InboundEvent).where(InboundEvent.id == row_id).values(outcome=outcome)
+    )
+
+
+async def count_inbound(session: AsyncSession, status: str | None = None) -> int:
+    query = select(func.count()).select_from(InboundEvent)
+    if status:
+        query = query.where(InboundEvent.status == status)
+    return int(await session.scalar(query) or 0)
+
+
+async def prune_inbound(session: AsyncSession, before: datetime) -> int:
+    result = await session.execute(
+        delete(InboundEvent).where(InboundEvent.status == "done", InboundEvent.handled_at < before)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+# --- outbox --------------------------------------------------------------------------------
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    payload: dict[str, Any],
+    room_id: str | None = None,
+    to_user: str | None = None,
+    kind: str = "message",
+    tag: str | None = None,
+) -> OutboxMessage:
+    """Add a message (or another Matrix action) to send once the transaction commits."""
+    if (room_id is None) == (to_user is None):
+        raise ValueError("give exactly one of room_id or to_user")
+    row = OutboxMessage(room_id=room_id, to_user=to_user, kind=kind, payload=payload, tag=tag)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def unsent(session: AsyncSession, limit: int = 200) -> list[OutboxMessage]:
+    rows = await session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed.is_(False))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def get_outbox(session: AsyncSession, row_id: int) -> OutboxMessage | None:
+    return await session.get(OutboxMessage, row_id)
+
+
+async def mark_sent(session: AsyncSession, row_id: int, result: str | None) -> None:
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row_id)
+        .values(sent_at=utcnow(), result=result, last_error=None)
+    )
+
+
+async def mark_attempt(
+    session: AsyncSession,
+    row_id: int,
+    *,
+    error: str,
+    not_before: datetime | None,
+    failed: bool = False,
+) -> None:
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row_id)
+        .values(
+            attempts=OutboxMessage.attempts + 1,
+            last_error=error[:2000],
+            not_before=not_before,
+            failed=failed,
+        )
+    )
+
+
+async def resolve_outbox_room(session: AsyncSession, user_id: str, room_id: str) -> None:
+    """Point every unsent direct message for ``user_id`` at the room just opened."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.to_user == user_id, OutboxMessage.room_id.is_(None))
+        .values(room_id=room_id)
+    )
+
+
+async def tag_of_sent_event(session: AsyncSession, event_id: str) -> str | None:
+    """The tag of the bot's own message with this Matrix event id (for reactions to it)."""
+    return await session.scalar(
+        select(OutboxMessage.tag).where(OutboxMessage.result == event_id).limit(1)
+    )
+
+
+async def outbox_depth(session: AsyncSession) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed.is_(False))
+        )
+        or 0
+    )
+
+
+# --- audit log -----------------------------------------------------------------------------
+
+
+async def audit(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    cop_code: str | None = None,
+    target: str | None = None,
+    detail: str = "",
+) -> None:
+    session.add(
+        AuditEntry(actor=actor, action=action, cop_code=cop_code, target=target, detail=detail)
+    )
+    await session.flush()
+
+
+async def recent_audit(
+    session: AsyncSession, limit: int, cops: set[str] | None = None
+) -> list[AuditEntry]:
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if cops is not None:
+        query = query.where(AuditEntry.cop_code.in_(cops))
+    return list((await session.scalars(query)).all())

@@ -1,0 +1,48 @@
+"""Test databases: SQLite files in a temporary folder and throwaway PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+PG_ADMIN_URL = os.environ.get("BBWT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pg_available() -> bool:
+    """Is something listening where the test PostgreSQL should be?"""
+    rest = PG_ADMIN_URL.split("@", 1)[-1].split("/", 1)[0]
+    host, _, port = rest.partition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port or 5432)), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+async def create_pg_database() -> str:
+    """Create an empty database; returns its SQLAlchemy URL."""
+    name = f"bbwt_t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+async def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite+aiosqlite:///{folder / f'bbwt-{uuid.uuid4().hex[:8]}.db'}"

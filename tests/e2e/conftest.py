@@ -1,0 +1,100 @@
+"""Fixtures for end-to-end tests: one Synapse for the session, a fresh bot per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.devserver import LocalSynapse, SynapseUser
+from tests.conftest import make_database_url
+from tests.dbs import drop_pg_database
+from tests.e2e.harness import BotProcess, Person
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSynapse]:
+    server = LocalSynapse(tmp_path_factory.mktemp("synapse"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def synapse_admin(synapse: LocalSynapse) -> SynapseUser:
+    return await synapse.register("synapse-admin", admin=True)
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+async def people(synapse: LocalSynapse) -> AsyncIterator[Callable[[str], Awaitable[Person]]]:
+    """``await people("anna")`` registers a fresh user and starts syncing for them."""
+    made: list[Person] = []
+
+    async def make(name: str) -> Person:
+        person = Person(synapse, await synapse.register(unique(name)))
+        await person.start()
+        made.append(person)
+        return person
+
+    yield make
+    for person in made:
+        await person.close()
+
+
+BotFactory = Callable[..., Awaitable[BotProcess]]
+
+
+@pytest.fixture
+async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFactory]:
+    """Start a bot with its own account and database (``backend`` sqlite or postgresql)."""
+    bots: list[BotProcess] = []
+    pg_urls: list[str] = []
+
+    async def make(
+        *,
+        admins: list[str] | None = None,
+        cops: list[dict[str, Any]] | None = None,
+        backend: str = "sqlite",
+        matrix: dict[str, Any] | None = None,
+        start: bool = True,
+    ) -> BotProcess:
+        account = await synapse.register(unique("bot"))
+        folder = tmp_path / f"bot{len(bots)}"
+        folder.mkdir()
+        url = await make_database_url(backend, folder)
+        if backend == "postgresql":
+            pg_urls.append(url)
+        bot = BotProcess(
+            synapse,
+            folder,
+            account=account,
+            db_url=url,
+            admins=admins or [],
+            cops=cops if cops is not None else [{"code": "HDEV", "name": "Heavy-duty EVs"}],
+            matrix=matrix,
+        )
+        bots.append(bot)
+        if start:
+            await bot.start()
+        return bot
+
+    yield make
+    for bot in bots:
+        if bot.proc is not None and bot.proc.returncode is None:
+            try:
+                await bot.stop()
+            except RuntimeError:
+                pass
+    for url in pg_urls:
+        await drop_pg_database(url)

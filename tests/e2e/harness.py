@@ -1,0 +1,329 @@
+"""End-to-end harness: the real bot as a ``bbwt-bot run`` process, people as nio clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    JoinError,
+    RoomCreateError,
+    RoomPreset,
+    RoomSendResponse,
+    SyncResponse,
+)
+
+from bot.devserver import LocalSynapse, SynapseUser
+
+REPO = Path(__file__).resolve().parents[2]
+Event = dict[str, Any]
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def write_config(
+    path: Path, sections: dict[str, dict[str, Any]], cops: list[dict[str, Any]]
+) -> None:
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(val)}" for key, val in values.items()]
+        lines.append("")
+    for cop in cops:
+        lines.append("[[cops]]")
+        lines += [f"{key} = {toml_value(val)}" for key, val in cop.items()]
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BotProcess:
+    """``bbwt-bot run`` against the test Synapse, with its own account, rooms and database."""
+
+    def __init__(
+        self,
+        synapse: LocalSynapse,
+        folder: Path,
+        *,
+        account: SynapseUser,
+        db_url: str,
+        admins: list[str],
+        cops: list[dict[str, Any]],
+        matrix: dict[str, Any] | None = None,
+    ) -> None:
+        self.synapse = synapse
+        self.folder = folder
+        self.account = account
+        self.user_id = account.user_id
+        self.db_url = db_url
+        self.port = free_port()
+        self.alias_prefix = f"t{uuid.uuid4().hex[:8]}"
+        self.config_path = folder / "bbwt_bot.toml"
+        self.log_path = folder / "bot.log"
+        write_config(
+            self.config_path,
+            {
+                "matrix": {
+                    "homeserver": synapse.base_url,
+                    "user_id": account.user_id,
+                    "alias_prefix": self.alias_prefix,
+                    "sync_timeout": "10s",
+                    **(matrix or {}),
+                },
+                "database": {"url": db_url},
+                "http": {"host": "127.0.0.1", "port": self.port},
+                "secretariat": {"admins": admins},
+            },
+            cops,
+        )
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    def alias(self, name: str) -> str:
+        return f"#{self.alias_prefix}-{name.lower()}:{self.synapse.server_name}"
+
+    async def start(self, timeout: float = 90) -> None:
+        env = {
+            **os.environ,
+            "BBWT_MATRIX__PASSWORD": self.account.password,
+            "PYTHONUNBUFFERED": "1",
+        }
+        for key in list(env):
+            if key.startswith("BBWT_") and key != "BBWT_MATRIX__PASSWORD":
+                env.pop(key)
+        log = self.log_path.open("ab")
+        log.write(f"\n===== start {self.starts} =====\n".encode())
+        log.flush()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "--log-level",
+            "INFO",
+            "run",
+            "--config",
+            str(self.config_path),
+            cwd=self.folder,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(
+                        f"the bot exited with {self.proc.returncode}:\n{self.tail()}"
+                    )
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"the bot did not become healthy in {timeout}s:\n{self.tail()}")
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise RuntimeError(f"the bot did not stop within {timeout}s:\n{self.tail()}") from None
+
+    async def kill(self) -> None:
+        await self.stop(signal.SIGKILL)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    async def metrics(self) -> dict[str, float]:
+        """Prometheus samples as ``name{labels}`` -> value."""
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{self.port}/metrics") as resp:
+                text = await resp.text()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Person:
+    """A Matrix user driven by a nio client that keeps syncing in the background."""
+
+    def __init__(self, synapse: LocalSynapse, account: SynapseUser) -> None:
+        self.account = account
+        self.user_id = account.user_id
+        self.client = AsyncClient(
+            synapse.base_url,
+            account.user_id,
+            device_id=account.device_id,
+            config=AsyncClientConfig(max_limit_exceeded=None, store_sync_tokens=False),
+        )
+        self.client.restore_login(account.user_id, account.device_id, account.access_token)
+        self.events: dict[str, list[Event]] = {}
+        self.invites: set[str] = set()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._token: str | None = None
+
+    async def start(self) -> None:
+        await self._sync(0)
+        self._task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.client.close()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._sync(5000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.5)
+
+    async def _sync(self, timeout: int) -> None:
+        resp = await self.client.sync(timeout=timeout, since=self._token, full_state=False)
+        if not isinstance(resp, SyncResponse):
+            await asyncio.sleep(0.5)
+            return
+        self._token = resp.next_batch
+        for room_id, info in resp.rooms.join.items():
+            bucket = self.events.setdefault(room_id, [])
+            bucket.extend(e.source for e in info.timeline.events)
+        for room_id in resp.rooms.invite:
+            self.invites.add(room_id)
+        self._changed.set()
+
+    async def wait_until(
+        self, check: Callable[[], Any], timeout: float = 30, what: str = "condition"
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{self.user_id}: timed out waiting for {what}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
+            except TimeoutError:
+                pass
+
+    # --- acting ----------------------------------------------------------------------------
+    async def send(self, room_id: str, text: str, **extra: Any) -> str:
+        content = {"msgtype": "m.text", "body": text, **extra}
+        resp = await self.client.room_send(room_id, "m.room.message", content)
+        assert isinstance(resp, RoomSendResponse), resp
+        return str(resp.event_id)
+
+    async def join(self, room: str) -> str:
+        for _ in range(50):
+            resp = await self.client.join(room)
+            if not isinstance(resp, JoinError):
+                return str(resp.room_id)
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{self.user_id} could not join {room}: {resp}")
+
+    async def open_dm(self, bot_user: str) -> str:
+        resp = await self.client.room_create(
+            is_direct=True, invite=[bot_user], preset=RoomPreset.trusted_private_chat
+        )
+        assert not isinstance(resp, RoomCreateError), resp
+        room_id = str(resp.room_id)
+        await self.wait_until(
+            lambda: any(
+                e.get("type") == "m.room.member"
+                and e.get("state_key") == bot_user
+                and e["content"].get("membership") == "join"
+                for e in self.events.get(room_id, [])
+            ),
+            what=f"{bot_user} to join the DM",
+        )
+        return room_id
+
+    # --- reading ------------------------------------------------------------------------------
+    def messages_from(self, sender: str, room_id: str | None = None) -> list[Event]:
+        rooms = [room_id] if room_id else list(self.events)
+        return [
+            e
+            for r in rooms
+            for e in self.events.get(r, [])
+            if e.get("sender") == sender and e.get("type") == "m.room.message"
+        ]
+
+    def replies_to(self, event_id: str, sender: str) -> list[Event]:
+        return [
+            e
+            for e in self.messages_from(sender)
+            if (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+            == event_id
+        ]
+
+    async def reply_to(self, event_id: str, sender: str, timeout: float = 30) -> Event:
+        found = await self.wait_until(
+            lambda: self.replies_to(event_id, sender), timeout, f"a reply to {event_id}"
+        )
+        return dict(found[0])
+
+    async def ask(self, room_id: str, text: str, bot: str, timeout: float = 30) -> Event:
+        """Send a command and wait for the bot's reply to it."""
+        event_id = await self.send(room_id, text)
+        return await self.reply_to(event_id, bot, timeout)
