@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +19,8 @@ from bot.metrics import Metrics
 from bot.processor import Processor
 from bot.sender import Sender
 from bot.sync import Classifier, Syncer
-from commands import build_registry
+from commands import build_registry, families
+from commands.services import Services
 from config.models import Settings
 from storage import Database, repo
 
@@ -43,6 +44,7 @@ class BotApp:
         self.syncer: Syncer | None = None
         self.processor: Processor | None = None
         self.sender: Sender | None = None
+        self.services: Services | None = None
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -96,6 +98,23 @@ class BotApp:
             last_sync=lambda: syncer.last_ok,
             max_sync_age=settings.matrix.sync_timeout.total_seconds() + 60,
         )
+        self.services = Services(
+            settings=settings,
+            db=self.db,
+            registry=self.registry,
+            scheduler=self.scheduler,
+            http=app,
+            clock=self.processor.clock,
+            wake_sender=self.sender.wake,
+            cop_rooms=cop_rooms,
+            management_room=management,
+            bot_user=settings.matrix.user_id,
+        )
+        self.processor.services = self.services
+        for family in families():
+            setup = getattr(family, "setup", None)
+            if setup is not None:
+                await setup(self.services)
         self._runner, self.http_port = await start_http(app, settings.http.host, settings.http.port)
         self.scheduler.start()
         self._spawn(self.sender.run(), "sender")
@@ -110,13 +129,15 @@ class BotApp:
             self.http_port,
         )
 
-    async def run(self) -> None:
+    async def run(self, on_started: Callable[[BotApp], Awaitable[None]] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         try:
             await self.start()
+            if on_started is not None:
+                await on_started(self)
             await self.stop_requested.wait()
             log.info("stopping: finishing work in hand")
         finally:

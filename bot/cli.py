@@ -50,7 +50,8 @@ async def _upgrade(settings: Settings) -> int:
         return 3
     finally:
         await db.dispose()
-    print(f"Database schema: {before or 'empty'} -> {after}")
+    shown_before = ", ".join(before) or "empty"
+    print(f"Database schema: {shown_before} -> {', '.join(after)}")
     return 0
 
 
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for noisy in ("nio", "aiohttp.access", "apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # nio warns about every "alias not found" answer, which the bot expects on first start.
+    logging.getLogger("nio.responses").setLevel(logging.ERROR)
 
     if args.cmd == "check-config":
         settings = _load(args.path)

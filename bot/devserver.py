@@ -160,6 +160,7 @@ class LocalSynapse:
         python: str = sys.executable,
         log_level: str = "WARNING",
         database: str = ":memory:",
+        default_message_limit: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.server_name = server_name
@@ -171,6 +172,8 @@ class LocalSynapse:
             self.database = database
         else:
             self.database = str(self.data_dir / Path(database).expanduser())
+        self.default_message_limit = default_message_limit
+        """Keep Synapse's default ``rc_message`` (0.2/s, burst 10) instead of raising it."""
         self._auto_port = port is None
         self.port = _free_port() if port is None else port
         self.base_url = f"http://{HOST}:{self.port}"
@@ -498,7 +501,7 @@ class LocalSynapse:
         def high() -> dict[str, float]:
             return dict(_HIGH_RATE)
 
-        return {
+        overrides: dict[str, Any] = {
             "server_name": self.server_name,
             "listeners": [
                 {
@@ -543,6 +546,9 @@ class LocalSynapse:
             "rc_user_directory": high(),
             "rc_profile": high(),
         }
+        if self.default_message_limit:
+            del overrides["rc_message"]
+        return overrides
 
     async def _start_once(self, deadline: float) -> None:
         await asyncio.to_thread(self._write_config)

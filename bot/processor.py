@@ -24,6 +24,7 @@ from bot.sync import Classifier
 from commands.context import Context
 from commands.errors import CommandError
 from commands.registry import Place, Registry
+from commands.services import Services
 from config.models import Settings
 from storage import Database, repo
 from storage.models import InboundEvent
@@ -61,6 +62,7 @@ class Processor:
         self._room_tasks: dict[str, asyncio.Task[None]] = {}
         self._tries: dict[int, int] = {}
         self.stopping = False
+        self.services: Services | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -150,6 +152,7 @@ class Processor:
                     management_room=self.management_room,
                     event=row.content,
                     event_ts=row.origin_ts,
+                    services=self.services,
                 )
                 if row.kind == "command":
                     command_name, outcome = await self._command(ctx, row)
@@ -204,21 +207,20 @@ class Processor:
         return (command.name if command else "unknown"), "ok"
 
     async def _hook(self, ctx: Context, row: InboundEvent) -> str:
-        hook = self.registry.hooks.get(row.kind)
-        if hook is None:
-            return "ignored"
-        try:
-            async with ctx.session.begin_nested():
-                await hook(ctx, row.content or {})
-        except CommandError as exc:
-            await ctx.dm(row.sender, exc.message)
-            return exc.outcome
-        except Exception:
-            ref = secrets.token_hex(2).upper()
-            log.exception("%s hook for %s failed (ref %s)", row.kind, row.event_id, ref)
-            self.metrics.errors.labels(row.kind).inc()
-            return "error"
-        return "ok"
+        outcome = "ok"
+        for hook in self.registry.hooks.get(row.kind, []):
+            try:
+                async with ctx.session.begin_nested():
+                    await hook(ctx, row.content or {})
+            except CommandError as exc:
+                await ctx.dm(row.sender, exc.message)
+                outcome = exc.outcome
+            except Exception:
+                ref = secrets.token_hex(2).upper()
+                log.exception("%s hook for %s failed (ref %s)", row.kind, row.event_id, ref)
+                self.metrics.errors.labels(row.kind).inc()
+                outcome = "error"
+        return outcome
 
     async def _give_up(self, row: InboundEvent) -> None:
         """After repeated database failures: answer once so nothing is silently dropped."""

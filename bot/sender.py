@@ -9,6 +9,8 @@ number of times, after which the row stays queued and is tried again later.
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -171,6 +173,8 @@ class Sender:
                 lambda: self.client.room_send(room_id, "m.reaction", payload, tx_id=txn)
             )
             return str(resp.event_id)
+        if row.kind == "file":
+            return await self._send_file(room_id, payload, txn)
         if row.kind == "invite":
             await self._call(lambda: self.client.room_invite(room_id, payload["user_id"]))
             return None
@@ -187,6 +191,37 @@ class Sender:
             )
             return str(getattr(resp, "event_id", "") or "") or None
         raise SendFailed(f"unknown outbox kind {row.kind!r}", None, True)
+
+    async def _send_file(self, room_id: str, payload: dict[str, Any], txn: str) -> str:
+        data = base64.b64decode(payload["data_b64"])
+        name = str(payload["filename"])
+        mimetype = str(payload["mimetype"])
+        upload = await self._call(
+            lambda: self.client.upload(
+                io.BytesIO(data),
+                content_type=mimetype,
+                filename=name,
+                filesize=len(data),
+            )
+        )
+        # nio's upload returns (response, keys)
+        resp_upload = upload[0] if isinstance(upload, tuple) else upload
+        if isinstance(resp_upload, ErrorResponse):
+            raise SendFailed(f"upload failed: {resp_upload.message}", None, False)
+        content: dict[str, Any] = {
+            "msgtype": "m.file",
+            "body": name,
+            "filename": name,
+            "url": resp_upload.content_uri,
+            "info": {"mimetype": mimetype, "size": len(data)},
+            "m.mentions": {},
+        }
+        if payload.get("reply_to"):
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": payload["reply_to"]}}
+        resp = await self._call(
+            lambda: self.client.room_send(room_id, "m.room.message", content, tx_id=txn)
+        )
+        return str(resp.event_id)
 
     async def _open_direct_room(self, user_id: str) -> str:
         async with self.db.session() as s:

@@ -1,15 +1,23 @@
-"""Command families. Each module has ``register(registry)``; :func:`build_registry` calls them."""
+"""Command families. Each module has ``register(registry)`` and may have
+``async def setup(services)``; :data:`FAMILIES` lists them in help order."""
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 from commands.registry import Registry
+
+FAMILIES = ("general",)
+
+
+def families() -> list[ModuleType]:
+    return [importlib.import_module(f"commands.{name}") for name in FAMILIES]
 
 
 def build_registry(prefix: str) -> Registry:
     """A registry with every command family registered."""
-    from commands import general
-
     registry = Registry(prefix=prefix)
-    for family in (general,):
+    for family in families():
         family.register(registry)
     return registry

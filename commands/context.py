@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,19 @@ from storage import repo
 
 if TYPE_CHECKING:
     from commands.registry import Command
+    from commands.services import Services
+
+
+def file_payload(
+    filename: str, mimetype: str, data: bytes, *, reply_to: str | None = None
+) -> dict[str, Any]:
+    """An outbox payload for a file; the sender uploads it, then posts an ``m.file``."""
+    return {
+        "filename": filename,
+        "mimetype": mimetype,
+        "data_b64": base64.b64encode(data).decode("ascii"),
+        "reply_to": reply_to,
+    }
 
 
 @dataclass
@@ -35,6 +49,7 @@ class Context:
     """The raw event: ``type``, ``content`` (and ``state_key``, ``redacts``)."""
     event_ts: datetime | None = None
     command: Command | None = None
+    services: Services | None = None
     _moderates: set[str] | None = field(default=None, repr=False)
     _memberships: dict[str, str] | None = field(default=None, repr=False)
 

@@ -85,8 +85,9 @@ class Registry:
     prefix: str = "!"
     commands: dict[str, Command] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
-    hooks: dict[str, EventHook] = field(default_factory=dict)
-    """Handlers for non-command events by kind: ``reaction``, ``redaction``, ``member``."""
+    hooks: dict[str, list[EventHook]] = field(default_factory=dict)
+    """Handlers for non-command events by kind: ``reaction``, ``redaction``, ``member``.
+    Every hook of a kind sees every such event and ignores what is not its business."""
 
     def add(self, command: Command) -> Command:
         for name in (command.name, *command.aliases):
@@ -107,10 +108,11 @@ class Registry:
         return wrap
 
     def on(self, kind: str) -> Callable[[EventHook], EventHook]:
+        if kind not in ("reaction", "redaction", "member"):
+            raise ValueError(f"unknown event kind {kind!r}")
+
         def wrap(hook: EventHook) -> EventHook:
-            if kind in self.hooks:
-                raise ValueError(f"a {kind} hook is already registered")
-            self.hooks[kind] = hook
+            self.hooks.setdefault(kind, []).append(hook)
             return hook
 
         return wrap

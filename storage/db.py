@@ -80,37 +80,40 @@ class Database:
             return False
         return True
 
-    async def current_revision(self) -> str | None:
+    async def current_heads(self) -> tuple[str, ...]:
+        """The schema revisions the database is at (one per migration branch)."""
         async with self.engine.connect() as conn:
-            return await conn.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            heads = await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_heads()
             )
+        return tuple(sorted(heads))
 
-    async def upgrade(self) -> tuple[str | None, str | None]:
-        """Bring the schema to the newest revision; return (before, after).
+    async def upgrade(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Bring the schema to the newest revisions; return (before, after).
 
-        Each migration runs in its own transaction. Refuses a database whose revision this
-        code does not know (it was upgraded by a newer version).
+        Each migration runs in its own transaction. Refuses a database at a revision this
+        code does not know (it was upgraded by a newer version of bbwt-bot).
         """
         cfg = alembic_config()
         script = ScriptDirectory.from_config(cfg)
-        before = await self.current_revision()
+        before = await self.current_heads()
         known = {rev.revision for rev in script.walk_revisions()}
-        if before is not None and before not in known:
+        unknown = [rev for rev in before if rev not in known]
+        if unknown:
             raise DatabaseTooNew(
-                f"the database is at schema revision {before}, which this version of "
-                "bbwt-bot does not know; it was upgraded by a newer version. "
+                f"the database is at schema revision {', '.join(unknown)}, which this "
+                "version of bbwt-bot does not know; it was upgraded by a newer version. "
                 "Run the newer version or restore a backup."
             )
 
         def run(sync: Connection) -> None:
             cfg.attributes["connection"] = sync
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
 
         async with self.engine.connect() as conn:
             await conn.run_sync(run)
             await conn.commit()
-        return before, await self.current_revision()
+        return before, await self.current_heads()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

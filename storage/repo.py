@@ -18,6 +18,7 @@ from storage.models import (
     InboundEvent,
     Membership,
     OutboxMessage,
+    Person,
     Role,
     utcnow,
 )
@@ -124,6 +125,32 @@ async def sync_config_moderators(session: AsyncSession, moderators: dict[str, li
             {"user_id": user, "cop_code": code, "role": "moderator", "source": "config"},
             ["user_id", "cop_code", "role"],
         )
+    await session.flush()
+
+
+async def seed_member(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    org: str,
+    country: str,
+    authority_type: str,
+    cop_code: str,
+) -> None:
+    """Demo data: a person with a profile who is already a member of one CoP."""
+    person = await session.get(Person, user_id)
+    if person is None:
+        session.add(
+            Person(user_id=user_id, org=org, country=country, authority_type=authority_type)
+        )
+    existing = await session.scalar(
+        select(Membership).where(Membership.user_id == user_id, Membership.cop_code == cop_code)
+    )
+    if existing is None:
+        session.add(Membership(user_id=user_id, cop_code=cop_code, status="member"))
+        room_id = await session.scalar(select(Cop.room_id).where(Cop.code == cop_code))
+        if room_id:
+            await enqueue(session, room_id=room_id, kind="invite", payload={"user_id": user_id})
     await session.flush()
 
 

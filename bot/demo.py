@@ -1,0 +1,111 @@
+"""``bbwt-bot demo``: a local Synapse, the bot and example people, ready to try in a client."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bot.app import BotApp
+from bot.devserver import LocalSynapse, SynapseUser
+from config import load_config
+from config.models import Settings
+from storage import repo
+
+log = logging.getLogger(__name__)
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "bbwt_bot.toml"
+
+# (localpart, organisation, country, authority type, CoP they belong to)
+EXAMPLE_MEMBERS = [
+    ("anna", "City of Oslo", "NO", "local-authority", "HDEV"),
+    ("ben", "Région Île-de-France", "FR", "regional-authority", "SOLAR"),
+]
+
+
+def demo_settings(
+    base: Settings, synapse: LocalSynapse, bot: SynapseUser, admin: str, data: Path
+) -> Settings:
+    matrix = base.matrix.model_copy(
+        update={
+            "homeserver": synapse.base_url,
+            "user_id": bot.user_id,
+            "password": SecretStr(bot.password),
+            "access_token": None,
+        }
+    )
+    return base.model_copy(
+        update={
+            "matrix": matrix,
+            "database": base.database.model_copy(
+                update={"url": f"sqlite+aiosqlite:///{data / 'bbwt_bot.db'}"}
+            ),
+            "secretariat": base.secretariat.model_copy(update={"admins": [admin]}),
+        }
+    )
+
+
+def prepare(data: Path) -> tuple[Path, Settings]:
+    data = data.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    return data, load_config(SHIPPED_CONFIG if SHIPPED_CONFIG.exists() else None)
+
+
+async def demo(data: Path, port: int) -> int:
+    data, base = prepare(data)
+    synapse = LocalSynapse(data / "synapse", port=port, database="homeserver.db")
+    print(f"Starting Synapse on {synapse.base_url} (data in {data}) …", flush=True)
+    await synapse.start()
+    try:
+        bot = await synapse.register("bbwt")
+        admin = await synapse.register("secretariat", admin=True)
+        members = {name: await synapse.register(name) for name, *_ in EXAMPLE_MEMBERS}
+        settings = demo_settings(base, synapse, bot, admin.user_id, data)
+        app = BotApp(settings)
+
+        async def seed(running: BotApp) -> None:
+            async with running.db.session() as s:
+                for name, org, country, kind, cop in EXAMPLE_MEMBERS:
+                    await repo.seed_member(
+                        s,
+                        user_id=members[name].user_id,
+                        org=org,
+                        country=country,
+                        authority_type=kind,
+                        cop_code=cop,
+                    )
+            if running.sender is not None:
+                running.sender.wake()
+            print_instructions(synapse, admin, list(members.values()), settings)
+
+        await app.run(on_started=seed)
+    finally:
+        await synapse.stop()
+    return 0
+
+
+def print_instructions(
+    synapse: LocalSynapse, admin: SynapseUser, members: list[SynapseUser], settings: Settings
+) -> None:
+    prefix = settings.matrix.command_prefix
+    lines = [
+        "",
+        "bbwt-bot demo is running. Log in with any Matrix client (Element, for example:",
+        f"https://app.element.io → Sign in → Edit homeserver → {synapse.base_url}):",
+        "",
+        f"  {'Secretariat admin':18} {admin.localpart:12} password {admin.password}",
+    ]
+    for member, (_, org, _, _, cop) in zip(members, EXAMPLE_MEMBERS, strict=True):
+        lines.append(
+            f"  {cop + ' member':18} {member.localpart:12} password {member.password}  ({org})"
+        )
+    lines += [
+        "",
+        f"The bot is {settings.matrix.user_id}. "
+        f"Start a direct chat with it and send:  {prefix}help",
+        f"Health: http://{settings.http.host}:{settings.http.port}/healthz · "
+        f"metrics: http://{settings.http.host}:{settings.http.port}/metrics",
+        "Press Ctrl-C to stop Synapse and the bot. Data stays in the demo folder.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,51 @@
+"""What command families get at start-up: scheduler, HTTP routes, database, clock."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.registry import Registry
+from config.models import Settings
+from storage import Database
+
+T = TypeVar("T")
+
+
+@dataclass
+class Services:
+    """Passed to each command family's optional ``async def setup(services)``.
+
+    ``setup`` runs once on start, after the rooms are known and before the HTTP server
+    starts (so it may add routes) and before any event is handled. Scheduled jobs must be
+    rebuilt from the database here: the database is the source of truth for schedules.
+    """
+
+    settings: Settings
+    db: Database
+    registry: Registry
+    scheduler: AsyncIOScheduler
+    http: web.Application
+    clock: Callable[[], datetime]
+    wake_sender: Callable[[], None]
+    cop_rooms: dict[str, str]
+    """Room id -> CoP code."""
+    management_room: str
+    bot_user: str
+
+    def room_of(self, cop_code: str) -> str | None:
+        return next((room for room, code in self.cop_rooms.items() if code == cop_code), None)
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction (e.g. a scheduled job writing to the outbox),
+        then let the sender deliver what it queued."""
+        async with self.db.session() as session:
+            result = await work(session)
+        self.wake_sender()
+        return result
