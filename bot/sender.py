@@ -183,6 +183,9 @@ class Sender:
                 lambda: self.client.room_kick(room_id, payload["user_id"], payload.get("reason"))
             )
             return None
+        if row.kind == "power":
+            await self._set_power(room_id, payload)
+            return None
         if row.kind == "state":
             resp = await self._call(
                 lambda: self.client.room_put_state(
@@ -191,6 +194,25 @@ class Sender:
             )
             return str(getattr(resp, "event_id", "") or "") or None
         raise SendFailed(f"unknown outbox kind {row.kind!r}", None, True)
+
+    async def _set_power(self, room_id: str, payload: dict[str, Any]) -> None:
+        """Read-modify-write of the room's power levels: ``{"set": {user: level or None}}``."""
+        current = await self._call(
+            lambda: self.client.room_get_state_event(room_id, "m.room.power_levels")
+        )
+        content = dict(current.content)
+        users = dict(content.get("users") or {})
+        for user, level in payload["set"].items():
+            if level is None or level == content.get("users_default", 0):
+                users.pop(user, None)
+            else:
+                users[user] = int(level)
+        if users == (content.get("users") or {}):
+            return
+        content["users"] = users
+        await self._call(
+            lambda: self.client.room_put_state(room_id, "m.room.power_levels", content)
+        )
 
     async def _send_file(self, room_id: str, payload: dict[str, Any], txn: str) -> str:
         data = base64.b64decode(payload["data_b64"])

@@ -163,6 +163,7 @@ class OutboxMessage(Base):
     to_user: Mapped[str | None] = mapped_column(String(255))
     """Set for a direct message whose room is not known yet; the sender opens it."""
     kind: Mapped[str] = mapped_column(String(32), default="message")
+    """message | reaction | file | invite | kick | power | state (see bot.sender)."""
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     not_before: Mapped[datetime | None]
