@@ -30,9 +30,10 @@ def _dotted(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     node: Any = data
     for item in loc:
         if isinstance(item, int):
-            code = node[item].get("code") if isinstance(node, list) and item < len(node) else None
+            element = node[item] if isinstance(node, list) and item < len(node) else None
+            code = element.get("code") if isinstance(element, dict) else None
             parts[-1] = f"{parts[-1]}[{item}]" + (f" ({code})" if isinstance(code, str) else "")
-            node = node[item] if isinstance(node, list) and item < len(node) else None
+            node = element
         else:
             parts.append(item)
             node = node.get(item) if isinstance(node, dict) else None

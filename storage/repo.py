@@ -92,7 +92,7 @@ async def member_counts(session: AsyncSession) -> dict[str, int]:
         .where(Membership.status == "member")
         .group_by(Membership.cop_code)
     )
-    return {code: count for code, count in rows.tuples()}
+    return {code: count for code, count in rows.all()}
 
 
 async def memberships_of(session: AsyncSession, user_id: str) -> dict[str, str]:
@@ -100,7 +100,7 @@ async def memberships_of(session: AsyncSession, user_id: str) -> dict[str, str]:
     rows = await session.execute(
         select(Membership.cop_code, Membership.status).where(Membership.user_id == user_id)
     )
-    return {code: status for code, status in rows.tuples()}
+    return {code: status for code, status in rows.all()}
 
 
 async def moderated_cops(session: AsyncSession, user_id: str) -> set[str]:
@@ -327,6 +327,16 @@ async def tag_of_sent_event(session: AsyncSession, event_id: str) -> str | None:
     """The tag of the bot's own message with this Matrix event id (for reactions to it)."""
     return await session.scalar(
         select(OutboxMessage.tag).where(OutboxMessage.result == event_id).limit(1)
+    )
+
+
+async def tagged_message(session: AsyncSession, tag: str, room_id: str) -> OutboxMessage | None:
+    """The bot's first message with this tag in this room (what a queued reaction goes to)."""
+    return await session.scalar(
+        select(OutboxMessage)
+        .where(OutboxMessage.tag == tag, OutboxMessage.room_id == room_id)
+        .order_by(OutboxMessage.id)
+        .limit(1)
     )
 
 

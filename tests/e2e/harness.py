@@ -18,7 +18,9 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     JoinError,
+    MessageDirection,
     RoomCreateError,
+    RoomMessagesResponse,
     RoomPreset,
     RoomSendResponse,
     SyncResponse,
@@ -196,6 +198,9 @@ class BotProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+PERSON_FILTER = {"room": {"timeline": {"limit": 100}}, "presence": {"types": []}}
+
+
 class Person:
     """A Matrix user driven by a nio client that keeps syncing in the background."""
 
@@ -238,7 +243,9 @@ class Person:
                 await asyncio.sleep(0.5)
 
     async def _sync(self, timeout: int) -> None:
-        resp = await self.client.sync(timeout=timeout, since=self._token, full_state=False)
+        resp = await self.client.sync(
+            timeout=timeout, since=self._token, full_state=False, sync_filter=PERSON_FILTER
+        )
         if not isinstance(resp, SyncResponse):
             await asyncio.sleep(0.5)
             return
@@ -300,6 +307,22 @@ class Person:
         return room_id
 
     # --- reading ------------------------------------------------------------------------------
+    async def history(self, room_id: str) -> list[Event]:
+        """Every event of the room, oldest first, read with /messages (complete, unlike sync)."""
+        events: list[Event] = []
+        token: str | None = ""
+        while token is not None:
+            resp = await self.client.room_messages(
+                room_id, start=token or "", limit=500, direction=MessageDirection.back
+            )
+            assert isinstance(resp, RoomMessagesResponse), resp
+            events.extend(e.source for e in resp.chunk)
+            if not resp.chunk or not resp.end:
+                break
+            token = resp.end
+        events.reverse()
+        return events
+
     def messages_from(self, sender: str, room_id: str | None = None) -> list[Event]:
         rooms = [room_id] if room_id else list(self.events)
         return [

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.e2e.conftest import BotFactory
-from tests.e2e.harness import Person
+from tests.e2e.harness import BotProcess, Person
 
 pytestmark = pytest.mark.e2e
 
@@ -37,3 +39,154 @@ async def test_the_bot_creates_cop_rooms_and_the_management_room_with_aliases(
     solar = await sofia.join(bot.alias("solar"))
     reply = await sofia.ask(solar, "!cops", bot.user_id)
     assert "SOLAR" in reply["content"]["body"] and "HDEV" in reply["content"]["body"]
+
+
+def replies_by_command(history: list[dict], bot_user: str) -> dict[str, list[dict]]:
+    """Command event id -> the bot's replies to it."""
+    out: dict[str, list[dict]] = {}
+    for event in history:
+        if event.get("sender") != bot_user or event.get("type") != "m.room.message":
+            continue
+        target = (event["content"].get("m.relates_to") or {}).get("m.in_reply_to", {})
+        if target.get("event_id"):
+            out.setdefault(target["event_id"], []).append(event)
+    return out
+
+
+async def test_a_restart_answers_nothing_twice_and_catches_up_on_what_came_in_meanwhile(
+    people, make_bot: BotFactory
+) -> None:
+    anna: Person = await people("anna")
+    bot = await make_bot()
+    dm = await anna.open_dm(bot.user_id)
+    first = await anna.send(dm, "!help")
+    await anna.reply_to(first, bot.user_id)
+
+    assert await bot.stop() == 0  # SIGTERM: a clean exit
+    while_down = await anna.send(dm, "!cops")
+    await bot.start()
+    await anna.reply_to(while_down, bot.user_id)
+    after = await anna.send(dm, "!help cops")
+    await anna.reply_to(after, bot.user_id)
+
+    replies = replies_by_command(await anna.history(dm), bot.user_id)
+    assert {len(replies[e]) for e in (first, while_down, after)} == {1}
+    assert "HDEV" in replies[while_down][0]["content"]["body"]
+
+
+async def test_a_command_older_than_the_offline_window_is_not_carried_out(
+    people, make_bot: BotFactory
+) -> None:
+    anna: Person = await people("anna")
+    bot = await make_bot(matrix={"offline_window": "3s"})
+    dm = await anna.open_dm(bot.user_id)
+    await bot.stop()
+    stale = await anna.send(dm, "!cops")
+    await asyncio.sleep(4)  # let the command age past the window while the bot is down
+    await bot.start()
+
+    reply = await anna.reply_to(stale, bot.user_id)
+
+    assert "too old" in reply["content"]["body"]
+    assert "send it again" in reply["content"]["body"]
+
+
+async def test_user_text_is_escaped_and_cannot_ping_the_room(people, make_bot: BotFactory) -> None:
+    anna: Person = await people("anna")
+    bot = await make_bot()
+    dm = await anna.open_dm(bot.user_id)
+
+    reply = await anna.ask(dm, "!hello<b>hi</b>@room", bot.user_id)
+
+    html = reply["content"]["formatted_body"]
+    assert "<b>" not in html
+    assert "&lt;b&gt;" in html
+    assert "@room" not in reply["content"]["body"]  # defused with a word joiner
+    assert reply["content"]["m.mentions"] == {}
+
+
+async def burst(
+    senders: list[Person], room_id: str, per_person: int, text: str = "!help cops"
+) -> list[str]:
+    """Every person sends ``per_person`` commands, all people at once; returns event ids."""
+
+    async def one(person: Person) -> list[str]:
+        return [await person.send(room_id, f"{text} #{i}") for i in range(per_person)]
+
+    results = await asyncio.gather(*(one(p) for p in senders))
+    return [event_id for ids in results for event_id in ids]
+
+
+async def wait_for_answers(
+    observer: Person, bot: BotProcess, room_id: str, commands: list[str], timeout: float
+) -> dict[str, list[dict]]:
+    """Wait until every command has a reply (or the bot says all is handled and sent)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    polls = 0
+    while asyncio.get_running_loop().time() < deadline:
+        polls += 1
+        try:
+            metrics = await bot.metrics()
+        except OSError:
+            metrics = {}
+        handled = sum(v for k, v in metrics.items() if k.startswith("bbwt_commands_total{"))
+        if handled >= len(commands) and metrics.get("bbwt_outbox_depth", 1) == 0:
+            break
+        if polls % 5 == 0:
+            replies = replies_by_command(await observer.history(room_id), bot.user_id)
+            if all(c in replies for c in commands):
+                break
+        await asyncio.sleep(1)
+    return replies_by_command(await observer.history(room_id), bot.user_id)
+
+
+async def room_with_people(people, make_bot: BotFactory, count: int, **bot_kwargs):
+    """A CoP room with ``count`` people in it (they are its moderators, so they are invited)."""
+    crowd: list[Person] = [await people(f"p{i}") for i in range(count)]
+    bot = await make_bot(
+        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [p.user_id for p in crowd]}],
+        **bot_kwargs,
+    )
+    room = await crowd[0].join(bot.alias("hdev"))
+    for person in crowd[1:]:
+        await person.join(room)
+    return bot, crowd, room
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_burst_of_500_commands_from_20_people_is_answered_exactly_once(
+    people, make_bot: BotFactory, backend: str
+) -> None:
+    bot, crowd, room = await room_with_people(people, make_bot, 20, backend=backend)
+    # Hold the bot still while the burst arrives, so its next /sync is far more than
+    # Synapse's 100-event timeline cap behind and the gap must be paged back.
+    bot.pause()
+    try:
+        commands = await burst(crowd, room, 25)
+    finally:
+        bot.resume()
+
+    replies = await wait_for_answers(crowd[0], bot, room, commands, timeout=240)
+
+    assert len(commands) == 500
+    assert sum(1 for c in commands if c in replies) == 500
+    assert all(len(replies[c]) == 1 for c in commands)
+    metrics = await bot.metrics()
+    assert metrics["bbwt_sync_gaps_total"] >= 1
+    assert metrics["bbwt_sync_gap_events_total"] > 100
+
+
+async def test_kill_9_in_the_middle_of_a_burst_loses_and_repeats_nothing(
+    people, make_bot: BotFactory
+) -> None:
+    bot, crowd, room = await room_with_people(people, make_bot, 5)
+    sending = asyncio.create_task(burst(crowd, room, 30))
+    await asyncio.sleep(1.5)  # part of the burst is in, part is being handled
+    await bot.kill()
+    commands = await sending
+    await bot.start()
+
+    replies = await wait_for_answers(crowd[0], bot, room, commands, timeout=180)
+
+    assert sum(1 for c in commands if c in replies) == len(commands) == 150
+    assert all(len(replies[c]) == 1 for c in commands)

@@ -1,0 +1,151 @@
+"""Foundation storage on SQLite and PostgreSQL: migrations, exactly-once inbox, outbox order."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from storage import Database, DatabaseTooNew, repo
+from storage.db import alembic_config
+
+
+async def test_migrations_run_from_empty_and_again_without_change(db: Database) -> None:
+    heads = await db.current_heads()
+    script = ScriptDirectory.from_config(alembic_config())
+    assert set(heads) == set(script.get_heads())
+    before, after = await db.upgrade()
+    assert before == after == heads
+
+
+async def test_a_database_from_a_newer_version_is_refused(db: Database) -> None:
+    async with db.session() as s:
+        await s.execute(text("INSERT INTO alembic_version (version_num) VALUES ('fffffffffff')"))
+    with pytest.raises(DatabaseTooNew, match="newer version"):
+        await db.upgrade()
+
+
+async def test_state_values_are_kept_and_replaced(db: Database) -> None:
+    async with db.session() as s:
+        await repo.set_state(s, "sync_token", "s1")
+    async with db.session() as s:
+        assert await repo.get_state(s, "sync_token") == "s1"
+        await repo.set_state(s, "sync_token", "s2")
+    async with db.session() as s:
+        assert await repo.get_state(s, "sync_token") == "s2"
+        assert await repo.get_state(s, "missing") is None
+
+
+async def add(db: Database, event_id: str, room: str = "!r:x") -> bool:
+    async with db.session() as s:
+        return await repo.add_inbound(
+            s,
+            event_id=event_id,
+            room_id=room,
+            sender="@a:x",
+            origin_ts=datetime.now(UTC),
+            content={"content": {"body": "!help"}},
+        )
+
+
+async def test_an_event_received_twice_is_stored_once(db: Database) -> None:
+    assert await add(db, "$one") is True
+    assert await add(db, "$one") is False
+    async with db.session() as s:
+        assert [r.event_id for r in await repo.pending_inbound(s)] == ["$one"]
+
+
+async def test_only_one_of_many_concurrent_workers_can_claim_an_event(db: Database) -> None:
+    await add(db, "$contested")
+    async with db.session() as s:
+        row_id = (await repo.pending_inbound(s))[0].id
+
+    async def worker() -> bool:
+        async with db.session() as s:
+            claimed = await repo.claim_inbound(s, row_id, "ok")
+            await asyncio.sleep(0.05)  # hold the transaction open a moment
+            return claimed
+
+    results = await asyncio.gather(*(worker() for _ in range(8)))
+    assert results.count(True) == 1
+    async with db.session() as s:
+        assert await repo.pending_inbound(s) == []
+        assert await repo.count_inbound(s, "done") == 1
+
+
+async def test_a_rolled_back_claim_leaves_the_event_pending(db: Database) -> None:
+    await add(db, "$retry")
+    async with db.session() as s:
+        row_id = (await repo.pending_inbound(s))[0].id
+
+    async def handle_and_crash() -> None:
+        async with db.session() as s:
+            assert await repo.claim_inbound(s, row_id, "ok")
+            await repo.enqueue(s, room_id="!r:x", payload={"body": "reply"})
+            raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        await handle_and_crash()
+    async with db.session() as s:
+        assert len(await repo.pending_inbound(s)) == 1
+        assert await repo.outbox_depth(s) == 0
+
+
+async def test_the_outbox_keeps_insertion_order_and_forgets_sent_rows(db: Database) -> None:
+    async with db.session() as s:
+        ids = [
+            (await repo.enqueue(s, room_id="!r:x", payload={"body": str(i)})).id for i in range(5)
+        ]
+        dm = await repo.enqueue(s, to_user="@new:x", payload={"body": "hi"})
+    async with db.session() as s:
+        assert [r.id for r in await repo.unsent(s)] == [*ids, dm.id]
+        await repo.mark_sent(s, ids[0], "$sent0")
+        await repo.mark_attempt(s, ids[1], error="M_LIMIT_EXCEEDED", not_before=None)
+        await repo.resolve_outbox_room(s, "@new:x", "!dm:x")
+    async with db.session() as s:
+        rows = await repo.unsent(s)
+        assert [r.id for r in rows] == [*ids[1:], dm.id]
+        assert rows[0].attempts == 1
+        assert rows[-1].room_id == "!dm:x"
+        assert await repo.outbox_depth(s) == 5
+
+
+async def test_a_tag_finds_the_message_a_reaction_points_at(db: Database) -> None:
+    async with db.session() as s:
+        row = await repo.enqueue(s, room_id="!r:x", payload={}, tag="application:7")
+        await repo.mark_sent(s, row.id, "$notice")
+    async with db.session() as s:
+        assert await repo.tag_of_sent_event(s, "$notice") == "application:7"
+        assert await repo.tag_of_sent_event(s, "$other") is None
+
+
+async def test_config_moderators_follow_the_config(db: Database) -> None:
+    async with db.session() as s:
+        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs"), ("SOLAR", "Solar")])
+        await repo.sync_config_moderators(s, {"HDEV": ["@m:x"], "SOLAR": ["@m:x", "@n:x"]})
+    async with db.session() as s:
+        assert await repo.moderated_cops(s, "@m:x") == {"HDEV", "SOLAR"}
+        await repo.sync_config_moderators(s, {"HDEV": ["@m:x"], "SOLAR": []})
+    async with db.session() as s:
+        assert await repo.moderated_cops(s, "@m:x") == {"HDEV"}
+        assert await repo.moderated_cops(s, "@n:x") == set()
+
+
+async def test_audit_entries_come_back_newest_first_and_per_cop(db: Database) -> None:
+    async with db.session() as s:
+        for i, cop in enumerate(["HDEV", "SOLAR", "HDEV"]):
+            await repo.audit(s, actor="@a:x", action=f"step{i}", cop_code=cop)
+    async with db.session() as s:
+        assert [e.action for e in await repo.recent_audit(s, 10)] == ["step2", "step1", "step0"]
+        assert [e.action for e in await repo.recent_audit(s, 10, {"HDEV"})] == ["step2", "step0"]
+
+
+async def test_times_come_back_timezone_aware(db: Database) -> None:
+    await add(db, "$tz")
+    async with db.session() as s:
+        row = (await repo.pending_inbound(s))[0]
+    assert row.origin_ts.tzinfo is not None
+    assert row.received_at.utcoffset().total_seconds() == 0

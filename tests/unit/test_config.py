@@ -1,0 +1,130 @@
+"""Reading bbwt_bot.toml and environment overrides."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("BBWT_"):
+            monkeypatch.delenv(key)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bbwt_bot.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_shipped_example_config_is_valid_and_seeds_the_ten_cops() -> None:
+    settings = load_config(REPO / "bbwt_bot.toml")
+    codes = [cop.code for cop in settings.cops]
+    assert codes == ["ZECS", "HDEV", "CC", "SOLAR", "MOB", "ICT", "SOCIAL", "NEB", "HCE", "HCS"]
+    assert settings.matrix.command_prefix == "!"
+    assert settings.secretariat.timezone == "Europe/Brussels"
+    assert settings.database.url.startswith("sqlite+aiosqlite://")
+
+
+def test_defaults_apply_when_keys_are_left_out(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, '[matrix]\nuser_id = "@bot:example.org"\n'))
+    assert settings.matrix.offline_window == timedelta(hours=24)
+    assert settings.database.url == "sqlite+aiosqlite:///bbwt_bot.db"
+    assert settings.matrix.server_name == "example.org"
+
+
+def test_environment_variables_override_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '[matrix]\nhomeserver = "http://file:8008"\n')
+    monkeypatch.setenv("BBWT_MATRIX__HOMESERVER", "https://matrix.example.org")
+    monkeypatch.setenv("BBWT_DATABASE__URL", "postgresql+asyncpg://u@127.0.0.1/bbwt")
+    monkeypatch.setenv("BBWT_SECRETARIAT__ADMINS", '["@a:example.org"]')
+    monkeypatch.setenv("BBWT_MATRIX__PASSWORD", "s3cret")
+    settings = load_config(path)
+    assert settings.matrix.homeserver == "https://matrix.example.org"
+    assert settings.database.url.startswith("postgresql+asyncpg://")
+    assert settings.secretariat.admins == ["@a:example.org"]
+    assert settings.matrix.password is not None
+    assert settings.matrix.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_password_in_the_file_is_refused_with_the_variable_to_use(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[matrix]\npassword = "oops"\n'))
+    assert (
+        "matrix.password",
+        "secrets may not be in the file; set BBWT_MATRIX__PASSWORD instead",
+    ) in (caught.value.problems)
+
+
+def test_every_wrong_key_is_named_with_what_is_wrong(tmp_path: Path) -> None:
+    text = """
+[matrix]
+homeserver = "matrix.example.org"
+user_id = "bot"
+offline_window = "soon"
+[secretariat]
+timezone = "Europe/Atlantis"
+admins = ["@ok:example.org", "nobody"]
+[[cops]]
+code = "HDEV"
+name = "One"
+[[cops]]
+code = "hdev"
+name = "Two"
+[[cops]]
+code = "X"
+name = "Bad code"
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    keys = {key for key, _ in caught.value.problems}
+    assert {
+        "matrix.homeserver",
+        "matrix.user_id",
+        "matrix.offline_window",
+        "secretariat.timezone",
+        "secretariat.admins[1]",
+        "cops[2] (X).code",
+    } <= keys
+    assert "Europe/Atlantis" in str(caught.value)
+
+
+def test_duplicate_cop_codes_are_refused(tmp_path: Path) -> None:
+    text = '[[cops]]\ncode = "HDEV"\nname = "A"\n[[cops]]\ncode = "hdev"\nname = "B"\n'
+    with pytest.raises(ConfigError, match="repeated: HDEV"):
+        load_config(write(tmp_path, text))
+
+
+def test_an_unknown_key_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[matrix]\nhomserver = "http://typo"\n'))
+    assert caught.value.problems[0][0] == "matrix.homserver"
+
+
+def test_check_config_prints_a_summary_or_the_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as ok:
+        main(["check-config", str(REPO / "bbwt_bot.toml")])
+    assert ok.value.code == 0
+    assert "CoPs (10)" in capsys.readouterr().out
+
+    bad = write(tmp_path, "[http]\nport = 99999\n")
+    with pytest.raises(SystemExit) as failed:
+        main(["check-config", str(bad)])
+    assert failed.value.code != 0
+    assert "http.port" in capsys.readouterr().err
