@@ -78,14 +78,22 @@ class BotProcess:
         admins: list[str],
         cops: list[dict[str, Any]],
         matrix: dict[str, Any] | None = None,
+        alias_prefix: str | None = None,
     ) -> None:
         self.synapse = synapse
+        self._args: dict[str, Any] = {
+            "account": account,
+            "db_url": db_url,
+            "admins": admins,
+            "cops": cops,
+            "matrix": matrix,
+        }
         self.folder = folder
         self.account = account
         self.user_id = account.user_id
         self.db_url = db_url
         self.port = free_port()
-        self.alias_prefix = f"t{uuid.uuid4().hex[:8]}"
+        self.alias_prefix = alias_prefix or f"t{uuid.uuid4().hex[:8]}"
         self.config_path = folder / "bbwt_bot.toml"
         self.log_path = folder / "bot.log"
         write_config(
@@ -106,6 +114,11 @@ class BotProcess:
         )
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
+
+    def twin(self, folder: Path) -> BotProcess:
+        """A second process of the same bot: same account, database and rooms."""
+        folder.mkdir(parents=True, exist_ok=True)
+        return BotProcess(self.synapse, folder, alias_prefix=self.alias_prefix, **self._args)
 
     def alias(self, name: str) -> str:
         return f"#{self.alias_prefix}-{name.lower()}:{self.synapse.server_name}"

@@ -190,3 +190,27 @@ async def test_kill_9_in_the_middle_of_a_burst_loses_and_repeats_nothing(
 
     assert sum(1 for c in commands if c in replies) == len(commands) == 150
     assert all(len(replies[c]) == 1 for c in commands)
+
+
+async def test_two_bot_processes_on_one_postgresql_answer_each_command_once(
+    people, make_bot: BotFactory, tmp_path
+) -> None:
+    bot, crowd, room = await room_with_people(people, make_bot, 4, backend="postgresql")
+    second = bot.twin(tmp_path / "second")
+    await second.start()
+    try:
+        commands = await burst(crowd, room, 25)
+        replies = await wait_for_answers(crowd[0], bot, room, commands, timeout=180)
+        assert sum(1 for c in commands if c in replies) == len(commands) == 100
+        assert all(len(replies[c]) == 1 for c in commands)
+        handled = [
+            sum(
+                v
+                for k, v in (await b.metrics()).items()
+                if k.startswith('bbwt_commands_total{command="help"')
+            )
+            for b in (bot, second)
+        ]
+        assert sum(handled) == 100  # shared between the processes, none done by both
+    finally:
+        await second.stop()
