@@ -68,6 +68,7 @@ async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFa
         backend: str = "sqlite",
         matrix: dict[str, Any] | None = None,
         start: bool = True,
+        login: str = "password",
     ) -> BotProcess:
         account = await synapse.register(unique("bot"))
         folder = tmp_path / f"bot{len(bots)}"
@@ -83,6 +84,7 @@ async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFa
             admins=admins or [],
             cops=cops if cops is not None else [{"code": "HDEV", "name": "Heavy-duty EVs"}],
             matrix=matrix,
+            login=login,
         )
         bots.append(bot)
         if start:

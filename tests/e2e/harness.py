@@ -79,6 +79,7 @@ class BotProcess:
         cops: list[dict[str, Any]],
         matrix: dict[str, Any] | None = None,
         alias_prefix: str | None = None,
+        login: str = "password",
     ) -> None:
         self.synapse = synapse
         self._args: dict[str, Any] = {
@@ -87,7 +88,9 @@ class BotProcess:
             "admins": admins,
             "cops": cops,
             "matrix": matrix,
+            "login": login,
         }
+        self.login = login
         self.folder = folder
         self.account = account
         self.user_id = account.user_id
@@ -124,14 +127,12 @@ class BotProcess:
         return f"#{self.alias_prefix}-{name.lower()}:{self.synapse.server_name}"
 
     async def start(self, timeout: float = 90) -> None:
-        env = {
-            **os.environ,
-            "BBWT_MATRIX__PASSWORD": self.account.password,
-            "PYTHONUNBUFFERED": "1",
-        }
-        for key in list(env):
-            if key.startswith("BBWT_") and key != "BBWT_MATRIX__PASSWORD":
-                env.pop(key)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BBWT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.login == "token":
+            env["BBWT_MATRIX__ACCESS_TOKEN"] = self.account.access_token
+        else:
+            env["BBWT_MATRIX__PASSWORD"] = self.account.password
         log = self.log_path.open("ab")
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from tests.e2e.conftest import BotFactory
@@ -23,6 +24,20 @@ async def test_help_in_a_direct_chat_lists_the_commands(people, make_bot: BotFac
     assert "!cops" in reply["content"]["body"]
     assert "<code>!help" in reply["content"]["formatted_body"]
     assert reply["content"]["m.mentions"] == {}
+
+
+async def test_the_bot_can_log_in_with_an_access_token_and_serves_its_health_page(
+    people, make_bot: BotFactory
+) -> None:
+    anna: Person = await people("anna")
+    bot = await make_bot(login="token")
+    dm = await anna.open_dm(bot.user_id)
+    reply = await anna.ask(dm, "!cops", bot.user_id)
+    assert "HDEV — Heavy-duty EVs" in reply["content"]["body"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{bot.port}/healthz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "ok"
 
 
 async def test_the_bot_creates_cop_rooms_and_the_management_room_with_aliases(
