@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from nio import AsyncClient, JoinError, RoomLeaveError
+from nio import AsyncClient, JoinError, RoomGetEventResponse, RoomLeaveError
 
 from bot.http import make_app, start_http
 from bot.matrix import login, make_client, setup_rooms
@@ -67,7 +67,10 @@ class BotApp:
             self.client, self.db, self.metrics, retries=settings.matrix.send_retries
         )
         classifier = Classifier(
-            settings.matrix.user_id, settings.matrix.command_prefix, self.registry.hooks
+            settings.matrix.user_id,
+            settings.matrix.command_prefix,
+            self.registry.hooks,
+            listening=self.registry.listening,
         )
         self.processor = Processor(
             db=self.db,
@@ -109,6 +112,7 @@ class BotApp:
             cop_rooms=cop_rooms,
             management_room=management,
             bot_user=settings.matrix.user_id,
+            fetch_event=self._fetch_event,
         )
         self.processor.services = self.services
         for family in families():
@@ -170,6 +174,18 @@ class BotApp:
         await self.client.close()
         await self.db.dispose()
         log.info("stopped")
+
+    async def _fetch_event(self, room_id: str, event_id: str) -> dict[str, Any] | None:
+        """One event read from the homeserver (see ``Services.fetch_event``)."""
+        try:
+            resp = await asyncio.wait_for(self.client.room_get_event(room_id, event_id), 15)
+        except Exception:
+            log.warning("could not fetch %s in %s", event_id, room_id, exc_info=True)
+            return None
+        if not isinstance(resp, RoomGetEventResponse):
+            log.info("could not fetch %s in %s: %s", event_id, room_id, resp)
+            return None
+        return dict(resp.event.source)
 
     # --- invites ---------------------------------------------------------------------------
     def _on_invite(self, room_id: str, inviter: str, direct: bool) -> None:

@@ -78,7 +78,7 @@ class Processor:
             if self.stopping:
                 break
             try:
-                async with self.db.session() as s:
+                async with self.db.read() as s:
                     pending = await repo.pending_inbound(s)
             except Exception:
                 self.metrics.errors.labels("processor").inc()
@@ -101,8 +101,8 @@ class Processor:
                 if self.stopping:
                     return
                 await self.handle(row)
-            async with self.db.session() as s:
-                rows = [r for r in await repo.pending_inbound(s, 200) if r.room_id == room_id]
+            async with self.db.read() as s:
+                rows = await repo.pending_inbound(s, 200, room_id=room_id)
                 rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
 
     async def drain(self, grace: float) -> None:
@@ -119,7 +119,7 @@ class Processor:
             return Place.COP_ROOM, self.cop_rooms[room_id]
         if room_id == self.management_room:
             return Place.MANAGEMENT, None
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             owner = await repo.direct_room_user(s, room_id)
         if owner == sender:
             return Place.DM, None

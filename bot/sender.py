@@ -93,7 +93,7 @@ class Sender:
 
     async def flush_once(self) -> int:
         """One pass over the outbox; returns how many rows remain unsent."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             rows = await repo.unsent(s, limit=500)
         queues: dict[str, list[OutboxMessage]] = {}
         for row in rows:
@@ -101,7 +101,7 @@ class Sender:
             queues.setdefault(key, []).append(row)
         if queues:
             await asyncio.gather(*(self._send_queue(q) for q in queues.values()))
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             depth = await repo.outbox_depth(s)
         self.metrics.outbox_depth.set(depth)
         return depth
@@ -169,8 +169,11 @@ class Sender:
             )
             return str(resp.event_id)
         if row.kind == "reaction":
+            content = payload
+            if "relates_to_tag" in payload:
+                content = await self._reaction_to_tag(room_id, payload)
             resp = await self._call(
-                lambda: self.client.room_send(room_id, "m.reaction", payload, tx_id=txn)
+                lambda: self.client.room_send(room_id, "m.reaction", content, tx_id=txn)
             )
             return str(resp.event_id)
         if row.kind == "file":
@@ -194,6 +197,24 @@ class Sender:
             )
             return str(getattr(resp, "event_id", "") or "") or None
         raise SendFailed(f"unknown outbox kind {row.kind!r}", None, True)
+
+    async def _reaction_to_tag(self, room_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """``{"relates_to_tag": tag, "key": "✅"}``: a reaction to the bot's own message with
+        that tag in this room, whose event id is only known once it has been sent (rows of
+        one room go out in order, so it normally has been)."""
+        async with self.db.session() as s:
+            target = await repo.tagged_message(s, str(payload["relates_to_tag"]), room_id)
+        if target is None or target.failed:
+            raise SendFailed(f"no message tagged {payload['relates_to_tag']!r}", None, True)
+        if target.sent_at is None or not target.result:
+            raise SendFailed("the message to react to is not sent yet", None, False)
+        return {
+            "m.relates_to": {
+                "rel_type": "m.annotation",
+                "event_id": target.result,
+                "key": str(payload["key"]),
+            }
+        }
 
     async def _set_power(self, room_id: str, payload: dict[str, Any]) -> None:
         """Read-modify-write of the room's power levels: ``{"set": {user: level or None}}``."""

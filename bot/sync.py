@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,10 +48,19 @@ class GapFillError(RuntimeError):
 class Classifier:
     """Decides which raw events become inbound rows (and of which kind)."""
 
-    def __init__(self, own_user: str, prefix: str, hook_kinds: Iterable[str]) -> None:
+    def __init__(
+        self,
+        own_user: str,
+        prefix: str,
+        hook_kinds: Iterable[str],
+        listening: Container[str] = frozenset(),
+    ) -> None:
         self.own_user = own_user
         self.prefix = prefix
         self.hook_kinds = set(hook_kinds)
+        self.listening = listening
+        """Users whose plain text messages are kept as ``dialogue`` events (a live set that
+        command families update, ``Registry.listening``); the hook checks the room."""
 
     def command_text(self, content: dict[str, Any]) -> str | None:
         """The command in a message (without prefix), or None when it is not a command."""
@@ -71,6 +80,13 @@ class Classifier:
             return None  # "!!!" or "! " is not a command
         return text
 
+    def is_plain_text(self, content: dict[str, Any]) -> bool:
+        """A typed answer: ``m.text`` with a body, not an edit (for ``dialogue`` hooks)."""
+        relates = content.get("m.relates_to")
+        if isinstance(relates, dict) and relates.get("rel_type") == "m.replace":
+            return False
+        return content.get("msgtype") == "m.text" and isinstance(content.get("body"), str)
+
     def kind(self, event: dict[str, Any]) -> str | None:
         sender = event.get("sender")
         if sender == self.own_user or not isinstance(event.get("event_id"), str):
@@ -80,7 +96,11 @@ class Classifier:
         if not isinstance(content, dict):
             return None
         if etype == "m.room.message":
-            return "command" if self.command_text(content) is not None else None
+            if self.command_text(content) is not None:
+                return "command"
+            if "dialogue" in self.hook_kinds and sender in self.listening:
+                return "dialogue" if self.is_plain_text(content) else None
+            return None
         if etype == "m.reaction" and "reaction" in self.hook_kinds:
             return "reaction"
         if etype == "m.room.redaction" and "redaction" in self.hook_kinds:

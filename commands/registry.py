@@ -86,8 +86,13 @@ class Registry:
     commands: dict[str, Command] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, list[EventHook]] = field(default_factory=dict)
-    """Handlers for non-command events by kind: ``reaction``, ``redaction``, ``member``.
-    Every hook of a kind sees every such event and ignores what is not its business."""
+    """Handlers for non-command events by kind: ``reaction``, ``redaction``, ``member``,
+    ``dialogue``. Every hook of a kind sees every such event and ignores what is not its
+    business."""
+    listening: set[str] = field(default_factory=set)
+    """Users in a question-and-answer dialogue with the bot: their plain (non-command) text
+    messages are stored as ``dialogue`` events (see ``bot.sync.Classifier``). Families add
+    and remove users; a ``dialogue`` hook must check the room and its own state."""
 
     def add(self, command: Command) -> Command:
         for name in (command.name, *command.aliases):
@@ -108,7 +113,7 @@ class Registry:
         return wrap
 
     def on(self, kind: str) -> Callable[[EventHook], EventHook]:
-        if kind not in ("reaction", "redaction", "member"):
+        if kind not in ("reaction", "redaction", "member", "dialogue"):
             raise ValueError(f"unknown event kind {kind!r}")
 
         def wrap(hook: EventHook) -> EventHook:

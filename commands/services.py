@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -38,6 +38,11 @@ class Services:
     """Room id -> CoP code."""
     management_room: str
     bot_user: str
+    fetch_event: Callable[[str, str], Awaitable[dict[str, Any] | None]] | None = None
+    """Read one event from the homeserver: ``await fetch_event(room_id, event_id)`` gives its
+    raw JSON (``type``, ``sender``, ``content``...) or None when it cannot be read. For the
+    rare command that needs a message the bot never stored (e.g. the file a command replies
+    to); one HTTP request per call."""
 
     def room_of(self, cop_code: str) -> str | None:
         return next((room for room, code in self.cop_rooms.items() if code == cop_code), None)

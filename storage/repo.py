@@ -206,13 +206,13 @@ async def add_inbound(
     )
 
 
-async def pending_inbound(session: AsyncSession, limit: int = 500) -> list[InboundEvent]:
-    rows = await session.scalars(
-        select(InboundEvent)
-        .where(InboundEvent.status == "pending")
-        .order_by(InboundEvent.id)
-        .limit(limit)
-    )
+async def pending_inbound(
+    session: AsyncSession, limit: int = 500, room_id: str | None = None
+) -> list[InboundEvent]:
+    query = select(InboundEvent).where(InboundEvent.status == "pending")
+    if room_id is not None:
+        query = query.where(InboundEvent.room_id == room_id)
+    rows = await session.scalars(query.order_by(InboundEvent.id).limit(limit))
     return list(rows.all())
 
 

@@ -1,0 +1,771 @@
+"""Command round trip and burst benchmark: the real bot against a bare nio echo bot.
+
+One run starts a throwaway local Synapse (``bot.devserver.LocalSynapse``: 127.0.0.1, rate
+limits raised), registers ``--users`` load users and then measures two bots under the same
+conditions, each in its own room with the same users:
+
+* ``bbwt-bot``: the real bot as a ``bbwt-bot run`` process (``tests.e2e.harness.BotProcess``)
+  with one CoP whose moderators are the load users, so they are invited to its room;
+* ``echo``: a bare matrix-nio bot in a child process (this file with ``--echo-bot``): it syncs
+  and answers every ``m.text`` starting with ``!`` from someone else with an ``m.notice`` reply.
+  No database. It pages back over sync gaps (Synapse caps a sync timeline at 100 events), or
+  it could not answer a burst completely.
+
+For each bot:
+
+* round trip: one user sends ``--commands`` commands one after the other; each is timed from
+  just before the send to the moment the reply arrives in a dedicated observer client's
+  ``/sync`` (another device of the same user, long-polling continuously);
+* burst: ``--users`` users send ``--burst`` commands at once (each user sequentially). The
+  burst is done when every command has a reply; the time is from the first send to the
+  server timestamp of the last first reply. Afterwards the room is read back completely
+  with ``/messages`` to check that every command got exactly one reply.
+
+Run from the repository root::
+
+    .venv/bin/python bench/roundtrip.py                      # 200 commands, 1,000 burst, 20 users
+    .venv/bin/python bench/roundtrip.py --commands 20 --burst 100 --users 5
+    .venv/bin/python bench/roundtrip.py --db postgresql      # the bot on a fresh PostgreSQL db
+
+Everything listens on 127.0.0.1 only. The Synapse, both bots, the PostgreSQL database (with
+``--db postgresql``) and the temporary folder are removed at the end, also on errors and
+Ctrl-C (``--keep`` keeps the folder with the logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCRIPT = Path(__file__).resolve()
+REPO = SCRIPT.parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import asyncpg  # noqa: E402
+from nio import (  # noqa: E402
+    AsyncClient,
+    AsyncClientConfig,
+    MessageDirection,
+    RoomCreateError,
+    RoomMessagesError,
+    RoomPreset,
+    RoomSendResponse,
+    SyncResponse,
+)
+
+from bot.devserver import LocalSynapse, SynapseUser  # noqa: E402
+from tests.dbs import PG_ADMIN_URL, drop_pg_database, pg_available, sqlite_url  # noqa: E402
+from tests.e2e.harness import BotProcess, Person  # noqa: E402
+
+Event = dict[str, Any]
+
+COMMAND_TEXT = "!help"
+WARMUP_COMMANDS = 3
+ROUND_TRIP_TIMEOUT = 60.0  # one command -> its reply
+SETUP_TIMEOUT = 120.0
+MAX_GAP_PAGES = 200
+
+# The observer and the echo bot only need room messages; the timeline limit is Synapse's cap.
+MESSAGE_FILTER: dict[str, Any] = {
+    "presence": {"types": []},
+    "account_data": {"types": []},
+    "room": {
+        "timeline": {"limit": 100, "types": ["m.room.message"]},
+        "state": {"lazy_load_members": True},
+        "ephemeral": {"types": []},
+        "account_data": {"types": []},
+    },
+}
+
+log = logging.getLogger("bench")
+
+
+def client_config() -> AsyncClientConfig:
+    return AsyncClientConfig(max_limit_exceeded=None, store_sync_tokens=False)
+
+
+def reply_target(event: Event) -> str | None:
+    relates = (event.get("content") or {}).get("m.relates_to")
+    target = relates.get("m.in_reply_to") if isinstance(relates, dict) else None
+    event_id = target.get("event_id") if isinstance(target, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+async def fill_gap(client: AsyncClient, room_id: str, prev_batch: str, since: str) -> list[Event]:
+    """The room messages between the previous sync token and ``prev_batch``, oldest first."""
+    collected: list[Event] = []
+    start = prev_batch
+    for _ in range(MAX_GAP_PAGES):
+        resp = await client.room_messages(
+            room_id,
+            start=start,
+            end=since,
+            direction=MessageDirection.back,
+            limit=100,
+            message_filter={"types": ["m.room.message"]},
+        )
+        if isinstance(resp, RoomMessagesError):
+            raise RuntimeError(f"could not page back in {room_id}: {resp.message}")
+        collected.extend(event.source for event in resp.chunk)
+        if not resp.chunk or not resp.end or resp.end == start:
+            break
+        start = resp.end
+    collected.reverse()
+    return collected
+
+
+async def timeline_events(
+    client: AsyncClient, resp: SyncResponse, since: str | None
+) -> list[tuple[str, Event]]:
+    """(room id, event) for every joined room's new messages, sync gaps paged back."""
+    out: list[tuple[str, Event]] = []
+    for room_id, info in resp.rooms.join.items():
+        events = [e.source for e in info.timeline.events]
+        if since and info.timeline.limited and info.timeline.prev_batch:
+            gap = await fill_gap(client, room_id, info.timeline.prev_batch, since)
+            seen = {e.get("event_id") for e in events}
+            events = [e for e in gap if e.get("event_id") not in seen] + events
+        out.extend((room_id, e) for e in events)
+    return out
+
+
+# --- the echo bot (runs as a child process) ------------------------------------------------
+
+
+async def echo_bot_main() -> None:
+    """Answer every ``!`` text message from someone else with an ``m.notice`` reply."""
+    homeserver = os.environ["BENCH_ECHO_HOMESERVER"]
+    user_id = os.environ["BENCH_ECHO_USER"]
+    device_id = os.environ["BENCH_ECHO_DEVICE"]
+    client = AsyncClient(homeserver, user_id, device_id=device_id, config=client_config())
+    client.restore_login(user_id, device_id, os.environ["BENCH_ECHO_TOKEN"])
+    try:
+        token: str | None = None
+        while token is None:
+            first = await client.sync(timeout=0, sync_filter=MESSAGE_FILTER, full_state=False)
+            if isinstance(first, SyncResponse):
+                token = first.next_batch
+            else:
+                await asyncio.sleep(0.5)
+        print("ready", flush=True)
+        while True:
+            try:
+                token = await echo_once(client, token)
+            except Exception as exc:  # a hiccup under load: the same sync again
+                print(f"echo bot: {exc!r}", file=sys.stderr, flush=True)
+                await asyncio.sleep(0.5)
+    finally:
+        await client.close()
+
+
+async def echo_once(client: AsyncClient, token: str) -> str:
+    """One sync and the replies it calls for; returns the next sync token."""
+    resp = await client.sync(
+        timeout=30_000, since=token, sync_filter=MESSAGE_FILTER, full_state=False
+    )
+    if not isinstance(resp, SyncResponse):
+        await asyncio.sleep(0.5)
+        return token
+    gaps = sum(1 for info in resp.rooms.join.values() if info.timeline.limited)
+    for _ in range(gaps):
+        print("gap", flush=True)
+    for room_id, event in await timeline_events(client, resp, token):
+        content = event.get("content") or {}
+        body = content.get("body")
+        if (
+            event.get("type") != "m.room.message"
+            or event.get("sender") == client.user_id
+            or content.get("msgtype") != "m.text"
+            or not isinstance(body, str)
+            or not body.startswith("!")
+        ):
+            continue
+        reply = {
+            "msgtype": "m.notice",
+            "body": f"echo: {body}",
+            "m.relates_to": {"m.in_reply_to": {"event_id": event["event_id"]}},
+        }
+        for attempt in range(5):
+            sent = await client.room_send(room_id, "m.room.message", reply)
+            if isinstance(sent, RoomSendResponse):
+                break
+            await asyncio.sleep(0.2 * (attempt + 1))
+    for room_id in resp.rooms.invite:
+        await client.join(room_id)
+    return str(resp.next_batch)
+
+
+def run_echo_bot() -> int:
+    # Stop as soon as the parent closes our stdin, or dies: no orphan survives the bench.
+    def guard() -> None:
+        with contextlib.suppress(OSError):
+            while sys.stdin.buffer.read1(4096):
+                pass
+        os._exit(0)
+
+    threading.Thread(target=guard, daemon=True).start()
+    logging.basicConfig(level=logging.ERROR)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(echo_bot_main())
+    return 0
+
+
+class EchoProcess:
+    """The echo bot as a child process of the bench."""
+
+    def __init__(self, synapse: LocalSynapse, account: SynapseUser, folder: Path) -> None:
+        self.synapse = synapse
+        self.account = account
+        self.user_id = account.user_id
+        self.log_path = folder / "echo.log"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.gaps = 0
+        self._ready = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = SETUP_TIMEOUT) -> None:  # noqa: ASYNC109
+        env = {
+            **os.environ,
+            "BENCH_ECHO_HOMESERVER": self.synapse.base_url,
+            "BENCH_ECHO_USER": self.account.user_id,
+            "BENCH_ECHO_DEVICE": self.account.device_id,
+            "BENCH_ECHO_TOKEN": self.account.access_token,
+            "PYTHONUNBUFFERED": "1",
+        }
+        with self.log_path.open("ab") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(SCRIPT),
+                "--echo-bot",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                cwd=REPO,
+                env=env,
+                start_new_session=True,
+            )
+        self._reader = asyncio.create_task(self._read())
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"the echo bot did not start in {timeout:.0f} s") from None
+
+    async def _read(self) -> None:
+        proc = self.proc
+        assert proc is not None
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            word = line.decode(errors="replace").strip()
+            if word == "ready":
+                self._ready.set()
+            elif word == "gap":
+                self.gaps += 1
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+class Observer:
+    """A dedicated client that long-polls /sync and notes when each reply arrives.
+
+    Sync gaps are paged back with /messages, so no reply is missed; a reply found that way
+    gets the arrival time of the sync that revealed the gap.
+    """
+
+    def __init__(self, synapse: LocalSynapse, account: SynapseUser) -> None:
+        self.client = AsyncClient(
+            synapse.base_url, account.user_id, device_id=account.device_id, config=client_config()
+        )
+        self.client.restore_login(account.user_id, account.device_id, account.access_token)
+        # command event id -> (arrival, first reply event)
+        self.first_reply: dict[str, tuple[float, Event]] = {}
+        self.gaps = 0
+        self._waiters: dict[str, asyncio.Future[tuple[float, Event]]] = {}
+        self._changed = asyncio.Event()
+        self._token: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        deadline = time.monotonic() + SETUP_TIMEOUT
+        while self._token is None:
+            resp = await self.client.sync(timeout=0, sync_filter=MESSAGE_FILTER, full_state=False)
+            if isinstance(resp, SyncResponse):
+                self._token = resp.next_batch
+            elif time.monotonic() > deadline:
+                raise RuntimeError(f"the observer cannot sync: {resp}")
+            else:
+                await asyncio.sleep(0.5)
+        self._task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self.client.close()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                resp = await self.client.sync(
+                    timeout=30_000,
+                    since=self._token,
+                    sync_filter=MESSAGE_FILTER,
+                    full_state=False,
+                )
+                arrival = time.perf_counter()
+                if not isinstance(resp, SyncResponse):
+                    await asyncio.sleep(0.2)
+                    continue
+                self.gaps += sum(1 for i in resp.rooms.join.values() if i.timeline.limited)
+                for _room_id, event in await timeline_events(self.client, resp, self._token):
+                    self._record(event, arrival)
+                self._token = resp.next_batch
+                self._changed.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a hiccup under load: sync again
+                log.warning("observer sync failed: %s", exc)
+                await asyncio.sleep(0.5)
+
+    def _record(self, event: Event, arrival: float) -> None:
+        target = reply_target(event)
+        if target is None or target in self.first_reply:
+            return
+        self.first_reply[target] = (arrival, event)
+        waiter = self._waiters.pop(target, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((arrival, event))
+
+    async def reply_to(self, event_id: str, timeout: float) -> tuple[float, Event]:  # noqa: ASYNC109
+        if event_id in self.first_reply:
+            return self.first_reply[event_id]
+        waiter = self._waiters.setdefault(event_id, asyncio.get_running_loop().create_future())
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        finally:
+            self._waiters.pop(event_id, None)
+
+    async def wait_all(self, event_ids: list[str], timeout: float) -> bool:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while not all(e in self.first_reply for e in event_ids):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
+        return True
+
+
+@dataclass
+class Target:
+    name: str
+    user_id: str
+    room_id: str
+
+
+@dataclass
+class Result:
+    name: str
+    round_trips: list[float] = field(default_factory=list)  # seconds
+    round_trip_failures: int = 0
+    burst_commands: int = 0
+    burst_send_seconds: float = 0.0
+    burst_seconds: float | None = None  # first send -> server timestamp of the last reply
+    burst_seen_seconds: float | None = None  # first send -> observer saw the last reply
+    answered_once: int = 0
+    unanswered: int = 0
+    duplicated: int = 0
+    gaps: int = 0
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+async def measure_round_trips(
+    target: Target, sender: Person, observer: Observer, count: int, text: str
+) -> Result:
+    result = Result(target.name)
+    for i in range(WARMUP_COMMANDS + count):
+        started = time.perf_counter()
+        event_id = await sender.send(target.room_id, text)
+        try:
+            arrival, _reply = await observer.reply_to(event_id, ROUND_TRIP_TIMEOUT)
+        except TimeoutError:
+            result.round_trip_failures += 1
+            print(f"  {target.name}: no reply to command {i} within {ROUND_TRIP_TIMEOUT:.0f} s")
+            continue
+        if i >= WARMUP_COMMANDS:
+            result.round_trips.append(arrival - started)
+    return result
+
+
+async def measure_burst(
+    target: Target,
+    *,
+    senders: list[Person],
+    reader: Person,
+    observer: Observer,
+    total: int,
+    text: str,
+    result: Result,
+) -> None:
+    shares = [
+        total // len(senders) + (1 if i < total % len(senders) else 0) for i in range(len(senders))
+    ]
+
+    async def one(person: Person, share: int) -> list[str]:
+        return [await person.send(target.room_id, text) for _ in range(share)]
+
+    started_wall = time.time()
+    started = time.perf_counter()
+    sent = await asyncio.gather(*(one(p, n) for p, n in zip(senders, shares, strict=True)))
+    result.burst_send_seconds = time.perf_counter() - started
+    commands = [event_id for ids in sent for event_id in ids]
+    result.burst_commands = len(commands)
+    timeout = max(300.0, 1.0 * total)
+    if await observer.wait_all(commands, timeout):
+        result.burst_seen_seconds = max(observer.first_reply[c][0] for c in commands) - started
+    else:
+        print(f"  {target.name}: not every command was answered within {timeout:.0f} s")
+
+    # The complete room, read with /messages: every command must have exactly one reply.
+    replies: dict[str, list[Event]] = {}
+    for event in await reader.history(target.room_id):
+        if event.get("sender") != target.user_id or event.get("type") != "m.room.message":
+            continue
+        replied = reply_target(event)
+        if replied is not None:
+            replies.setdefault(replied, []).append(event)
+    counts = [len(replies.get(c, [])) for c in commands]
+    result.answered_once = sum(1 for n in counts if n == 1)
+    result.unanswered = sum(1 for n in counts if n == 0)
+    result.duplicated = sum(1 for n in counts if n > 1)
+    if result.unanswered == 0:
+        last = max(min(r["origin_server_ts"] for r in replies[c]) for c in commands)
+        result.burst_seconds = last / 1000 - started_wall
+
+
+async def create_bench_database() -> str:
+    """A fresh, empty PostgreSQL database for the bot; returns its SQLAlchemy URL."""
+    name = f"bbwt_bench_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+# --- set-up and report -------------------------------------------------------------------
+
+
+def fmt_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def fmt_s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None or b <= 0 else f"{a / b:.2f}"
+
+
+def report(bot: Result, echo: Result, args: argparse.Namespace) -> None:
+    Row = tuple[str, str, str, str]
+
+    def figure(
+        label: str, value: Callable[[Result], float | None], fmt: Callable[[float | None], str]
+    ) -> Row:
+        b, e = value(bot), value(echo)
+        return (label, fmt(b), fmt(e), ratio(b, e))
+
+    def text(label: str, value: Callable[[Result], str]) -> Row:
+        return (label, value(bot), value(echo), "")
+
+    def p(q: float) -> Callable[[Result], float | None]:
+        return lambda r: percentile(r.round_trips, q) if r.round_trips else None
+
+    def mean(r: Result) -> float | None:
+        return sum(r.round_trips) / len(r.round_trips) if r.round_trips else None
+
+    def rate(r: Result) -> float | None:
+        return r.burst_commands / r.burst_seconds if r.burst_seconds else None
+
+    def fmt_rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    rows = [
+        figure("round trip p50 (ms)", p(50), fmt_ms),
+        figure("round trip p95 (ms)", p(95), fmt_ms),
+        figure("round trip mean (ms)", mean, fmt_ms),
+        text("round trip max (ms)", lambda r: fmt_ms(max(r.round_trips, default=None))),
+        text("round trips measured", lambda r: f"{len(r.round_trips)}/{args.commands}"),
+        text(f"burst of {args.burst}: all sent (s)", lambda r: fmt_s(r.burst_send_seconds)),
+        figure("burst: all answered (s)", lambda r: r.burst_seconds, fmt_s),
+        figure("burst: last reply seen (s)", lambda r: r.burst_seen_seconds, fmt_s),
+        figure("burst: commands/s", rate, fmt_rate),
+        text("burst: exactly one reply", lambda r: f"{r.answered_once}/{r.burst_commands}"),
+        text("burst: no reply / duplicates", lambda r: f"{r.unanswered} / {r.duplicated}"),
+        text("sync gaps the bot paged back", lambda r: str(r.gaps)),
+    ]
+    headers: Row = ("", f"bbwt-bot ({args.db})", "echo (nio)", "bot/echo")
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(4)]
+
+    def line(cells: Row) -> str:
+        return "  ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+
+    print()
+    print(line(headers))
+    print("-" * len(line(headers)))
+    for row in rows:
+        print(line(row))
+    print()
+
+
+def versions() -> str:
+    out = []
+    for dist in ("matrix-synapse", "matrix-nio"):
+        try:
+            out.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            out.append(f"{dist} ?")
+    return ", ".join(out)
+
+
+async def bench(args: argparse.Namespace, folder: Path) -> None:
+    print(
+        f"bench: {args.commands} sequential commands, burst of {args.burst} from {args.users} users"
+    )
+    print(
+        f"bench: {versions()}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f} at start"
+    )
+    synapse = LocalSynapse(folder / "synapse")
+    bot: BotProcess | None = None
+    echo: EchoProcess | None = None
+    observer: Observer | None = None
+    people: list[Person] = []
+    pg_url: str | None = None
+    try:
+        began = time.monotonic()
+        await synapse.start()
+        accounts = [await synapse.register(f"load{i}") for i in range(args.users)]
+        people = [Person(synapse, account) for account in accounts]
+
+        # The real bot, with one CoP whose moderators are the load users.
+        if args.db == "postgresql":
+            if not pg_available():
+                raise RuntimeError("PostgreSQL is not reachable on 127.0.0.1:5432")
+            pg_url = await create_bench_database()
+            db_url = pg_url
+        else:
+            db_url = sqlite_url(folder)
+        bot_folder = folder / "bot"
+        bot_folder.mkdir()
+        bot = BotProcess(
+            synapse,
+            bot_folder,
+            account=await synapse.register("bbwt-bench-bot"),
+            db_url=db_url,
+            admins=[],
+            cops=[
+                {
+                    "code": "HDEV",
+                    "name": "Heavy-duty EVs",
+                    "moderators": [p.user_id for p in people],
+                }
+            ],
+        )
+        await bot.start()
+        bot_room = await people[0].join(bot.alias("hdev"))
+        for person in people[1:]:
+            await person.join(bot_room)
+
+        # The echo bot: its own account and room, the same users invited.
+        echo_account = await synapse.register("echo-bench-bot")
+        creator = AsyncClient(
+            synapse.base_url,
+            echo_account.user_id,
+            device_id=echo_account.device_id,
+            config=client_config(),
+        )
+        creator.restore_login(
+            echo_account.user_id, echo_account.device_id, echo_account.access_token
+        )
+        try:
+            created = await creator.room_create(
+                name="Echo bench",
+                invite=[p.user_id for p in people],
+                preset=RoomPreset.private_chat,
+            )
+        finally:
+            await creator.close()
+        if isinstance(created, RoomCreateError):
+            raise RuntimeError(f"could not create the echo room: {created}")
+        echo_room = str(created.room_id)
+        echo = EchoProcess(synapse, echo_account, folder)
+        await echo.start()
+        for person in people:
+            await person.join(echo_room)
+
+        # The observer: a second device of the user who sends the sequential commands.
+        observer = Observer(
+            synapse, await synapse.login(accounts[0].localpart, accounts[0].password)
+        )
+        await observer.start()
+        print(f"bench: set up in {time.monotonic() - began:.1f} s; measuring")
+
+        targets = [
+            Target("echo", echo.user_id, echo_room),
+            Target("bbwt-bot", bot.user_id, bot_room),
+        ]
+        results: dict[str, Result] = {}
+        for target in targets:
+            print(f"  {target.name}: {args.commands} sequential round trips")
+            results[target.name] = await measure_round_trips(
+                target, people[0], observer, args.commands, args.text
+            )
+        for target in targets:
+            print(f"  {target.name}: burst of {args.burst}")
+            gaps_before = observer.gaps
+            await measure_burst(
+                target,
+                senders=people,
+                reader=people[0],
+                observer=observer,
+                total=args.burst,
+                text=args.text,
+                result=results[target.name],
+            )
+            print(
+                f"  {target.name}: {results[target.name].answered_once}/{args.burst} answered "
+                f"exactly once (observer paged back {observer.gaps - gaps_before} sync gaps)"
+            )
+        results["echo"].gaps = echo.gaps
+        try:
+            metrics = await bot.metrics()
+            results["bbwt-bot"].gaps = int(metrics.get("bbwt_sync_gaps_total", 0))
+        except OSError:
+            pass
+        print(f"bench: load average {os.getloadavg()[0]:.2f} at the end")
+        report(results["bbwt-bot"], results["echo"], args)
+    finally:
+        if observer is not None:
+            await observer.close()
+        for person in people:
+            await person.close()
+        if echo is not None:
+            await echo.stop()
+        if bot is not None and bot.proc is not None and bot.proc.returncode is None:
+            try:
+                await bot.stop(timeout=30)
+            except RuntimeError as exc:
+                print(f"bench: {exc.args[0].splitlines()[0]}")
+        await synapse.stop()
+        if pg_url is not None:
+            await drop_pg_database(pg_url)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    folder = Path(tempfile.mkdtemp(prefix="bbwt-bench-"))
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        async with asyncio.timeout(args.timeout):
+            await bench(args, folder)
+        return 0
+    except TimeoutError:
+        print(f"bench: gave up after {args.timeout:.0f} s", file=sys.stderr)
+        return 1
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if args.keep:
+            print(f"bench: logs kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench/roundtrip.py",
+        description="Round trip and burst figures of bbwt-bot against a bare nio echo bot.",
+    )
+    parser.add_argument("--commands", type=int, default=200, help="sequential commands (200)")
+    parser.add_argument("--burst", type=int, default=1000, help="commands in the burst (1000)")
+    parser.add_argument("--users", type=int, default=20, help="users sending the burst (20)")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--text", default=COMMAND_TEXT, help=f"the command ({COMMAND_TEXT!r})")
+    parser.add_argument(
+        "--timeout", type=float, default=3600, help="give up after this many seconds (3600)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    parser.add_argument("--echo-bot", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.echo_bot:
+        return run_echo_bot()
+    if args.commands < 1 or args.burst < 1 or args.users < 1:
+        parser.error("--commands, --burst and --users must be at least 1")
+    if not args.text.startswith("!"):
+        parser.error("--text must be a command starting with '!'")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("nio").setLevel(logging.ERROR)
+    try:
+        return asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        print("bench: interrupted; cleaned up", file=sys.stderr)
+        return 130
+    except asyncio.CancelledError:  # SIGTERM
+        print("bench: stopped; cleaned up", file=sys.stderr)
+        return 143
+
+
+if __name__ == "__main__":
+    sys.exit(main())
