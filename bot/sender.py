@@ -122,7 +122,11 @@ class Sender:
         except SendFailed as exc:
             async with self.db.session() as s:
                 attempts = row.attempts + 1
-                give_up = attempts >= MAX_ATTEMPTS or (exc.permanent and attempts >= 3)
+                # A refused invite/kick/power change will not succeed later (the person is
+                # not there, or already is): drop it at once so the room's queue moves on.
+                # A refused message is tried a few times (e.g. the bot is still joining).
+                patience = 1 if row.kind in ("invite", "kick", "power", "state") else 3
+                give_up = attempts >= MAX_ATTEMPTS or (exc.permanent and attempts >= patience)
                 backoff = exc.retry_after or min(2**attempts, 300)
                 await repo.mark_attempt(
                     s,
