@@ -8,7 +8,7 @@ from types import ModuleType
 
 from commands.registry import Registry
 
-FAMILIES = ("general",)
+FAMILIES = ("general", "membership", "events", "intel", "digest", "claims")
 
 
 def families() -> list[ModuleType]:

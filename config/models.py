@@ -155,6 +155,13 @@ class CopConfig(_Section):
         return value
 
 
+# Sections of command families live in config/<family>.py and import _Section from here, so
+# they are imported only now, after the shared pieces above exist (no import cycle).
+from config.claims import ClaimsConfig  # noqa: E402
+from config.digest import DigestConfig  # noqa: E402
+from config.events import EventsConfig  # noqa: E402
+
+
 class Settings(BaseSettings):
     """The whole configuration; variables ``BBWT_<SECTION>__<KEY>`` override the file."""
 
@@ -170,6 +177,9 @@ class Settings(BaseSettings):
     http: HttpConfig = Field(default_factory=HttpConfig)
     secretariat: SecretariatConfig = Field(default_factory=SecretariatConfig)
     cops: list[CopConfig] = Field(default_factory=list)
+    digest: DigestConfig = Field(default_factory=DigestConfig)
+    claims: ClaimsConfig = Field(default_factory=ClaimsConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,511 @@
+"""The travel-claim rules as pure functions: money, pricing and caps, eligibility, and the
+claim's state machine. No database and no Matrix here, so every rule is easy to test.
+
+Money is :class:`~decimal.Decimal` with two places, never ``float``. Every rounding is
+``ROUND_HALF_UP`` to the cent, the rule of Council Regulation (EC) No 1103/97 (Art. 5) for
+euro amounts: what finance staff expect and what a calculator shows. Each line is rounded
+once, when it is converted to euros; totals are sums of rounded lines, so a claim's total
+is always exactly the sum of its lines, to the cent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from commands.registry import Role
+from config.claims import ClaimsConfig
+
+CENT = Decimal("0.01")
+ROUNDING = ROUND_HALF_UP
+MAX_AMOUNT = Decimal("999999999.99")
+"""The largest amount a line may have (and what fits the database column)."""
+
+
+class MoneyError(ValueError):
+    """An amount, currency or line is not acceptable; the message says why, plainly."""
+
+
+# --- money -----------------------------------------------------------------------------------
+
+
+def cents(value: Decimal | int | str) -> Decimal:
+    """Round to the cent, half up."""
+    return Decimal(value).quantize(CENT, rounding=ROUNDING)
+
+
+def fmt(amount: Decimal, currency: str = "EUR") -> str:
+    """``EUR 1,234.50`` — the currency code first, as on an invoice."""
+    return f"{currency} {cents(amount):,.2f}"
+
+
+_AMOUNT_RE = re.compile(r"^(\d{1,9})(?:[.,](\d{1,2}))?$")
+
+
+def parse_amount(token: str, what: str = "amount") -> Decimal:
+    """An amount as people type it: ``120``, ``120.5``, ``120,50`` (decimal comma).
+
+    Refuses thousands separators, more than two decimals, signs and anything else, with a
+    message that says how to write it.
+    """
+    raw = token.strip().replace("\u00a0", "").replace(" ", "")
+    raw = raw.removeprefix("€").removesuffix("€")
+    match = _AMOUNT_RE.match(raw)
+    if not match:
+        if re.match(r"^\d+[.,]\d{3,}$", raw):
+            raise MoneyError(
+                f"{token!r} has more than two decimals; write the {what} with at most two, "
+                "e.g. 1234.50 (no thousands separators)"
+            )
+        if raw.startswith("-"):
+            raise MoneyError(f"the {what} cannot be negative")
+        raise MoneyError(f"{token!r} is not an {what}; write it like 120 or 120.50")
+    whole, frac = match.group(1), match.group(2) or "0"
+    return cents(Decimal(f"{whole}.{frac}"))
+
+
+@dataclass(frozen=True)
+class Conversion:
+    amount: Decimal
+    """As claimed, in ``currency``."""
+    currency: str
+    rate: Decimal
+    """Units of ``currency`` per 1 EUR."""
+    eur: Decimal
+
+    def describe(self) -> str:
+        if self.currency == "EUR":
+            return fmt(self.eur)
+        return f"{fmt(self.amount, self.currency)} = {fmt(self.eur)} (at {self.rate} per EUR)"
+
+
+def convert(
+    amount: Decimal, currency: str, rules: ClaimsConfig, rate: Decimal | None = None
+) -> Conversion:
+    """Convert to EUR at the configured rate (or ``rate``, the one a stored line was added
+    with), rounded half up to the cent."""
+    code = currency.strip().upper()
+    if rate is None:
+        rate = rules.rates.get(code)
+    if rate is None:
+        raise MoneyError(
+            f"{currency} is not a currency I have a rate for; I know "
+            f"{', '.join(rules.currencies)}. Ask the Secretariat to add it, or give the "
+            "amount in EUR"
+        )
+    eur = amount if code == "EUR" else cents(amount / rate)
+    return Conversion(amount=cents(amount), currency=code, rate=rate, eur=cents(eur))
+
+
+def allocate(total: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
+    """Split ``total`` over lines in proportion to ``weights``, in whole cents, so that the
+    parts add up to ``total`` exactly (largest remainder; ties go to the earlier line)."""
+    if not weights:
+        return []
+    total = cents(total)
+    units = int(total / CENT)
+    base = [w if w > 0 else Decimal(0) for w in weights]
+    weight_sum = sum(base, Decimal(0))
+    if weight_sum == 0:
+        base = [Decimal(1)] * len(weights)
+        weight_sum = Decimal(len(weights))
+    exact = [Decimal(units) * w / weight_sum for w in base]
+    floors = [int(x.to_integral_value(rounding=ROUND_DOWN)) for x in exact]
+    left = units - sum(floors)
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - floors[i]), i))
+    for index in order[:left]:
+        floors[index] += 1
+    return [Decimal(unit) * CENT for unit in floors]
+
+
+# --- lines and caps --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineInput:
+    """One expense as stored: what the claimant gave."""
+
+    category: str
+    amount: Decimal
+    """In ``currency``; for ``car`` the price of the distance (km × rate), in EUR."""
+    currency: str = "EUR"
+    quantity: Decimal | None = None
+    """Kilometres for car; nights for accommodation; days for daily allowance."""
+    distance_km: int | None = None
+    """One-way distance of a rail or air trip, if given."""
+    note: str = ""
+    has_receipt: bool = False
+    rate: Decimal | None = None
+    """The rate the line was added with; None: today's rate from the configuration."""
+
+
+@dataclass(frozen=True)
+class LineCheck:
+    """A line after the rules: its EUR amount, any cap, and what may be paid."""
+
+    number: int
+    line: LineInput
+    conversion: Conversion
+    cap: Decimal | None
+    allowed: Decimal
+    flags: tuple[str, ...] = ()
+    needs_receipt: bool = False
+
+    @property
+    def eur(self) -> Decimal:
+        return self.conversion.eur
+
+    @property
+    def capped(self) -> bool:
+        return self.allowed < self.eur
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    lines: tuple[LineCheck, ...]
+    claimed: Decimal
+    allowed: Decimal
+    blocking: tuple[str, ...] = ()
+    """Why the claim cannot be submitted as it is (empty: it can)."""
+
+    @property
+    def flagged(self) -> list[LineCheck]:
+        return [line for line in self.lines if line.flags]
+
+
+def car_amount(km: Decimal, rules: ClaimsConfig) -> Decimal:
+    return cents(km * rules.car_rate_per_km)
+
+
+def event_days(start: datetime, end: datetime, tz: ZoneInfo) -> list[date]:
+    """The calendar days an event touches in its time zone (an end at midnight does not
+    count the next day)."""
+    first = start.astimezone(tz).date()
+    last_moment = max(end, start + timedelta(microseconds=1)) - timedelta(microseconds=1)
+    last = max(last_moment.astimezone(tz).date(), first)
+    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+
+
+def default_nights(days: int) -> int:
+    """Nights of an event of ``days`` days (a one-day meeting: one night)."""
+    return max(days - 1, 1)
+
+
+def check_claim(lines: Sequence[LineInput], rules: ClaimsConfig, days: int) -> ClaimCheck:
+    """Apply every rule: convert, cap, flag, and say what blocks submission."""
+    checked: list[LineCheck] = []
+    allowance_left = cents(rules.daily_allowance * max(days, 1))
+    for number, line in enumerate(lines, start=1):
+        conversion = convert(line.amount, line.currency, rules, line.rate)
+        flags: list[str] = []
+        cap: Decimal | None = None
+        allowed = conversion.eur
+        if line.category == "accommodation":
+            nights = int(line.quantity) if line.quantity else default_nights(days)
+            cap = cents(rules.accommodation_per_night * nights)
+            if conversion.eur > cap:
+                flags.append(
+                    f"over the accommodation cap of {fmt(rules.accommodation_per_night)} a "
+                    f"night ({nights} night{'s' if nights != 1 else ''}: {fmt(cap)}); "
+                    f"capped at {fmt(cap)}"
+                )
+        elif line.category == "daily-allowance":
+            cap = allowance_left
+            if conversion.eur > cap:
+                flags.append(
+                    f"over the daily allowance of {fmt(rules.daily_allowance)} a meeting day "
+                    f"({days} day{'s' if days != 1 else ''}); capped at {fmt(cap)}"
+                )
+        elif (
+            line.category == "air"
+            and line.distance_km is not None
+            and line.distance_km <= rules.rail_max_km
+        ):
+            flags.append(
+                f"air travel for {line.distance_km} km one way: the rules pay rail up to "
+                f"{rules.rail_max_km} km, so a moderator will check this fare"
+            )
+        if cap is not None:
+            allowed = min(conversion.eur, cap)
+        if line.category == "daily-allowance":
+            allowance_left -= allowed
+        needs_receipt = line.category in rules.receipt_required and not line.has_receipt
+        checked.append(
+            LineCheck(
+                number=number,
+                line=line,
+                conversion=conversion,
+                cap=cap,
+                allowed=allowed,
+                flags=tuple(flags),
+                needs_receipt=needs_receipt,
+            )
+        )
+    blocking: list[str] = []
+    if not checked:
+        blocking.append("the claim has no expenses yet")
+    for item in checked:
+        if item.needs_receipt:
+            blocking.append(
+                f"line {item.number} ({item.line.category}, {fmt(item.eur)}) needs a receipt"
+            )
+    return ClaimCheck(
+        lines=tuple(checked),
+        claimed=sum((item.eur for item in checked), Decimal("0.00")),
+        allowed=sum((item.allowed for item in checked), Decimal("0.00")),
+        blocking=tuple(blocking),
+    )
+
+
+def price_new_line(
+    *,
+    category: str,
+    amount: Decimal | None,
+    currency: str | None,
+    rules: ClaimsConfig,
+    days: int,
+    quantity: Decimal | None = None,
+    distance_km: int | None = None,
+    note: str = "",
+) -> LineInput:
+    """Turn what the claimant typed into a line, or say what is wrong."""
+    category = category.strip().lower()
+    if category in rules.refused:
+        raise MoneyError(rules.refused[category])
+    if category not in rules.categories:
+        raise MoneyError(
+            f"{category!r} is not a category you can claim; use one of "
+            f"{', '.join(rules.categories)}"
+        )
+    code = (currency or "EUR").upper()
+    if category == "car":
+        if amount is None:
+            raise MoneyError("for car, give the distance driven in km, e.g. car 350")
+        if currency is not None and code != "KM":
+            raise MoneyError(
+                "for car, give the distance in km (it is priced at "
+                f"{fmt(rules.car_rate_per_km)} a km), not an amount of money"
+            )
+        return LineInput(
+            category="car",
+            amount=car_amount(amount, rules),
+            currency="EUR",
+            quantity=amount,
+            note=note,
+        )
+    if category == "daily-allowance" and amount is None:
+        return LineInput(
+            category=category,
+            amount=cents(rules.daily_allowance * days),
+            currency="EUR",
+            quantity=Decimal(days),
+            note=note,
+        )
+    if amount is None:
+        raise MoneyError(f"give the amount you paid for {category}, e.g. {category} 120.50")
+    if amount <= 0:
+        raise MoneyError("the amount must be above zero")
+    convert(amount, code, rules)  # an unknown currency is refused here
+    if category == "accommodation" and quantity is not None and quantity < 1:
+        raise MoneyError("nights must be 1 or more")
+    return LineInput(
+        category=category,
+        amount=amount,
+        currency=code,
+        quantity=quantity,
+        distance_km=distance_km if category in ("rail", "air") else None,
+        note=note,
+    )
+
+
+# --- eligibility -----------------------------------------------------------------------------
+
+
+def deadline_day(last_day: date, rules: ClaimsConfig) -> date:
+    """The last calendar day on which a claim may be made and submitted."""
+    return last_day + timedelta(days=rules.deadline_days)
+
+
+def within_deadline(now: datetime, last_day: date, tz: ZoneInfo, rules: ClaimsConfig) -> bool:
+    """Is it still ``deadline_day`` or earlier, in the event's time zone?"""
+    return now.astimezone(tz).date() <= deadline_day(last_day, rules)
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What eligibility needs to know about one event and one person."""
+
+    kind: str
+    rsvp: str | None
+    attended: bool
+    days: list[date]
+    tz: ZoneInfo
+    cancelled: bool = False
+
+
+def eligibility_problems(facts: EventFacts, now: datetime, rules: ClaimsConfig) -> list[str]:
+    """Every reason the person cannot claim for the event (empty: they can)."""
+    problems: list[str] = []
+    if facts.cancelled:
+        problems.append("the event was cancelled")
+    if facts.kind not in rules.eligible_kinds:
+        kinds = ", ".join(rules.eligible_kinds)
+        problems.append(
+            f"it is an {facts.kind.replace('-', ' ')}; travel is reimbursed only for "
+            f"in-person events ({kinds})"
+        )
+    if facts.rsvp != "yes":
+        problems.append(
+            "you did not RSVP yes to it"
+            if facts.rsvp is None
+            else f"your RSVP is {facts.rsvp!r}, not yes"
+        )
+    if not facts.attended:
+        problems.append("you are not marked as having attended (a moderator does that)")
+    if facts.days and not within_deadline(now, facts.days[-1], facts.tz, rules):
+        last = deadline_day(facts.days[-1], rules)
+        problems.append(
+            f"the deadline has passed: claims were due by {last.isoformat()} "
+            f"({rules.deadline_days} days after the event, {facts.tz.key} time)"
+        )
+    return problems
+
+
+# --- the state machine -----------------------------------------------------------------------
+
+
+class Status(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    PAID = "paid"
+    WITHDRAWN = "withdrawn"
+
+
+class Action(StrEnum):
+    EDIT = "edit"
+    SUBMIT = "submit"
+    WITHDRAW = "withdraw"
+    APPROVE = "approve"
+    REJECT = "reject"
+    PAY = "pay"
+
+
+OWNER_ACTIONS = frozenset({Action.EDIT, Action.SUBMIT, Action.WITHDRAW})
+DECIDER_ACTIONS = frozenset({Action.APPROVE, Action.REJECT, Action.PAY})
+
+TRANSITIONS: dict[Action, tuple[frozenset[Status], Status]] = {
+    Action.EDIT: (frozenset({Status.DRAFT}), Status.DRAFT),
+    Action.SUBMIT: (frozenset({Status.DRAFT}), Status.SUBMITTED),
+    Action.WITHDRAW: (frozenset({Status.DRAFT, Status.SUBMITTED}), Status.WITHDRAWN),
+    Action.APPROVE: (frozenset({Status.SUBMITTED}), Status.APPROVED),
+    Action.REJECT: (frozenset({Status.SUBMITTED}), Status.REJECTED),
+    Action.PAY: (frozenset({Status.APPROVED}), Status.PAID),
+}
+"""Action -> (the statuses it may start from, the status it leads to). Only forward."""
+
+_VERB = {
+    Action.EDIT: "changed",
+    Action.SUBMIT: "submitted",
+    Action.WITHDRAW: "withdrawn",
+    Action.APPROVE: "approved",
+    Action.REJECT: "rejected",
+    Action.PAY: "marked paid",
+}
+
+_WHY_NOT = {
+    Status.DRAFT: "it is still a draft that its owner has not submitted",
+    Status.SUBMITTED: "it has been submitted and is waiting for a decision",
+    Status.APPROVED: "it has been approved and is waiting to be paid",
+    Status.REJECTED: "it was rejected, which is final",
+    Status.PAID: "it has been paid, which is final",
+    Status.WITHDRAWN: "it was withdrawn, which is final",
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts on a claim: their role in the claim's CoP and whether the claim is theirs."""
+
+    role: Role
+    is_owner: bool = False
+
+
+class TransitionRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def transition(status: Status, action: Action, actor: Actor, cop: str = "the CoP") -> Status:
+    """The status after ``action``, or :class:`TransitionRefused` saying why not.
+
+    Owners edit, submit and withdraw their own claims; moderators of the claim's CoP and
+    admins approve, reject and mark paid, but never their own claims.
+    """
+    if action in OWNER_ACTIONS and not actor.is_owner:
+        raise TransitionRefused(f"only the person who made a claim can have it {_VERB[action]}")
+    if action in DECIDER_ACTIONS:
+        if actor.role < Role.MODERATOR:
+            raise TransitionRefused(
+                f"only moderators of {cop} or the Secretariat can have a claim {_VERB[action]}"
+            )
+        if actor.is_owner:
+            raise TransitionRefused(
+                "you cannot decide on your own claim; another moderator or the Secretariat will"
+            )
+    sources, target = TRANSITIONS[action]
+    if status not in sources:
+        raise TransitionRefused(f"it cannot be {_VERB[action]} now: {_WHY_NOT[status]}")
+    return target
+
+
+def may_view(actor: Actor) -> bool:
+    """Owners, moderators of the claim's CoP and admins may see a claim; nobody else."""
+    return actor.is_owner or actor.role >= Role.MODERATOR
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+@dataclass
+class NoteParts:
+    """Extras a claimant may put in the note: ``km=350`` (one-way distance) and
+    ``nights=2`` (accommodation)."""
+
+    note: str = ""
+    distance_km: int | None = None
+    nights: int | None = None
+    unknown: list[str] = field(default_factory=list)
+
+
+def split_note(words: Iterable[str]) -> NoteParts:
+    parts = NoteParts()
+    kept: list[str] = []
+    for word in words:
+        key, sep, value = word.partition("=")
+        if sep and key.lower() in ("km", "nights"):
+            if not value.isdigit() or int(value) <= 0 or int(value) > 100_000:
+                raise MoneyError(f"{key.lower()}= needs a whole number above zero")
+            if key.lower() == "km":
+                parts.distance_km = int(value)
+            else:
+                parts.nights = int(value)
+        else:
+            kept.append(word)
+    parts.note = " ".join(kept).strip()
+    return parts
+
+
+def is_amount(token: str) -> bool:
+    try:
+        parse_amount(token)
+    except (MoneyError, InvalidOperation):
+        return False
+    return True

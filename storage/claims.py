@@ -1,0 +1,387 @@
+"""Travel-expense claims and their lines.
+
+Money is stored as whole cents in 64-bit integers (exact on SQLite and PostgreSQL alike)
+and read back as :class:`~decimal.Decimal` with two places; exchange rates and quantities
+are stored as decimal text. Nothing here is ever a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    func,
+    select,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models import Base, BigId, utcnow
+
+CENT = Decimal("0.01")
+
+
+class Cents(TypeDecorator[Decimal]):
+    """A euro (or other currency) amount kept as an integer number of cents."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError("money must be a Decimal, never a float")
+        scaled = value * 100
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has fractions of a cent")
+        return int(scaled)
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return (Decimal(int(value)) * CENT).quantize(CENT)
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """An exact decimal (exchange rate, kilometres) kept as text."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError("exact numbers must be Decimals")
+        return str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+DRAFT = "draft"
+SUBMITTED = "submitted"
+APPROVED = "approved"
+REJECTED = "rejected"
+PAID = "paid"
+WITHDRAWN = "withdrawn"
+OPEN = (DRAFT, SUBMITTED, APPROVED, PAID)
+"""A person has at most one claim per event in these statuses."""
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    cop_code: Mapped[str] = mapped_column(ForeignKey("cops.code"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=DRAFT)
+    days: Mapped[int] = mapped_column(Integer, default=1)
+    """Meeting days of the event (daily allowance, default nights); frozen on submit."""
+    claimed: Mapped[Decimal] = mapped_column(Cents, default=Decimal("0.00"))
+    """Sum of the lines in EUR."""
+    allowed: Mapped[Decimal] = mapped_column(Cents, default=Decimal("0.00"))
+    """Sum of the lines after caps, in EUR."""
+    approved: Mapped[Decimal | None] = mapped_column(Cents)
+    """What a moderator approved (None until approved)."""
+    reason: Mapped[str] = mapped_column(Text, default="")
+    """Why another amount was approved, or why the claim was rejected."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    paid_at: Mapped[datetime | None]
+    paid_by: Mapped[str | None] = mapped_column(String(255))
+    withdrawn_at: Mapped[datetime | None]
+
+    @property
+    def code(self) -> str:
+        return f"C{self.id}"
+
+
+class ClaimLine(Base):
+    __tablename__ = "claim_lines"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    """The line's number within its claim (1, 2, …)."""
+    category: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[Decimal] = mapped_column(Cents)
+    """As claimed, in ``currency`` (car: the price of the distance, in EUR)."""
+    currency: Mapped[str] = mapped_column(String(3))
+    rate: Mapped[Decimal] = mapped_column(DecimalText)
+    """Units of ``currency`` per 1 EUR when the line was added."""
+    eur: Mapped[Decimal] = mapped_column(Cents)
+    quantity: Mapped[Decimal | None] = mapped_column(DecimalText)
+    """Kilometres (car), nights (accommodation) or days (daily allowance)."""
+    distance_km: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    cap: Mapped[Decimal | None] = mapped_column(Cents)
+    allowed: Mapped[Decimal] = mapped_column(Cents)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    approved: Mapped[Decimal | None] = mapped_column(Cents)
+    """This line's share of the approved amount (the shares add up to it exactly)."""
+    receipt_url: Mapped[str | None] = mapped_column(Text)
+    """The receipt's ``mxc://`` address."""
+    receipt_name: Mapped[str] = mapped_column(String(255), default="")
+    receipt_mimetype: Mapped[str] = mapped_column(String(100), default="")
+    receipt_size: Mapped[int | None] = mapped_column(BigInteger)
+    receipt_event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def has_receipt(self) -> bool:
+        return bool(self.receipt_url)
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+
+async def create_claim(
+    session: AsyncSession, *, user_id: str, event_id: int, cop_code: str, days: int, now: datetime
+) -> Claim:
+    claim = Claim(
+        user_id=user_id,
+        event_id=event_id,
+        cop_code=cop_code,
+        status=DRAFT,
+        days=days,
+        claimed=Decimal("0.00"),
+        allowed=Decimal("0.00"),
+        reason="",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(claim)
+    await session.flush()
+    return claim
+
+
+async def get_claim(session: AsyncSession, claim_id: int, *, lock: bool = False) -> Claim | None:
+    """The claim ``C<claim_id>``; with ``lock`` its row stays locked until the transaction
+    ends (PostgreSQL), so two moderators deciding at once are handled one after the other."""
+    query = select(Claim).where(Claim.id == claim_id).execution_options(populate_existing=True)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def open_claim_for_event(session: AsyncSession, user_id: str, event_id: int) -> Claim | None:
+    """The person's claim for this event that still counts (not withdrawn or rejected)."""
+    return await session.scalar(
+        select(Claim)
+        .where(Claim.user_id == user_id, Claim.event_id == event_id, Claim.status.in_(OPEN))
+        .order_by(Claim.id.desc())
+        .limit(1)
+    )
+
+
+async def rejected_claim_for_event(
+    session: AsyncSession, user_id: str, event_id: int
+) -> Claim | None:
+    return await session.scalar(
+        select(Claim)
+        .where(Claim.user_id == user_id, Claim.event_id == event_id, Claim.status == REJECTED)
+        .order_by(Claim.id.desc())
+        .limit(1)
+    )
+
+
+async def claims_of(session: AsyncSession, user_id: str) -> list[Claim]:
+    rows = await session.scalars(
+        select(Claim).where(Claim.user_id == user_id).order_by(Claim.id.desc())
+    )
+    return list(rows.all())
+
+
+async def claims_with_status(
+    session: AsyncSession, statuses: Iterable[str], cops: Iterable[str] | None
+) -> list[Claim]:
+    """Claims in these statuses of these CoPs (None: every CoP), oldest first."""
+    query = select(Claim).where(Claim.status.in_(list(statuses))).order_by(Claim.id)
+    if cops is not None:
+        query = query.where(Claim.cop_code.in_(list(cops)))
+    return list((await session.scalars(query)).all())
+
+
+async def save_claim(session: AsyncSession, claim: Claim, now: datetime) -> None:
+    claim.updated_at = now
+    await session.flush()
+
+
+# --- lines -----------------------------------------------------------------------------------
+
+
+async def lines_of(session: AsyncSession, claim_id: int) -> list[ClaimLine]:
+    rows = await session.scalars(
+        select(ClaimLine)
+        .where(ClaimLine.claim_id == claim_id)
+        .order_by(ClaimLine.position)
+        .execution_options(populate_existing=True)
+    )
+    return list(rows.all())
+
+
+async def lines_of_claims(
+    session: AsyncSession, claim_ids: Sequence[int]
+) -> dict[int, list[ClaimLine]]:
+    out: dict[int, list[ClaimLine]] = {claim_id: [] for claim_id in claim_ids}
+    if not claim_ids:
+        return out
+    rows = await session.scalars(
+        select(ClaimLine)
+        .where(ClaimLine.claim_id.in_(list(claim_ids)))
+        .order_by(ClaimLine.claim_id, ClaimLine.position)
+    )
+    for line in rows.all():
+        out[line.claim_id].append(line)
+    return out
+
+
+async def add_line(
+    session: AsyncSession,
+    claim: Claim,
+    *,
+    category: str,
+    amount: Decimal,
+    currency: str,
+    rate: Decimal,
+    eur: Decimal,
+    quantity: Decimal | None,
+    distance_km: int | None,
+    note: str,
+    now: datetime,
+) -> ClaimLine:
+    position = int(
+        await session.scalar(
+            select(func.coalesce(func.max(ClaimLine.position), 0)).where(
+                ClaimLine.claim_id == claim.id
+            )
+        )
+        or 0
+    )
+    line = ClaimLine(
+        claim_id=claim.id,
+        position=position + 1,
+        category=category,
+        amount=amount,
+        currency=currency,
+        rate=rate,
+        eur=eur,
+        quantity=quantity,
+        distance_km=distance_km,
+        note=note,
+        cap=None,
+        allowed=eur,
+        flags=[],
+        receipt_name="",
+        receipt_mimetype="",
+        created_at=now,
+    )
+    session.add(line)
+    await session.flush()
+    return line
+
+
+async def remove_line(session: AsyncSession, claim: Claim, position: int) -> bool:
+    """Delete line ``position`` and renumber the ones after it; False if there is none."""
+    lines = await lines_of(session, claim.id)
+    target = next((line for line in lines if line.position == position), None)
+    if target is None:
+        return False
+    await session.delete(target)
+    await session.flush()
+    for line in lines:
+        if line.position > position:
+            line.position -= 1
+    await session.flush()
+    return True
+
+
+async def attach_receipt(
+    session: AsyncSession,
+    line: ClaimLine,
+    *,
+    url: str,
+    name: str,
+    mimetype: str,
+    size: int | None,
+    event_id: str,
+) -> None:
+    line.receipt_url = url
+    line.receipt_name = name[:255]
+    line.receipt_mimetype = mimetype[:100]
+    line.receipt_size = size
+    line.receipt_event_id = event_id
+    await session.flush()
+
+
+def record_assessment(
+    claim: Claim,
+    lines: Sequence[ClaimLine],
+    assessed: Sequence[tuple[Decimal | None, Decimal, list[str]]],
+    *,
+    claimed: Decimal,
+    allowed: Decimal,
+) -> None:
+    """Store the rules' verdict: per line (cap, allowed, flags) and the claim's totals."""
+    for line, (cap, line_allowed, flags) in zip(lines, assessed, strict=True):
+        line.cap = cap
+        line.allowed = line_allowed
+        line.flags = list(flags)
+    claim.claimed = claimed
+    claim.allowed = allowed
+
+
+def record_approval(
+    claim: Claim, lines: Sequence[ClaimLine], shares: Sequence[Decimal], total: Decimal
+) -> None:
+    for line, share in zip(lines, shares, strict=True):
+        line.approved = share
+    claim.approved = total
+
+
+def _summary(claim: Claim) -> dict[str, Any]:
+    return {
+        "claim": claim.code,
+        "event": f"E{claim.event_id}",
+        "cop": claim.cop_code,
+        "status": claim.status,
+        "claimed_eur": str(claim.claimed),
+        "approved_eur": None if claim.approved is None else str(claim.approved),
+    }
+
+
+async def data_of(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
+    """Everything stored about a person's claims (for ``!mydata``)."""
+    claims = await claims_of(session, user_id)
+    lines = await lines_of_claims(session, [claim.id for claim in claims])
+    out = []
+    for claim in claims:
+        item = _summary(claim)
+        item["lines"] = [
+            {
+                "category": line.category,
+                "amount": str(line.amount),
+                "currency": line.currency,
+                "eur": str(line.eur),
+                "note": line.note,
+                "receipt": line.receipt_name or None,
+            }
+            for line in lines[claim.id]
+        ]
+        out.append(item)
+    return out

@@ -1,0 +1,803 @@
+"""Events, RSVPs with waiting lists, guests, attendance, reminders and calendar tokens.
+
+Functions other families rely on (travel claims): :func:`get_event`, :func:`rsvp_of` and
+:func:`attended`.
+
+Capacity is enforced under a lock on the event's row: every change of answers goes through
+:func:`lock_event` first (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every
+transaction already starts with ``BEGIN IMMEDIATE`` and so runs alone), so concurrent
+answers are handled one after the other and never over-fill an event.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models import Base, BigId, Person, utcnow
+
+KINDS = (
+    "online-meeting",
+    "in-person-meeting",
+    "study-visit",
+    "market-dialogue",
+    "pitching-session",
+    "industry-meeting",
+)
+IN_PERSON_KINDS = frozenset(KINDS) - {"online-meeting"}
+
+SCHEDULED = "scheduled"
+CANCELLED = "cancelled"
+
+YES = "yes"
+NO = "no"
+MAYBE = "maybe"
+WAITING = "waiting"
+ANSWERS = (YES, NO, MAYBE, WAITING)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_cop_start", "cop_code", "starts_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    cop_code: Mapped[str] = mapped_column(ForeignKey("cops.code"))
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    timezone: Mapped[str] = mapped_column(String(64))
+    """The IANA zone the times were given in; times are stored in UTC."""
+    location: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(Text, default="")
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=SCHEDULED)
+    cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    """Bumped on every change; calendar apps use it to replace their copy."""
+    queue_counter: Mapped[int] = mapped_column(Integer, default=0)
+    """Last number handed out to an answer; orders the waiting list."""
+
+    @property
+    def code(self) -> str:
+        return f"E{self.id}"
+
+    @property
+    def tag(self) -> str:
+        """Outbox tag of the event's announcement in its CoP room."""
+        return f"event:{self.id}"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == CANCELLED
+
+    @property
+    def in_person(self) -> bool:
+        return self.kind in IN_PERSON_KINDS
+
+
+class Rsvp(Base):
+    __tablename__ = "event_rsvps"
+    __table_args__ = (UniqueConstraint("event_id", "user_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    answer: Mapped[str] = mapped_column(String(16))
+    """yes | no | maybe | waiting (said yes while the event was full)."""
+    queue_no: Mapped[int] = mapped_column(Integer, default=0)
+    """Order of arrival of the yes answer; the waiting list is sorted by it."""
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reaction_event_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    """The reaction that gave this answer; removing that reaction withdraws the answer."""
+
+
+class EventGuest(Base):
+    """A market actor invited to one event: may see it and answer, nothing else."""
+
+    __tablename__ = "event_guests"
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    invited_by: Mapped[str] = mapped_column(String(255))
+    invited_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Attendance(Base):
+    """Who was there, as marked by a moderator; travel claims rely on it."""
+
+    __tablename__ = "event_attendance"
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    marked_by: Mapped[str] = mapped_column(String(255))
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reminder(Base):
+    """One reminder of one event; ``status`` goes from pending to sent, dropped (the event
+    had started), superseded (a later reminder was due too) or cancelled, once."""
+
+    __tablename__ = "event_reminders"
+    __table_args__ = (
+        UniqueConstraint("event_id", "offset_minutes"),
+        Index("ix_event_reminders_due", "status", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    offset_minutes: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    handled_at: Mapped[datetime | None]
+
+
+class CalendarToken(Base):
+    """The secret in a person's calendar feed URL."""
+
+    __tablename__ = "calendar_tokens"
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+async def create_event(
+    session: AsyncSession,
+    *,
+    cop_code: str,
+    kind: str,
+    title: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    timezone: str,
+    created_by: str,
+    location: str = "",
+    url: str = "",
+    capacity: int | None = None,
+    now: datetime | None = None,
+) -> Event:
+    event = Event(
+        cop_code=cop_code,
+        kind=kind,
+        title=title,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        timezone=timezone,
+        location=location,
+        url=url,
+        capacity=capacity,
+        created_by=created_by,
+        status=SCHEDULED,
+        cancel_reason="",
+        sequence=0,
+        queue_counter=0,
+        created_at=now or utcnow(),
+        updated_at=now or utcnow(),
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def get_event(session: AsyncSession, event_id: int) -> Event | None:
+    """The event with this number (``E12`` -> 12), or None."""
+    return await session.get(Event, event_id)
+
+
+async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
+    """Load the event and lock its row until the transaction ends.
+
+    Every change of answers for an event happens under this lock, so capacity checks and
+    the waiting list see every other change that committed before.
+    """
+    return await session.scalar(
+        select(Event)
+        .where(Event.id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def touch_event(session: AsyncSession, event: Event, now: datetime) -> None:
+    """Record that the event changed (for calendar apps) and write the change."""
+    event.sequence = (event.sequence or 0) + 1
+    event.updated_at = now
+    await session.flush()
+
+
+async def cancel_event(session: AsyncSession, event: Event, reason: str, now: datetime) -> None:
+    event.status = CANCELLED
+    event.cancel_reason = reason
+    await touch_event(session, event, now)
+    await cancel_reminders(session, event.id, now)
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    cops: Iterable[str] | None,
+    extra_ids: Iterable[int] = (),
+    ends_after: datetime | None = None,
+    include_cancelled: bool = False,
+    limit: int | None = None,
+) -> list[Event]:
+    """Events of the given CoPs (None: every CoP) plus ``extra_ids`` (guest invitations),
+    soonest first."""
+    query = select(Event).order_by(Event.starts_at, Event.id)
+    ids = list(extra_ids)
+    if cops is not None:
+        codes = list(cops)
+        if ids:
+            query = query.where(Event.cop_code.in_(codes) | Event.id.in_(ids))
+        else:
+            query = query.where(Event.cop_code.in_(codes))
+    if ends_after is not None:
+        query = query.where(Event.ends_at > ends_after)
+    if not include_cancelled:
+        query = query.where(Event.status != CANCELLED)
+    if limit is not None:
+        query = query.limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RsvpOutcome:
+    """What an answer did."""
+
+    answer: str | None
+    """The answer now stored (``waiting`` when a yes did not find a seat), None if withdrawn."""
+    previous: str | None
+    position: int | None = None
+    """Place on the waiting list (1 = next to get a seat)."""
+    promoted: list[str] = field(default_factory=list)
+    """People who got a seat because of this change (tell them)."""
+
+    @property
+    def changed(self) -> bool:
+        return self.answer != self.previous
+
+
+async def rsvp_of(session: AsyncSession, event_id: int, user_id: str) -> str | None:
+    """The person's answer: ``yes``, ``no``, ``maybe``, ``waiting`` or None."""
+    return await session.scalar(
+        select(Rsvp.answer).where(Rsvp.event_id == event_id, Rsvp.user_id == user_id)
+    )
+
+
+async def _get_rsvp(session: AsyncSession, event_id: int, user_id: str) -> Rsvp | None:
+    return await session.scalar(
+        select(Rsvp)
+        .where(Rsvp.event_id == event_id, Rsvp.user_id == user_id)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _count(session: AsyncSession, event_id: int, answer: str) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Rsvp)
+            .where(Rsvp.event_id == event_id, Rsvp.answer == answer)
+        )
+        or 0
+    )
+
+
+async def waiting_list(session: AsyncSession, event_id: int) -> list[Rsvp]:
+    """People waiting for a seat, next in line first."""
+    rows = await session.scalars(
+        select(Rsvp)
+        .where(Rsvp.event_id == event_id, Rsvp.answer == WAITING)
+        .order_by(Rsvp.queue_no, Rsvp.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(rows.all())
+
+
+async def waiting_position(session: AsyncSession, event_id: int, user_id: str) -> int | None:
+    for index, row in enumerate(await waiting_list(session, event_id), start=1):
+        if row.user_id == user_id:
+            return index
+    return None
+
+
+async def fill_free_seats(session: AsyncSession, event: Event, now: datetime) -> list[str]:
+    """Give free seats to the first people on the waiting list; returns who got one.
+
+    The caller must hold the event's lock (:func:`lock_event`).
+    """
+    promoted: list[str] = []
+    waiting = await waiting_list(session, event.id)
+    if not waiting:
+        return promoted
+    if event.capacity is None:
+        free = len(waiting)
+    else:
+        free = event.capacity - await _count(session, event.id, YES)
+    for row in waiting[: max(free, 0)]:
+        row.answer = YES
+        row.answered_at = now
+        promoted.append(row.user_id)
+    await session.flush()
+    return promoted
+
+
+async def set_rsvp(
+    session: AsyncSession,
+    event: Event,
+    user_id: str,
+    answer: str | None,
+    now: datetime,
+    *,
+    reaction_event_id: str | None = None,
+) -> RsvpOutcome:
+    """Store a person's answer (``yes``/``no``/``maybe``; None withdraws it).
+
+    ``event`` must have been loaded with :func:`lock_event` in this transaction. A yes beyond
+    the capacity goes on the waiting list; a freed seat goes to the first one waiting.
+    Saying yes again while waiting keeps one's place.
+    """
+    if answer not in (YES, NO, MAYBE, None):
+        raise ValueError(f"unknown answer {answer!r}")
+    row = await _get_rsvp(session, event.id, user_id)
+    previous = row.answer if row is not None else None
+    outcome = RsvpOutcome(answer=previous, previous=previous)
+
+    if answer is None:
+        if row is not None:
+            await session.delete(row)
+            await session.flush()
+        outcome.answer = None
+    elif answer == YES and previous in (YES, WAITING):
+        if row is not None and reaction_event_id is not None:
+            row.reaction_event_id = reaction_event_id
+        elif row is not None:
+            row.reaction_event_id = None
+    else:
+        stored = answer
+        if answer == YES and event.capacity is not None:
+            taken = await _count(session, event.id, YES)
+            has_waiting = await _count(session, event.id, WAITING) > 0
+            if taken >= event.capacity or has_waiting:
+                stored = WAITING
+        if row is None:
+            row = Rsvp(event_id=event.id, user_id=user_id, answer=stored)
+            session.add(row)
+        row.answer = stored
+        row.answered_at = now
+        row.reaction_event_id = reaction_event_id
+        if stored in (YES, WAITING):
+            event.queue_counter = (event.queue_counter or 0) + 1
+            row.queue_no = event.queue_counter
+        await session.flush()
+        outcome.answer = stored
+
+    promoted = await fill_free_seats(session, event, now)
+    if user_id in promoted:
+        promoted.remove(user_id)
+        outcome.answer = YES
+    outcome.promoted = promoted
+    if outcome.answer == WAITING:
+        outcome.position = await waiting_position(session, event.id, user_id)
+    return outcome
+
+
+async def rsvp_by_reaction(session: AsyncSession, reaction_event_id: str) -> Rsvp | None:
+    """The answer that the reaction with this event id gave (and still stands)."""
+    return await session.scalar(select(Rsvp).where(Rsvp.reaction_event_id == reaction_event_id))
+
+
+async def rsvps_of_event(session: AsyncSession, event_id: int) -> list[Rsvp]:
+    rows = await session.scalars(
+        select(Rsvp).where(Rsvp.event_id == event_id).order_by(Rsvp.queue_no, Rsvp.id)
+    )
+    return list(rows.all())
+
+
+async def rsvps_of_events(session: AsyncSession, event_ids: Sequence[int]) -> list[Rsvp]:
+    if not event_ids:
+        return []
+    rows = await session.scalars(
+        select(Rsvp).where(Rsvp.event_id.in_(list(event_ids))).order_by(Rsvp.event_id, Rsvp.id)
+    )
+    return list(rows.all())
+
+
+async def people_with_answers(
+    session: AsyncSession, event_id: int, answers: Iterable[str]
+) -> list[str]:
+    rows = await session.scalars(
+        select(Rsvp.user_id)
+        .where(Rsvp.event_id == event_id, Rsvp.answer.in_(list(answers)))
+        .order_by(Rsvp.queue_no, Rsvp.id)
+    )
+    return list(rows.all())
+
+
+@dataclass
+class Counts:
+    yes: int = 0
+    no: int = 0
+    maybe: int = 0
+    waiting: int = 0
+
+
+async def rsvp_counts(session: AsyncSession, event_ids: Sequence[int]) -> dict[int, Counts]:
+    out = {event_id: Counts() for event_id in event_ids}
+    if not event_ids:
+        return out
+    rows = await session.execute(
+        select(Rsvp.event_id, Rsvp.answer, func.count())
+        .where(Rsvp.event_id.in_(list(event_ids)))
+        .group_by(Rsvp.event_id, Rsvp.answer)
+    )
+    for event_id, answer, count in rows:
+        if answer in ANSWERS:
+            setattr(out[event_id], answer, int(count))
+    return out
+
+
+async def answers_of(
+    session: AsyncSession, user_id: str, event_ids: Sequence[int]
+) -> dict[int, str]:
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(Rsvp.event_id, Rsvp.answer).where(
+            Rsvp.user_id == user_id, Rsvp.event_id.in_(list(event_ids))
+        )
+    )
+    return {event_id: answer for event_id, answer in rows}
+
+
+# --- guests ------------------------------------------------------------------------------------
+
+
+async def add_guest(session: AsyncSession, event_id: int, user_id: str, invited_by: str) -> bool:
+    """Invite a guest to an event; False when they were invited already."""
+    if await session.get(EventGuest, (event_id, user_id)) is not None:
+        return False
+    session.add(EventGuest(event_id=event_id, user_id=user_id, invited_by=invited_by))
+    await session.flush()
+    return True
+
+
+async def is_guest(session: AsyncSession, event_id: int, user_id: str) -> bool:
+    return await session.get(EventGuest, (event_id, user_id)) is not None
+
+
+async def guest_event_ids(session: AsyncSession, user_id: str) -> set[int]:
+    rows = await session.scalars(select(EventGuest.event_id).where(EventGuest.user_id == user_id))
+    return set(rows.all())
+
+
+async def guests_of(session: AsyncSession, event_id: int) -> list[str]:
+    rows = await session.scalars(
+        select(EventGuest.user_id)
+        .where(EventGuest.event_id == event_id)
+        .order_by(EventGuest.invited_at)
+    )
+    return list(rows.all())
+
+
+# --- attendance --------------------------------------------------------------------------------
+
+
+async def attended(session: AsyncSession, event_id: int, user_id: str) -> bool:
+    """Did a moderator mark this person as having attended the event?"""
+    return await session.get(Attendance, (event_id, user_id)) is not None
+
+
+async def mark_attended(
+    session: AsyncSession, event_id: int, user_id: str, marked_by: str, now: datetime
+) -> bool:
+    """Record attendance; False when it was recorded already."""
+    if await attended(session, event_id, user_id):
+        return False
+    session.add(Attendance(event_id=event_id, user_id=user_id, marked_by=marked_by, marked_at=now))
+    await session.flush()
+    return True
+
+
+async def attendees_marked(session: AsyncSession, event_id: int) -> list[str]:
+    rows = await session.scalars(
+        select(Attendance.user_id)
+        .where(Attendance.event_id == event_id)
+        .order_by(Attendance.user_id)
+    )
+    return list(rows.all())
+
+
+async def attendance_counts(session: AsyncSession, event_ids: Sequence[int]) -> dict[int, int]:
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(Attendance.event_id, func.count())
+        .where(Attendance.event_id.in_(list(event_ids)))
+        .group_by(Attendance.event_id)
+    )
+    return {event_id: int(count) for event_id, count in rows}
+
+
+async def attended_set(session: AsyncSession, event_ids: Sequence[int]) -> set[tuple[int, str]]:
+    if not event_ids:
+        return set()
+    rows = await session.execute(
+        select(Attendance.event_id, Attendance.user_id).where(
+            Attendance.event_id.in_(list(event_ids))
+        )
+    )
+    return {(event_id, user) for event_id, user in rows}
+
+
+async def profiles(session: AsyncSession, user_ids: Iterable[str]) -> dict[str, Person]:
+    """Profiles (organisation, country) of these people, where known."""
+    ids = list(set(user_ids))
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Person).where(Person.user_id.in_(ids)))
+    return {person.user_id: person for person in rows.all()}
+
+
+# --- reminders -------------------------------------------------------------------------------
+
+
+async def plan_reminders(
+    session: AsyncSession, event: Event, offsets: Sequence[timedelta], now: datetime
+) -> list[Reminder]:
+    """Make the event's reminders match its start time; returns the ones now pending.
+
+    A reminder whose time has already passed is not created (a person who answers an event
+    that starts in 30 minutes needs no "starts in 24 hours"). A reminder already sent stays
+    sent unless the start moved so that it is due again in the future: then it is pending
+    again, for the new time. Reminders of offsets no longer configured are left alone.
+    """
+    existing = {
+        row.offset_minutes: row
+        for row in (
+            await session.scalars(select(Reminder).where(Reminder.event_id == event.id))
+        ).all()
+    }
+    pending: list[Reminder] = []
+    for offset in offsets:
+        minutes = int(offset.total_seconds() // 60)
+        due = event.starts_at - timedelta(minutes=minutes)
+        row = existing.get(minutes)
+        if row is None:
+            if due <= now:
+                continue
+            row = Reminder(event_id=event.id, offset_minutes=minutes, due_at=due, status="pending")
+            session.add(row)
+        elif due > now:
+            row.due_at = due
+            row.status = "pending"
+            row.handled_at = None
+        elif row.status == "pending":
+            row.due_at = due  # due already: sent at once (or dropped if the event started)
+        else:
+            continue
+        pending.append(row)
+    await session.flush()
+    return pending
+
+
+async def cancel_reminders(session: AsyncSession, event_id: int, now: datetime) -> None:
+    await session.execute(
+        update(Reminder)
+        .where(Reminder.event_id == event_id, Reminder.status == "pending")
+        .values(status="cancelled", handled_at=now)
+    )
+
+
+async def pending_reminders(session: AsyncSession) -> list[Reminder]:
+    rows = await session.scalars(
+        select(Reminder).where(Reminder.status == "pending").order_by(Reminder.due_at)
+    )
+    return list(rows.all())
+
+
+async def due_reminders(session: AsyncSession, now: datetime) -> list[Reminder]:
+    rows = await session.scalars(
+        select(Reminder)
+        .where(Reminder.status == "pending", Reminder.due_at <= now)
+        .order_by(Reminder.due_at, Reminder.id)
+    )
+    return list(rows.all())
+
+
+async def closer_reminder_due(session: AsyncSession, reminder: Reminder, now: datetime) -> bool:
+    """Is a reminder of the same event that is closer to its start also due (and pending)?"""
+    found = await session.scalar(
+        select(Reminder.id)
+        .where(
+            Reminder.event_id == reminder.event_id,
+            Reminder.status == "pending",
+            Reminder.offset_minutes < reminder.offset_minutes,
+            Reminder.due_at <= now,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def get_reminder(session: AsyncSession, reminder_id: int) -> Reminder | None:
+    return await session.scalar(
+        select(Reminder).where(Reminder.id == reminder_id).execution_options(populate_existing=True)
+    )
+
+
+async def claim_reminder(
+    session: AsyncSession, reminder_id: int, status: str, now: datetime
+) -> bool:
+    """Move a due, pending reminder to ``status`` inside the caller's transaction.
+
+    False when it is not pending (another job or process handled it) or not due yet. The
+    caller queues the reminder's messages in the same transaction, so it is sent at most
+    once; on PostgreSQL a concurrent claim waits for the row and then finds it handled.
+    """
+    result = await session.execute(
+        update(Reminder)
+        .where(
+            Reminder.id == reminder_id,
+            Reminder.status == "pending",
+            Reminder.due_at <= now,
+        )
+        .values(status=status, handled_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+# --- calendar tokens -----------------------------------------------------------------------------
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+async def calendar_token(session: AsyncSession, user_id: str) -> str:
+    """The person's feed token, made on first use."""
+    row = await session.get(CalendarToken, user_id)
+    if row is None:
+        row = CalendarToken(user_id=user_id, token=_new_token())
+        session.add(row)
+        await session.flush()
+    return row.token
+
+
+async def reset_calendar_token(session: AsyncSession, user_id: str) -> str:
+    """A new token; the old feed URL stops working."""
+    await session.execute(delete(CalendarToken).where(CalendarToken.user_id == user_id))
+    row = CalendarToken(user_id=user_id, token=_new_token())
+    session.add(row)
+    await session.flush()
+    return row.token
+
+
+async def user_of_calendar_token(session: AsyncSession, token: str) -> str | None:
+    return await session.scalar(select(CalendarToken.user_id).where(CalendarToken.token == token))
+
+
+# --- for the weekly digest (storage.digest calls these by name) ---------------------------------
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """What the digest shows of one event: no names of people."""
+
+    id: int
+    title: str
+    kind: str
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    yes: int = 0
+    maybe: int = 0
+    waiting: int = 0
+    capacity: int | None = None
+    where: str = ""
+    claim_deadline: datetime | None = None
+
+
+def _summary(event: Event, counts: Counts, deadline: datetime | None = None) -> EventSummary:
+    return EventSummary(
+        id=event.id,
+        title=event.title,
+        kind=event.kind,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        timezone=event.timezone,
+        yes=counts.yes,
+        maybe=counts.maybe,
+        waiting=counts.waiting,
+        capacity=event.capacity,
+        where=event.location,
+        claim_deadline=deadline,
+    )
+
+
+async def digest_upcoming_events(
+    session: AsyncSession, cop_code: str, start: datetime, end: datetime
+) -> list[EventSummary]:
+    """Events of the CoP starting in ``[start, end)`` (not cancelled), with answer counts."""
+    rows = await session.scalars(
+        select(Event)
+        .where(
+            Event.cop_code == cop_code,
+            Event.status != CANCELLED,
+            Event.starts_at >= start,
+            Event.starts_at < end,
+        )
+        .order_by(Event.starts_at, Event.id)
+    )
+    events = list(rows.all())
+    counts = await rsvp_counts(session, [event.id for event in events])
+    return [_summary(event, counts[event.id]) for event in events]
+
+
+def last_day(event: Event) -> date:
+    """The last calendar day of the event in its own time zone (an end at midnight belongs
+    to the day before)."""
+    zone = ZoneInfo(event.timezone)
+    last_moment = max(event.ends_at - timedelta(microseconds=1), event.starts_at)
+    return last_moment.astimezone(zone).date()
+
+
+def claim_deadline(event: Event, deadline_days: int = 30) -> datetime:
+    """The last moment (UTC) to submit a travel claim: the end of the day ``deadline_days``
+    calendar days after the event's last day, in the event's time zone."""
+    zone = ZoneInfo(event.timezone)
+    day_after = last_day(event) + timedelta(days=deadline_days + 1)
+    midnight = datetime.combine(day_after, time(0), tzinfo=zone)
+    return midnight.astimezone(UTC) - timedelta(microseconds=1)
+
+
+async def digest_claim_deadlines(
+    session: AsyncSession,
+    cop_code: str,
+    start: datetime,
+    end: datetime,
+    *,
+    deadline_days: int = 30,
+) -> list[EventSummary]:
+    """In-person events of the CoP whose travel-claim deadline falls in ``[start, end)``."""
+    earliest = start - timedelta(days=deadline_days + 3)
+    rows = await session.scalars(
+        select(Event)
+        .where(
+            Event.cop_code == cop_code,
+            Event.status != CANCELLED,
+            Event.kind.in_(sorted(IN_PERSON_KINDS)),
+            Event.ends_at >= earliest,
+            Event.ends_at < end,
+        )
+        .order_by(Event.ends_at, Event.id)
+    )
+    due = [
+        (event, deadline)
+        for event in rows.all()
+        if start <= (deadline := claim_deadline(event, deadline_days)) < end
+    ]
+    counts = await rsvp_counts(session, [event.id for event, _ in due])
+    return [_summary(event, counts[event.id], deadline) for event, deadline in due]

@@ -1,0 +1,387 @@
+"""Market intelligence: the items members share, their tags, and full-text search.
+
+Search indexes (created by migration 0004, never by the ORM):
+
+* SQLite: the FTS5 table ``intel_fts`` (title, tags, body) whose rowid is the item id. Triggers
+  on ``intel_items`` keep it in step: an insert adds the row, an update replaces it (and drops
+  it when the item is removed), a delete deletes it.
+* PostgreSQL: the stored generated column ``intel_items.search_vector`` (weights: title A,
+  tags B, note and file name C) with a GIN index; PostgreSQL recomputes it on every write.
+
+Both use English stemming, so "buses" finds "bus". Queries are built from plain words only:
+nothing the user types reaches the query syntax of either database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import Select
+
+from storage.models import Base, BigId, utcnow
+
+MAX_TITLE = 300
+MAX_TAG = 50
+SEARCH_CANDIDATES = 1000
+"""A search ranks at most this many matches (the newest) and counts up to this many."""
+
+# Words that carry no meaning in a search; dropped from queries (unless nothing else is left)
+# so that SQLite (no stop words) and PostgreSQL (English stop words) agree.
+STOP_WORDS = frozenset(
+    "a an and are as at be by for from has have in is it its of on or that the this to was "
+    "were will with".split()
+)
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+
+class IntelItem(Base):
+    """One piece of market intelligence shared in a CoP."""
+
+    __tablename__ = "intel_items"
+    __table_args__ = (Index("ix_intel_items_cop_live", "cop_code", "removed_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    cop_code: Mapped[str] = mapped_column(ForeignKey("cops.code"))
+    author: Mapped[str] = mapped_column(String(255), index=True)
+    title: Mapped[str] = mapped_column(String(MAX_TITLE))
+    note: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[str] = mapped_column(Text, default="")
+    """Space-separated, lower case, without the ``#``."""
+    urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    file_url: Mapped[str | None] = mapped_column(String(500))
+    """The ``mxc://`` URI of a shared file."""
+    file_name: Mapped[str | None] = mapped_column(String(300))
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    file_mimetype: Mapped[str | None] = mapped_column(String(200))
+    file_msgtype: Mapped[str | None] = mapped_column(String(32))
+    """``m.file``, ``m.image``, ``m.video`` or ``m.audio``: how to show the file again."""
+    room_id: Mapped[str | None] = mapped_column(String(255))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    """The command that shared the item."""
+    file_event_id: Mapped[str | None] = mapped_column(String(255))
+    """The message holding the file."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    removed_at: Mapped[datetime | None]
+    removed_by: Mapped[str | None] = mapped_column(String(255))
+
+    @property
+    def tag_list(self) -> list[str]:
+        return self.tags.split() if self.tags else []
+
+    @property
+    def has_file(self) -> bool:
+        return bool(self.file_url)
+
+
+class IntelTag(Base):
+    """One tag of one item, for ``!intel list #tag`` without scanning every item."""
+
+    __tablename__ = "intel_tags"
+    __table_args__ = (Index("ix_intel_tags_tag_item", "tag", "item_id"),)
+
+    item_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("intel_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(MAX_TAG), primary_key=True)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[IntelItem]
+    total: int
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    items: list[IntelItem]
+    total: int
+    all_words: bool
+    """True when every result has all the words; False when none had, so any word counts."""
+
+    @property
+    def capped(self) -> bool:
+        """More matches than were counted and ranked: the newest ones were ranked."""
+        return self.total > SEARCH_CANDIDATES
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+async def add_item(
+    session: AsyncSession,
+    *,
+    cop_code: str,
+    author: str,
+    title: str,
+    note: str = "",
+    tags: Sequence[str] = (),
+    urls: Sequence[str] = (),
+    file: dict[str, Any] | None = None,
+    room_id: str | None = None,
+    event_id: str | None = None,
+    created_at: datetime | None = None,
+) -> IntelItem:
+    """Store a new item. ``file``: ``url``, ``name``, ``size``, ``mimetype``, ``msgtype``,
+    ``event_id`` of a file message."""
+    unique_tags = list(dict.fromkeys(tag.lower() for tag in tags))
+    item = IntelItem(
+        cop_code=cop_code,
+        author=author,
+        title=title[:MAX_TITLE],
+        note=note,
+        tags=" ".join(unique_tags),
+        urls=list(urls),
+        room_id=room_id,
+        event_id=event_id,
+        created_at=created_at or utcnow(),
+    )
+    if file:
+        item.file_url = file["url"]
+        item.file_name = file.get("name")
+        item.file_size = file.get("size")
+        item.file_mimetype = file.get("mimetype")
+        item.file_msgtype = file.get("msgtype")
+        item.file_event_id = file.get("event_id")
+    session.add(item)
+    await session.flush()
+    for tag in unique_tags:
+        session.add(IntelTag(item_id=item.id, tag=tag[:MAX_TAG]))
+    await session.flush()
+    return item
+
+
+async def remove_item(session: AsyncSession, item_id: int, by: str) -> bool:
+    """Mark an item removed: it disappears from lists, search and digests."""
+    result = await session.execute(
+        update(IntelItem)
+        .where(IntelItem.id == item_id, IntelItem.removed_at.is_(None))
+        .values(removed_at=utcnow(), removed_by=by)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _live(query: Select[Any], cops: Sequence[str] | None) -> Select[Any]:
+    query = query.where(IntelItem.removed_at.is_(None))
+    if cops is not None:
+        query = query.where(IntelItem.cop_code.in_(list(cops)))
+    return query
+
+
+async def get_item(
+    session: AsyncSession, item_id: int, *, include_removed: bool = False
+) -> IntelItem | None:
+    item = await session.get(IntelItem, item_id)
+    if item is None or (item.removed_at is not None and not include_removed):
+        return None
+    return item
+
+
+async def list_items(
+    session: AsyncSession,
+    cops: Sequence[str] | None,
+    *,
+    tag: str | None = None,
+    limit: int = 10,
+    offset: int = 0,
+) -> Page:
+    """Live items of the given CoPs (None: every CoP), newest first."""
+    query = _live(select(IntelItem), cops)
+    count = _live(select(func.count()).select_from(IntelItem), cops)
+    if tag:
+        tagged = select(IntelTag.item_id).where(IntelTag.tag == tag.lower())
+        query = query.where(IntelItem.id.in_(tagged))
+        count = count.where(IntelItem.id.in_(tagged))
+    rows = await session.scalars(query.order_by(IntelItem.id.desc()).limit(limit).offset(offset))
+    total = int(await session.scalar(count) or 0)
+    return Page(items=list(rows.all()), total=total)
+
+
+async def items_between(
+    session: AsyncSession, cop_code: str, start: datetime, end: datetime, *, limit: int
+) -> Page:
+    """Live items of one CoP shared in ``[start, end]``, newest first (for the digest)."""
+    where = (
+        IntelItem.cop_code == cop_code,
+        IntelItem.removed_at.is_(None),
+        IntelItem.created_at >= start,
+        IntelItem.created_at <= end,
+    )
+    rows = await session.scalars(
+        select(IntelItem).where(*where).order_by(IntelItem.id.desc()).limit(limit)
+    )
+    total = int(
+        await session.scalar(select(func.count()).select_from(IntelItem).where(*where)) or 0
+    )
+    return Page(items=list(rows.all()), total=total)
+
+
+def search_words(query: str) -> list[str]:
+    """The words of a search, lower case, stop words dropped (unless only those are given)."""
+    words = [w.lower() for w in _WORD_RE.findall(query) if w.strip("_")]
+    words = list(dict.fromkeys(words))
+    meaningful = [w for w in words if w not in STOP_WORDS]
+    return meaningful or words
+
+
+async def search_items(
+    session: AsyncSession,
+    cops: Sequence[str] | None,
+    query: str,
+    *,
+    limit: int = 10,
+    offset: int = 0,
+) -> SearchResult:
+    """Full-text search over live items, best match first.
+
+    Items having all the words come first; when no item has them all, items with any of
+    them are returned instead (``all_words`` tells which happened).
+    """
+    words = search_words(query)
+    if not words:
+        return SearchResult(items=[], total=0, all_words=True)
+    for all_words in (True, False):
+        if not all_words and len(words) == 1:
+            break
+        ids, total = await _search_ids(
+            session, cops, words, all_words=all_words, limit=limit, offset=offset
+        )
+        if total:
+            items = {
+                item.id: item
+                for item in (
+                    await session.scalars(select(IntelItem).where(IntelItem.id.in_(ids)))
+                ).all()
+            }
+            return SearchResult(
+                items=[items[i] for i in ids if i in items], total=total, all_words=all_words
+            )
+    return SearchResult(items=[], total=0, all_words=True)
+
+
+async def _search_ids(
+    session: AsyncSession,
+    cops: Sequence[str] | None,
+    words: list[str],
+    *,
+    all_words: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[int], int]:
+    """Ids of one page of results, best first, and the number of matches (counted up to
+    one more than :data:`SEARCH_CANDIDATES`).
+
+    Ranking every match of a very common word would take time in proportion to the whole
+    collection, so the newest :data:`SEARCH_CANDIDATES` matches are ranked.
+    """
+    cop_filter = ""
+    params: dict[str, Any] = {"limit": limit, "offset": offset, "cap": SEARCH_CANDIDATES}
+    if cops is not None:
+        cop_filter = "AND i.cop_code IN :cops"
+        params["cops"] = list(cops)
+    if _dialect(session) == "postgresql":
+        params["q"] = (" & " if all_words else " | ").join(words)
+        matches = (
+            "FROM intel_items i, to_tsquery('english', :q) AS q(query) "
+            f"WHERE i.search_vector @@ q.query AND i.removed_at IS NULL {cop_filter}"
+        )
+        ranked = (
+            f"WITH m AS (SELECT i.id, i.search_vector {matches} ORDER BY i.id DESC LIMIT :cap) "
+            "SELECT m.id FROM m, to_tsquery('english', :q) AS q(query) "
+            "ORDER BY ts_rank(m.search_vector, q.query) DESC, m.id DESC "
+            "LIMIT :limit OFFSET :offset"
+        )
+    else:
+        params["q"] = (" " if all_words else " OR ").join(f'"{w}"' for w in words)
+        matches = (
+            "FROM intel_fts JOIN intel_items i ON i.id = intel_fts.rowid "
+            f"WHERE intel_fts MATCH :q AND i.removed_at IS NULL {cop_filter}"
+        )
+        # bm25 is lower for better matches; a word in the title weighs most, then tags.
+        ranked = (
+            "SELECT id FROM ("
+            f"SELECT i.id AS id, bm25(intel_fts, 10.0, 5.0, 1.0) AS score {matches} "
+            "ORDER BY intel_fts.rowid DESC LIMIT :cap"
+            ") ORDER BY score, id DESC LIMIT :limit OFFSET :offset"
+        )
+    count_sql = text(f"SELECT count(*) FROM (SELECT 1 {matches} LIMIT :count_cap) AS found")
+    ranked_sql = text(ranked)
+    if cops is not None:
+        count_sql = count_sql.bindparams(bindparam("cops", expanding=True))
+        ranked_sql = ranked_sql.bindparams(bindparam("cops", expanding=True))
+    count_params = {k: v for k, v in params.items() if k not in ("limit", "offset", "cap")}
+    count_params["count_cap"] = SEARCH_CANDIDATES + 1
+    total = int(await session.scalar(count_sql, count_params) or 0)
+    if not total:
+        return [], 0
+    ids = [int(row[0]) for row in (await session.execute(ranked_sql, params)).all()]
+    return ids, total
+
+
+async def items_by_author(session: AsyncSession, user_id: str) -> list[IntelItem]:
+    """Everything a person shared, removed items included, oldest first (for ``!mydata``)."""
+    rows = await session.scalars(
+        select(IntelItem).where(IntelItem.author == user_id).order_by(IntelItem.id)
+    )
+    return list(rows.all())
+
+
+async def erase_author(session: AsyncSession, user_id: str) -> int:
+    """Delete everything a person shared (for ``!forgetme``); returns how many items.
+
+    Their tags go with them and the search index forgets them (triggers / generated column).
+    """
+    items = await items_by_author(session, user_id)
+    for item in items:
+        await session.delete(item)
+    await session.flush()
+    return len(items)
+
+
+async def count_live(session: AsyncSession, cop_code: str) -> int:
+    return int(
+        await session.scalar(_live(select(func.count()).select_from(IntelItem), [cop_code])) or 0
+    )
+
+
+__all__ = [
+    "IntelItem",
+    "IntelTag",
+    "Page",
+    "SearchResult",
+    "add_item",
+    "count_live",
+    "erase_author",
+    "get_item",
+    "items_between",
+    "items_by_author",
+    "list_items",
+    "remove_item",
+    "search_items",
+    "search_words",
+]

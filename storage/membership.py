@@ -1,0 +1,301 @@
+"""Membership storage: profiles, applications, moderators, the join dialogue, who is in
+which bot-managed room, and the power levels the bot has granted.
+
+The foundation tables (``people``, ``memberships``, ``roles``, ``audit_log``) live in
+:mod:`storage.models`; the tables added by migration 0002 are defined here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models import Base, Membership, Person, Role, utcnow
+
+# --- models (migration 0002) -------------------------------------------------------------
+
+
+class JoinDialogue(Base):
+    """A ``!join`` whose applicant is answering the bot's questions in a direct message.
+
+    The answers themselves go straight into the person's profile; this row only remembers
+    which CoP they are applying to, their message and which question was asked last, so
+    the dialogue carries on after a restart.
+    """
+
+    __tablename__ = "join_dialogues"
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    cop_code: Mapped[str] = mapped_column(ForeignKey("cops.code"))
+    message: Mapped[str] = mapped_column(Text, default="")
+    asked: Mapped[str] = mapped_column(String(16))
+    """``org``, ``country`` or ``type``: the question waiting for an answer."""
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RoomMember(Base):
+    """Last known membership (join, invite, leave, ban) of a user in a CoP or management
+    room, from the member events the bot sees and the invites and kicks it queues."""
+
+    __tablename__ = "room_members"
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    membership: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PowerGrant(Base):
+    """A power level the bot has set for a user in a room (so it can take it back)."""
+
+    __tablename__ = "power_grants"
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer)
+
+
+# --- profiles ------------------------------------------------------------------------------
+
+
+async def get_person(session: AsyncSession, user_id: str) -> Person | None:
+    return await session.get(Person, user_id)
+
+
+async def save_profile(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    org: str | None = None,
+    country: str | None = None,
+    authority_type: str | None = None,
+) -> Person:
+    """Set the given profile facts (``None`` leaves a fact as it is)."""
+    person = await session.get(Person, user_id)
+    if person is None:
+        person = Person(user_id=user_id)
+        session.add(person)
+    if org is not None:
+        person.org = org
+    if country is not None:
+        person.country = country
+    if authority_type is not None:
+        person.authority_type = authority_type
+    person.updated_at = utcnow()
+    await session.flush()
+    return person
+
+
+# --- applications and memberships -------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """A membership row with the person's profile (which may be missing)."""
+
+    membership: Membership
+    person: Person | None
+
+    @property
+    def user_id(self) -> str:
+        return self.membership.user_id
+
+
+async def get_membership(session: AsyncSession, user_id: str, cop_code: str) -> Membership | None:
+    return await session.scalar(
+        select(Membership).where(Membership.user_id == user_id, Membership.cop_code == cop_code)
+    )
+
+
+async def get_membership_by_id(session: AsyncSession, row_id: int) -> Membership | None:
+    return await session.get(Membership, row_id)
+
+
+async def file_application(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    cop_code: str,
+    message: str,
+    flagged: bool,
+    flag_reason: str,
+    now: datetime,
+) -> Membership:
+    """A new application (or a fresh one after a rejection, removal or leaving)."""
+    row = await get_membership(session, user_id, cop_code)
+    if row is None:
+        row = Membership(user_id=user_id, cop_code=cop_code)
+        session.add(row)
+    row.status = "applied"
+    row.message = message
+    row.flagged = flagged
+    row.flag_reason = flag_reason
+    row.applied_at = now
+    row.decided_at = None
+    row.decided_by = None
+    row.reason = ""
+    await session.flush()
+    return row
+
+
+async def decide(
+    session: AsyncSession, row: Membership, *, status: str, by: str, reason: str, now: datetime
+) -> None:
+    """Move a membership to ``member``, ``rejected``, ``removed`` or ``left``."""
+    row.status = status
+    row.decided_by = by
+    row.decided_at = now
+    row.reason = reason
+    await session.flush()
+
+
+async def _entries(session: AsyncSession, *conditions: ColumnElement[bool]) -> list[Entry]:
+    rows = await session.execute(
+        select(Membership, Person)
+        .outerjoin(Person, Person.user_id == Membership.user_id)
+        .where(*conditions)
+        .order_by(Membership.cop_code, Membership.applied_at, Membership.id)
+    )
+    return [Entry(membership, person) for membership, person in rows.all()]
+
+
+async def pending_applications(
+    session: AsyncSession, cops: Iterable[str] | None = None
+) -> list[Entry]:
+    """Applications waiting for a decision, oldest first (all CoPs when ``cops`` is None)."""
+    conditions: list[ColumnElement[bool]] = [Membership.status == "applied"]
+    if cops is not None:
+        conditions.append(Membership.cop_code.in_(list(cops)))
+    return await _entries(session, *conditions)
+
+
+async def members_of(session: AsyncSession, cop_code: str) -> list[Entry]:
+    entries = await _entries(
+        session, Membership.cop_code == cop_code, Membership.status == "member"
+    )
+    return sorted(entries, key=lambda e: ((e.person.org or "") if e.person else "").lower())
+
+
+# --- moderators --------------------------------------------------------------------------
+
+
+async def moderators_by_cop(session: AsyncSession) -> dict[str, dict[str, str]]:
+    """CoP code -> {moderator: source ("config" or "command")}."""
+    rows = await session.scalars(select(Role).where(Role.role == "moderator"))
+    out: dict[str, dict[str, str]] = {}
+    for row in rows.all():
+        out.setdefault(row.cop_code, {})[row.user_id] = row.source
+    return out
+
+
+async def moderator_source(session: AsyncSession, user_id: str, cop_code: str) -> str | None:
+    """ "config" or "command" when ``user_id`` moderates ``cop_code``, else None."""
+    row = await session.get(Role, (user_id, cop_code, "moderator"))
+    return row.source if row else None
+
+
+async def add_moderator(session: AsyncSession, user_id: str, cop_code: str) -> None:
+    session.add(Role(user_id=user_id, cop_code=cop_code, role="moderator", source="command"))
+    await session.flush()
+
+
+async def remove_moderator(session: AsyncSession, user_id: str, cop_code: str) -> None:
+    await session.execute(
+        delete(Role).where(
+            Role.user_id == user_id, Role.cop_code == cop_code, Role.role == "moderator"
+        )
+    )
+
+
+# --- the join dialogue --------------------------------------------------------------------
+
+
+async def get_dialogue(session: AsyncSession, user_id: str) -> JoinDialogue | None:
+    return await session.get(JoinDialogue, user_id)
+
+
+async def start_dialogue(
+    session: AsyncSession, *, user_id: str, cop_code: str, message: str, asked: str
+) -> JoinDialogue:
+    """Open a dialogue, or point the open one at another CoP."""
+    row = await session.get(JoinDialogue, user_id)
+    if row is None:
+        row = JoinDialogue(user_id=user_id, cop_code=cop_code, message=message, asked=asked)
+        session.add(row)
+    else:
+        if message or row.cop_code != cop_code:  # "!join HDEV" again keeps the message
+            row.message = message
+        row.cop_code = cop_code
+        row.asked = asked
+    await session.flush()
+    return row
+
+
+async def set_dialogue_question(session: AsyncSession, row: JoinDialogue, asked: str) -> None:
+    row.asked = asked
+    row.updated_at = utcnow()
+    await session.flush()
+
+
+async def end_dialogue(session: AsyncSession, user_id: str) -> None:
+    await session.execute(delete(JoinDialogue).where(JoinDialogue.user_id == user_id))
+
+
+async def dialogue_users(session: AsyncSession) -> set[str]:
+    return set((await session.scalars(select(JoinDialogue.user_id))).all())
+
+
+# --- room membership -----------------------------------------------------------------------
+
+
+async def room_membership(session: AsyncSession, room_id: str, user_id: str) -> str | None:
+    """join, invite, leave or ban; None when the bot has never seen this user there."""
+    row = await session.get(RoomMember, (room_id, user_id))
+    return row.membership if row else None
+
+
+async def set_room_membership(
+    session: AsyncSession, room_id: str, user_id: str, membership: str
+) -> None:
+    row = await session.get(RoomMember, (room_id, user_id))
+    if row is None:
+        session.add(RoomMember(room_id=room_id, user_id=user_id, membership=membership))
+    else:
+        row.membership = membership
+        row.updated_at = utcnow()
+    await session.flush()
+
+
+# --- power levels --------------------------------------------------------------------------
+
+
+async def power_grants(session: AsyncSession, room_id: str) -> dict[str, int]:
+    rows = await session.scalars(select(PowerGrant).where(PowerGrant.room_id == room_id))
+    return {row.user_id: row.level for row in rows.all()}
+
+
+async def set_power_grants(
+    session: AsyncSession, room_id: str, changes: dict[str, int | None]
+) -> None:
+    """Record levels set (``None``: the grant was taken back)."""
+    for user_id, level in changes.items():
+        row = await session.get(PowerGrant, (room_id, user_id))
+        if level is None:
+            if row is not None:
+                await session.delete(row)
+        elif row is None:
+            session.add(PowerGrant(room_id=room_id, user_id=user_id, level=level))
+        else:
+            row.level = level
+    await session.flush()
+
+
+# --- privacy -------------------------------------------------------------------------------
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> None:
+    """Drop this family's own rows about a person (for an erasure request)."""
+    await session.execute(delete(JoinDialogue).where(JoinDialogue.user_id == user_id))

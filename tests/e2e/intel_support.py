@@ -1,0 +1,76 @@
+"""Helpers for the intel and digest end-to-end tests: members, files, replies."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+from nio import UploadResponse
+from sqlalchemy import update
+
+from storage import Database, repo
+from storage.models import Cop
+from tests.e2e.harness import BotProcess, Event, Person
+
+
+def body(event: Event) -> str:
+    return str(event["content"].get("body", ""))
+
+
+async def seed_member(bot: BotProcess, person: Person, cop: str, org: str = "City of Oslo") -> None:
+    """Make ``person`` a member of ``cop`` in the bot's database; the bot invites them."""
+    db = Database(bot.db_url)
+    try:
+        async with db.session() as s:
+            await repo.seed_member(
+                s,
+                user_id=person.user_id,
+                org=org,
+                country="NO",
+                authority_type="local-authority",
+                cop_code=cop,
+            )
+    finally:
+        await db.dispose()
+
+
+async def backdate_cops(bot: BotProcess, when: datetime) -> None:
+    """Pretend the bot has known its CoPs since ``when`` (as if it had run for a while)."""
+    db = Database(bot.db_url)
+    try:
+        async with db.session() as s:
+            await s.execute(update(Cop).values(created_at=when.astimezone(UTC)))
+    finally:
+        await db.dispose()
+
+
+async def upload_file(person: Person, room_id: str, name: str, data: bytes, mimetype: str) -> str:
+    """Upload ``data`` and post it as an ``m.file``; returns the event id."""
+    resp, _keys = await person.client.upload(
+        io.BytesIO(data), content_type=mimetype, filename=name, filesize=len(data)
+    )
+    assert isinstance(resp, UploadResponse), resp
+    content: dict[str, Any] = {
+        "msgtype": "m.file",
+        "body": name,
+        "filename": name,
+        "url": resp.content_uri,
+        "info": {"mimetype": mimetype, "size": len(data)},
+    }
+    sent = await person.client.room_send(room_id, "m.room.message", content)
+    return str(sent.event_id)
+
+
+async def ask_in_reply(
+    person: Person, room_id: str, replied: str, text: str, bot: str, *, timeout: float = 30
+) -> Event:
+    """Send ``text`` as a reply to the event ``replied`` and wait for the bot's answer."""
+    event_id = await person.send(
+        room_id, text, **{"m.relates_to": {"m.in_reply_to": {"event_id": replied}}}
+    )
+    return await person.reply_to(event_id, bot, timeout)
+
+
+def digests_in(person: Person, room_id: str, bot: str) -> list[Event]:
+    return [e for e in person.messages_from(bot, room_id) if body(e).startswith("Weekly digest")]

@@ -1,0 +1,103 @@
+"""A travel claim's whole life through a real Synapse with the bot as a real process."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.e2e.claims_support import (
+    ask_replying,
+    bodies,
+    download,
+    move_event_into_the_past,
+    seed_member,
+    upload,
+    wait_for_text,
+)
+from tests.e2e.conftest import BotFactory
+from tests.e2e.harness import Person
+
+pytestmark = pytest.mark.e2e
+
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+async def test_a_member_claims_privately_and_a_moderator_approves_and_pays(
+    people, make_bot: BotFactory
+) -> None:
+    anna: Person = await people("anna")
+    mo: Person = await people("mo")
+    bot = await make_bot(
+        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [mo.user_id]}]
+    )
+    await seed_member(bot.db_url, anna)
+    management = await mo.join(bot.alias("secretariat"))
+    cop_room = await anna.join(bot.alias("hdev"))  # invited once she became a member
+    dm = await anna.open_dm(bot.user_id)
+    day = (datetime.now(UTC) + timedelta(days=10)).astimezone(ZoneInfo("Europe/Brussels"))
+
+    # A study visit is created; Anna says yes; it takes place; she is marked as attended.
+    created = await mo.ask(
+        management,
+        f'!event create HDEV study-visit {day:%Y-%m-%d} 09:00 2d "Depot visit"',
+        bot.user_id,
+    )
+    assert "Created E1" in created["content"]["body"]
+    going = await anna.ask(dm, "!rsvp E1 yes", bot.user_id)
+    assert "You're going to E1" in going["content"]["body"]
+    await move_event_into_the_past(bot.db_url, 1, datetime.now(UTC))
+    marked = await mo.ask(management, f"!attended E1 {anna.user_id}", bot.user_id)
+    assert "Marked: " + anna.user_id in marked["content"]["body"]
+
+    # Asked in the CoP room, the bot only says "let's do this privately" there.
+    moved = await anna.ask(cop_room, "!claim new E1", bot.user_id)
+    assert moved["content"]["body"] == "Let's do this privately: I have sent you a direct message."
+    opened = await wait_for_text(anna, dm, bot.user_id, "Claim C1 is open as a draft")
+    assert "Claims are private, so I answer here" in opened
+
+    # In the DM: a rail ticket with its receipt, and the daily allowance.
+    added = await anna.ask(dm, '!claim add C1 rail 120.50 "Brussels-Oslo"', bot.user_id)
+    assert "needs a receipt" in added["content"]["body"]
+    early = await anna.ask(dm, "!claim submit C1", bot.user_id)
+    assert "line 1 (rail, EUR 120.50) needs a receipt" in early["content"]["body"]
+    receipt = await upload(anna, dm, PDF, "ticket.pdf", "application/pdf")
+    attached = await ask_replying(anna, dm, "!claim attach C1 1", target=receipt, bot=bot.user_id)
+    assert "Receipt ticket.pdf attached to line 1" in attached["content"]["body"]
+    allowance = await anna.ask(dm, "!claim add C1 daily-allowance", bot.user_id)
+    assert "2 days — EUR 226.00" in allowance["content"]["body"]
+    submitted = await anna.ask(dm, "!claim submit C1", bot.user_id)
+    assert "Submitted C1" in submitted["content"]["body"]
+    assert "Total: EUR 346.50 claimed" in submitted["content"]["body"]
+    await wait_for_text(mo, management, bot.user_id, "New travel claim C1")
+
+    # The moderator approves another amount, with a reason, and later marks it paid.
+    approved = await mo.ask(
+        management, '!claim approve C1 300 "one day of allowance only"', bot.user_id
+    )
+    assert "C1 approved for EUR 300.00" in approved["content"]["body"]
+    notice = await wait_for_text(anna, dm, bot.user_id, "was approved for EUR 300.00")
+    assert "Reason: one day of allowance only" in notice
+    await mo.ask(management, "!claim paid C1", bot.user_id)
+    await wait_for_text(anna, dm, bot.user_id, "has been paid: EUR 300.00")
+
+    # Finance gets a CSV whose lines add up to the approved total, to the cent.
+    export = await mo.ask(management, "!export claims HDEV", bot.user_id)
+    assert export["content"]["msgtype"] == "m.file"
+    rows = list(
+        csv.DictReader(
+            io.StringIO((await download(mo, export["content"]["url"])).decode("utf-8-sig"))
+        )
+    )
+    assert [row["category"] for row in rows] == ["rail", "daily-allowance"]
+    assert sum(Decimal(row["approved_eur"]) for row in rows) == Decimal("300.00")
+    assert {row["claim_approved_eur"] for row in rows} == {"300.00"}
+    assert rows[0]["receipt"] == "ticket.pdf"
+
+    # Nothing about the claim ever appeared in the CoP room.
+    in_room = bodies(anna, cop_room, bot.user_id)
+    assert not [body for body in in_room if "EUR" in body or "C1" in body]

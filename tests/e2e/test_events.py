@@ -1,0 +1,133 @@
+"""Events through a real Synapse with the bot as a real process: create, announce, answer
+by command and by reaction, waiting list, promotion, calendar file and feed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import icalendar
+import pytest
+from nio import RoomRedactResponse, RoomSendResponse
+
+from storage import Database, repo
+from tests.e2e.conftest import BotFactory
+from tests.e2e.harness import Event, Person
+
+pytestmark = pytest.mark.e2e
+
+
+async def seed_members(bot_db_url: str, *people: Person) -> None:
+    """Make people members of HDEV the way an approval would (the bot then invites them)."""
+    db = Database(bot_db_url)
+    try:
+        async with db.session() as s:
+            for person in people:
+                await repo.seed_member(
+                    s,
+                    user_id=person.user_id,
+                    org=f"City of {person.user_id[1:].split('-')[0].title()}",
+                    country="NO",
+                    authority_type="local-authority",
+                    cop_code="HDEV",
+                )
+    finally:
+        await db.dispose()
+
+
+def bot_messages(person: Person, room: str, bot: str, text: str) -> list[Event]:
+    return [e for e in person.messages_from(bot, room) if text in e["content"].get("body", "")]
+
+
+async def wait_for_message(person: Person, room: str, bot: str, text: str) -> Event:
+    found = await person.wait_until(
+        lambda: bot_messages(person, room, bot, text), what=f"a message with {text!r}"
+    )
+    return dict(found[-1])
+
+
+async def react(person: Person, room: str, target: str, key: str) -> str:
+    content: dict[str, Any] = {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}
+    }
+    resp = await person.client.room_send(room, "m.reaction", content)
+    assert isinstance(resp, RoomSendResponse), resp
+    return str(resp.event_id)
+
+
+async def test_an_event_from_announcement_to_waiting_list_promotion_and_calendar_feed(
+    people, make_bot: BotFactory
+) -> None:
+    mod: Person = await people("mod")
+    ben: Person = await people("ben")
+    carl: Person = await people("carl")
+    bot = await make_bot(
+        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [mod.user_id]}]
+    )
+    await seed_members(bot.db_url, ben, carl)
+    room = await mod.join(bot.alias("hdev"))
+    await ben.join(room)
+    await carl.join(room)
+    ben_dm = await ben.open_dm(bot.user_id)
+    carl_dm = await carl.open_dm(bot.user_id)
+    day = (datetime.now(UTC) + timedelta(days=10)).astimezone(ZoneInfo("Europe/Brussels"))
+
+    # A moderator creates a one-seat event in the CoP room; it is announced with reactions.
+    created = await mod.ask(
+        room,
+        f'!event create in-person-meeting {day:%Y-%m-%d} 10:00 2h "Depot visit" '
+        'where="Oslo bus depot" capacity=1',
+        bot.user_id,
+    )
+    assert "Created E1 “Depot visit”" in created["content"]["body"]
+    assert "(Europe/Brussels)" in created["content"]["body"]
+    announcement = await wait_for_message(mod, room, bot.user_id, "New event in Heavy-duty EVs")
+    assert "Oslo bus depot" in announcement["content"]["body"]
+
+    def bot_reactions() -> set[str]:
+        return {
+            e["content"]["m.relates_to"]["key"]
+            for e in mod.events.get(room, [])
+            if e.get("type") == "m.reaction"
+            and e.get("sender") == bot.user_id
+            and e["content"]["m.relates_to"].get("event_id") == announcement["event_id"]
+        }
+
+    await mod.wait_until(lambda: bot_reactions() == {"✅", "❌", "❔"}, what="the bot's reactions")
+
+    # Ben takes the only seat by command; Carl reacts ✅ and is put on the waiting list.
+    going = await ben.ask(room, "!rsvp E1 yes", bot.user_id)
+    assert "You're going to E1" in going["content"]["body"]
+    reaction = await react(carl, room, announcement["event_id"], "✅")
+    await wait_for_message(carl, carl_dm, bot.user_id, "number 1 on the waiting list")
+
+    # Ben cancels: Carl gets the seat and is told in a direct message.
+    await ben.ask(ben_dm, "!rsvp E1 no", bot.user_id)
+    await wait_for_message(carl, carl_dm, bot.user_id, "a seat freed up at E1")
+    details = await carl.ask(carl_dm, "!event E1", bot.user_id)
+    assert "Your answer: going" in details["content"]["body"]
+
+    # The calendar arrives as a file, with a personal feed link that answers over HTTP.
+    file_reply = await carl.ask(carl_dm, "!calendar", bot.user_id)
+    assert file_reply["content"]["msgtype"] == "m.file"
+    assert file_reply["content"]["info"]["mimetype"] == "text/calendar"
+    assert file_reply["content"]["url"].startswith("mxc://")
+    link_message = await wait_for_message(carl, carl_dm, bot.user_id, "/calendar/")
+    url = next(word for word in link_message["content"]["body"].split() if "/calendar/" in word)
+    assert url.startswith(f"http://127.0.0.1:{bot.port}/calendar/")
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/calendar"
+        feed = icalendar.Calendar.from_ical(await resp.read())
+    (item,) = feed.walk("VEVENT")
+    assert str(item["summary"]) == "Depot visit"
+    start = item.decoded("dtstart").astimezone(ZoneInfo("Europe/Brussels"))
+    assert (start.date(), start.hour, start.minute) == (day.date(), 10, 0)
+    assert "Your answer: going" in str(item["description"])
+
+    # Removing the reaction withdraws Carl's answer.
+    resp = await carl.client.room_redact(room, reaction)
+    assert isinstance(resp, RoomRedactResponse), resp
+    await wait_for_message(carl, carl_dm, bot.user_id, "is withdrawn")

@@ -1,0 +1,409 @@
+"""The weekly digest on both databases: its content at a given moment, and "once per week"."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select, text
+
+import storage.events
+from commands import digest
+from storage import Database
+from storage import digest as store
+from storage import intel as intel_store
+from storage.models import Membership, OutboxMessage
+from tests.storage.intel_support import ANNA, ROOMS, Bench, make_bench
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+MONDAY_9 = datetime(2026, 11, 30, 9, 0, tzinfo=BRUSSELS)  # ISO week 49 of 2026
+NEWCOMER = "@nora:example.org"
+APPLICANT = "@paul:example.org"
+
+
+@pytest.fixture
+async def bench(db: Database) -> Bench:
+    bench = await make_bench(db)
+    bench.now = MONDAY_9.astimezone(UTC)
+    return bench
+
+
+async def add_membership(
+    bench: Bench, user: str, status: str, *, decided: datetime | None, applied: datetime
+) -> None:
+    async with bench.db.session() as s:
+        s.add(
+            Membership(
+                cop_code="HDEV",
+                user_id=user,
+                status=status,
+                message="PRIVATE application text",
+                decided_at=decided,
+                applied_at=applied,
+            )
+        )
+
+
+async def add_item(bench: Bench, title: str, *, days_ago: float, cop: str = "HDEV", **kw):  # type: ignore[no-untyped-def]
+    async with bench.db.session() as s:
+        return await intel_store.add_item(
+            s,
+            cop_code=cop,
+            author=ANNA,
+            title=title,
+            created_at=bench.now - timedelta(days=days_ago),
+            **kw,
+        )
+
+
+async def build(bench: Bench) -> digest.Digest:
+    async with bench.db.session() as s:
+        return await digest.build_digest(s, bench.settings, "HDEV", bench.now)
+
+
+async def digests_sent(bench: Bench, cop: str = "HDEV") -> list[OutboxMessage]:
+    return [
+        row for row in await bench.outbox_to(ROOMS[cop]) if (row.tag or "").startswith("digest:")
+    ]
+
+
+# --- content -----------------------------------------------------------------------------------
+
+
+async def test_the_digest_shows_the_weeks_new_members_and_intel_and_nothing_older(
+    bench: Bench,
+) -> None:
+    week_ago = bench.now - timedelta(days=7)
+    await add_membership(
+        bench, NEWCOMER, "member", decided=bench.now - timedelta(days=2), applied=week_ago
+    )
+    await add_membership(
+        bench, "@old:example.org", "member", decided=bench.now - timedelta(days=9), applied=week_ago
+    )
+    await add_membership(bench, APPLICANT, "applied", decided=None, applied=bench.now)
+    await add_item(
+        bench, "Oslo bus tender", days_ago=3, urls=["https://example.org/t"], tags=["ebus"]
+    )
+    await add_item(bench, "Old news", days_ago=8)
+    removed = await add_item(bench, "Taken back", days_ago=1)
+    await add_item(bench, "Solar matters", days_ago=1, cop="SOLAR")
+    async with bench.db.session() as s:
+        await intel_store.remove_item(s, removed.id, ANNA)
+
+    result = await build(bench)
+
+    body = result.message.plain
+    assert "Weekly digest · Heavy-duty electric vehicles (HDEV) — week 49" in body
+    assert "since Monday 23 November" in body
+    assert NEWCOMER in body
+    assert "@old:example.org" not in body
+    assert "Oslo bus tender" in body and "#ebus" in body
+    assert '<a href="https://example.org/t">Oslo bus tender</a>' in result.message.html
+    for absent in ("Old news", "Taken back", "Solar matters"):
+        assert absent not in body
+    assert not result.empty
+    assert result.tag == "digest:HDEV:2026-W49"
+
+
+async def test_nothing_private_appears_in_the_digest(bench: Bench) -> None:
+    await add_membership(bench, APPLICANT, "applied", decided=None, applied=bench.now)
+    await add_membership(
+        bench, "@rita:example.org", "rejected", decided=bench.now, applied=bench.now
+    )
+    await add_item(bench, "Something shared", days_ago=1)
+
+    body = (await build(bench)).message.plain
+
+    assert APPLICANT not in body and "@rita:example.org" not in body
+    assert "PRIVATE" not in body
+
+
+async def test_members_added_without_a_decision_count_from_when_they_were_added(
+    bench: Bench,
+) -> None:
+    await add_membership(
+        bench, NEWCOMER, "member", decided=None, applied=bench.now - timedelta(days=1)
+    )
+
+    body = (await build(bench)).message.plain
+
+    assert NEWCOMER in body
+
+
+async def test_new_members_are_shown_with_their_organisation_and_country(bench: Bench) -> None:
+    async with bench.db.session() as s:
+        from storage import repo
+
+        await repo.seed_member(
+            s,
+            user_id=NEWCOMER,
+            org="City of Turku",
+            country="FI",
+            authority_type="local-authority",
+            cop_code="HDEV",
+        )
+    await bench.take_sent()
+
+    body = (await build(bench)).message.plain
+
+    assert f"City of Turku (FI) · {NEWCOMER}" in body
+
+
+async def test_an_empty_week_says_so_in_one_line(bench: Bench) -> None:
+    await add_item(bench, "Old news", days_ago=10)
+
+    result = await build(bench)
+
+    assert result.empty
+    assert "\n" not in result.message.plain
+    assert "a quiet week" in result.message.plain
+    assert "!intel share" in result.message.plain
+
+
+async def test_a_long_week_is_cut_with_a_pointer_to_the_rest(bench: Bench) -> None:
+    for number in range(20):
+        await add_item(bench, f"Item {number}", days_ago=1)
+
+    body = (await build(bench)).message.plain
+
+    assert body.count("• I") == 15
+    assert "…and 5 more: !intel list" in body
+
+
+async def test_upcoming_events_and_claim_deadlines_come_from_the_events_family(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[datetime, datetime]] = []
+
+    async def upcoming(session, cop, start, end):  # type: ignore[no-untyped-def]
+        asked.append((start, end))
+        starts = datetime(2026, 12, 3, 10, 0, tzinfo=BRUSSELS)
+        return [
+            store.DigestEvent(
+                id=12,
+                title="Market dialogue on e-trucks",
+                kind="market-dialogue",
+                starts_at=starts,
+                ends_at=starts + timedelta(hours=2),
+                yes=12,
+                maybe=3,
+                capacity=40,
+            )
+        ]
+
+    async def deadlines(session, cop, start, end):  # type: ignore[no-untyped-def]
+        return [
+            store.DigestEvent(
+                id=9,
+                title="Study visit Oslo",
+                kind="study-visit",
+                starts_at=datetime(2026, 11, 2, tzinfo=UTC),
+                ends_at=datetime(2026, 11, 3, tzinfo=UTC),
+                claim_deadline=datetime(2026, 12, 3, 22, 59, tzinfo=UTC),
+            )
+        ]
+
+    monkeypatch.setattr(storage.events, "digest_upcoming_events", upcoming, raising=False)
+    monkeypatch.setattr(storage.events, "digest_claim_deadlines", deadlines, raising=False)
+
+    result = await build(bench)
+
+    body = result.message.plain
+    assert asked == [(bench.now, bench.now + timedelta(days=28))]
+    assert "E12 Market dialogue: Market dialogue on e-trucks — Thu 03 Dec, 10:00–12:00" in body
+    assert "12 going, 3 maybe, 28 of 40 seats left" in body
+    assert "E9 Study visit Oslo — claims until Thu 03 Dec, 23:59" in body
+    assert "Times are in Europe/Brussels" in body
+    assert not result.empty
+
+
+async def test_without_the_events_functions_the_digest_simply_has_no_events(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(storage.events, "digest_upcoming_events", raising=False)
+    monkeypatch.delattr(storage.events, "digest_claim_deadlines", raising=False)
+    await add_item(bench, "Something shared", days_ago=1)
+
+    body = (await build(bench)).message.plain
+
+    assert "Coming up" not in body and "Travel claims" not in body
+
+
+async def test_another_family_can_add_a_section(bench: Bench) -> None:
+    from bot.messages import Message
+
+    async def polls(session, scope):  # type: ignore[no-untyped-def]
+        return digest.DigestSection("Open polls", [Message("Which charger standard?")])
+
+    digest.add_section("polls-test", polls, order=25)
+    try:
+        body = (await build(bench)).message.plain
+    finally:
+        digest._PROVIDERS.pop("polls-test")
+
+    assert "Open polls" in body and "Which charger standard?" in body
+
+
+# --- once per week -----------------------------------------------------------------------------
+
+
+async def test_a_week_is_posted_once_and_the_next_week_again(bench: Bench) -> None:
+    services = bench.services()
+
+    first = await digest.run_scheduled(services, "HDEV")
+    second = await digest.run_scheduled(services, "HDEV")
+    bench.now += timedelta(days=7)
+    next_week = await digest.run_scheduled(services, "HDEV")
+
+    assert (first, second, next_week) == ("posted", "claimed", "posted")
+    sent = await digests_sent(bench)
+    assert [row.tag for row in sent] == ["digest:HDEV:2026-W49", "digest:HDEV:2026-W50"]
+
+
+async def test_a_digest_missed_while_down_is_posted_on_start_in_the_same_week(
+    bench: Bench,
+) -> None:
+    bench.now = (MONDAY_9 + timedelta(days=2)).astimezone(UTC)  # Wednesday
+
+    first_start = await digest.catch_up(bench.services())
+    restart = await digest.catch_up(bench.services())
+
+    assert first_start == {"HDEV": "posted", "SOLAR": "posted"}
+    assert restart == {"HDEV": "claimed", "SOLAR": "claimed"}
+    assert len(await digests_sent(bench)) == 1
+
+
+async def test_nothing_is_posted_before_the_due_moment(bench: Bench) -> None:
+    bench.now = (MONDAY_9 - timedelta(minutes=65)).astimezone(UTC)  # 08:55 in Helsinki
+
+    assert await digest.catch_up(bench.services()) == {"HDEV": "not-due", "SOLAR": "not-due"}
+    assert await digests_sent(bench) == []
+
+
+async def test_a_new_installation_waits_for_the_next_regular_digest(bench: Bench) -> None:
+    from sqlalchemy import update
+
+    from storage.models import Cop
+
+    async with bench.db.session() as s:
+        await s.execute(update(Cop).values(created_at=bench.now + timedelta(hours=1)))
+    bench.now += timedelta(hours=2)
+
+    assert (await digest.catch_up(bench.services()))["HDEV"] == "new-cop"
+    assert await digests_sent(bench) == []
+
+
+async def test_an_empty_week_can_be_skipped_and_still_counts_as_done(db: Database) -> None:
+    bench = await make_bench(db, empty_week="skip")
+    bench.now = MONDAY_9.astimezone(UTC)
+
+    first = await digest.run_scheduled(bench.services(), "HDEV")
+    again = await digest.run_scheduled(bench.services(), "HDEV")
+
+    assert (first, again) == ("skipped", "claimed")
+    assert await digests_sent(bench) == []
+
+
+async def test_a_cop_with_digests_switched_off_gets_none(db: Database) -> None:
+    bench = await make_bench(db, cops={"HDEV": {"enabled": False}})
+    bench.now = MONDAY_9.astimezone(UTC)
+
+    assert await digest.run_scheduled(bench.services(), "HDEV") == "disabled"
+    assert await digest.run_scheduled(bench.services(), "SOLAR") == "posted"
+
+
+async def test_the_schedule_is_rebuilt_from_the_configuration(db: Database) -> None:
+    bench = await make_bench(db, weekday="friday", time="14:30", cops={"SOLAR": {"enabled": False}})
+    services = bench.services()
+
+    ids = digest.schedule_jobs(services)
+    again = digest.schedule_jobs(services)  # a second start replaces, never duplicates
+
+    assert ids == again == ["digest:HDEV"]
+    job = services.scheduler.get_job("digest:HDEV")
+    trigger = str(job.trigger)
+    assert "day_of_week='fri'" in trigger and "hour='14'" in trigger and "minute='30'" in trigger
+    assert str(job.trigger.timezone) == "Europe/Brussels"
+    assert len(services.scheduler.get_jobs()) == 1
+
+
+@pytest.fixture
+async def second_process(db: Database) -> AsyncIterator[Database]:
+    """Another connection pool on the same database: a second bot process."""
+    other = Database(db.url)
+    yield other
+    await other.dispose()
+
+
+async def test_two_bot_processes_racing_for_a_week_post_it_exactly_once(
+    bench: Bench, second_process: Database
+) -> None:
+    one = bench.services()
+    two = bench.services(db=second_process)
+
+    results = await asyncio.gather(
+        *(digest.run_scheduled(services, "HDEV") for services in [one, two] * 5)
+    )
+
+    assert sorted(results) == ["claimed"] * 9 + ["posted"]
+    assert len(await digests_sent(bench)) == 1
+    async with bench.db.session() as s:
+        assert await store.count_posts(s, "HDEV") == 1
+
+
+async def test_on_postgresql_a_second_claim_waits_for_the_first_and_then_gives_way(
+    bench: Bench, second_process: Database
+) -> None:
+    if bench.db.is_sqlite:
+        pytest.skip("row locks are a PostgreSQL matter; SQLite runs one writer at a time")
+
+    async def other_claim() -> bool:
+        async with second_process.session() as s:
+            return await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled") is not None
+
+    async with bench.db.session() as s:
+        assert await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled") is not None
+        racing = asyncio.create_task(other_claim())
+        # Wait until the second process is really blocked on our uncommitted row.
+        for _ in range(500):
+            await s.execute(text("SELECT pg_stat_clear_snapshot()"))
+            waiting = await s.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting == 1
+    assert await racing is False  # our transaction committed first: theirs found the row
+
+    async with bench.db.session() as s:
+        rows = await s.scalar(select(func.count()).select_from(store.DigestPost))
+    assert rows == 1
+
+
+async def test_a_claim_that_rolls_back_leaves_the_week_free(bench: Bench) -> None:
+    class Boom(Exception):
+        pass
+
+    async def claim_then_fail() -> None:
+        async with bench.db.session() as s:
+            await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled")
+            raise Boom
+
+    with pytest.raises(Boom):
+        await claim_then_fail()
+
+    assert await digest.run_scheduled(bench.services(), "HDEV") == "posted"
+
+
+async def test_digest_posts_go_to_the_cops_own_room(bench: Bench) -> None:
+    await digest.run_scheduled(bench.services(), "SOLAR")
+
+    assert len(await digests_sent(bench, "SOLAR")) == 1
+    assert await digests_sent(bench, "HDEV") == []

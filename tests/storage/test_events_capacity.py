@@ -1,0 +1,157 @@
+"""Seats and waiting lists: concurrent answers never over-fill an event, on SQLite and on
+PostgreSQL, and a freed seat goes to the first person waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from storage import Database, repo
+from storage import events as store
+from storage.events import MAYBE, NO, WAITING, YES
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+async def make_event(db: Database, capacity: int | None) -> int:
+    async with db.session() as s:
+        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs")])
+        event = await store.create_event(
+            s,
+            cop_code="HDEV",
+            kind="in-person-meeting",
+            title="Bus depot visit",
+            starts_at=NOW + timedelta(days=7),
+            ends_at=NOW + timedelta(days=7, hours=2),
+            timezone="Europe/Brussels",
+            created_by="@mod:test",
+            capacity=capacity,
+        )
+        return event.id
+
+
+async def answer(db: Database, event_id: int, user: str, value: str | None) -> store.RsvpOutcome:
+    """One answer in its own transaction, under the event's lock, as a command does it."""
+    async with db.session() as s:
+        event = await store.lock_event(s, event_id)
+        assert event is not None
+        return await store.set_rsvp(s, event, user, value, NOW)
+
+
+async def answers(db: Database, event_id: int) -> tuple[list[str], list[str]]:
+    async with db.session() as s:
+        rows = await store.rsvps_of_event(s, event_id)
+        waiting = [r.user_id for r in await store.waiting_list(s, event_id)]
+    return [r.user_id for r in rows if r.answer == YES], waiting
+
+
+async def test_thirty_members_saying_yes_at_once_to_ten_seats_fill_exactly_ten(
+    db: Database,
+) -> None:
+    event_id = await make_event(db, capacity=10)
+    people = [f"@member{n:02d}:test" for n in range(30)]
+
+    outcomes = await asyncio.gather(*(answer(db, event_id, user, YES) for user in people))
+
+    going, waiting = await answers(db, event_id)
+    assert len(going) == 10
+    assert len(waiting) == 20
+    assert set(going) | set(waiting) == set(people)
+    # Everyone was told the truth: ten seats, and waiting places 1..20 without gaps.
+    assert sorted(o.answer for o in outcomes).count(YES) == 10
+    positions = sorted(o.position for o in outcomes if o.answer == WAITING)
+    assert positions == list(range(1, 21))
+    # The waiting list is in the order the answers were handled.
+    by_position = {o.position: user for o, user in zip(outcomes, people, strict=True) if o.position}
+    assert waiting == [by_position[n] for n in range(1, 21)]
+    async with db.session() as s:
+        counts = (await store.rsvp_counts(s, [event_id]))[event_id]
+    assert (counts.yes, counts.waiting) == (10, 20)
+
+
+async def test_a_cancellation_gives_the_seat_to_the_first_person_waiting(db: Database) -> None:
+    event_id = await make_event(db, capacity=2)
+    for user in ("@a:test", "@b:test", "@c:test", "@d:test"):
+        await answer(db, event_id, user, YES)
+
+    outcome = await answer(db, event_id, "@a:test", NO)
+
+    assert outcome.answer == NO and outcome.previous == YES
+    assert outcome.promoted == ["@c:test"]
+    going, waiting = await answers(db, event_id)
+    assert sorted(going) == ["@b:test", "@c:test"]
+    assert waiting == ["@d:test"]
+
+
+async def test_withdrawing_or_saying_maybe_also_frees_the_seat(db: Database) -> None:
+    event_id = await make_event(db, capacity=1)
+    await answer(db, event_id, "@a:test", YES)
+    await answer(db, event_id, "@b:test", YES)
+    await answer(db, event_id, "@c:test", YES)
+
+    assert (await answer(db, event_id, "@a:test", MAYBE)).promoted == ["@b:test"]
+    assert (await answer(db, event_id, "@b:test", None)).promoted == ["@c:test"]
+    async with db.session() as s:
+        assert await store.rsvp_of(s, event_id, "@a:test") == MAYBE
+        assert await store.rsvp_of(s, event_id, "@b:test") is None
+        assert await store.rsvp_of(s, event_id, "@c:test") == YES
+
+
+async def test_saying_yes_again_while_waiting_keeps_the_place_in_line(db: Database) -> None:
+    event_id = await make_event(db, capacity=1)
+    for user in ("@a:test", "@b:test", "@c:test"):
+        await answer(db, event_id, user, YES)
+
+    again = await answer(db, event_id, "@b:test", YES)
+
+    assert again.answer == WAITING and again.position == 1 and not again.changed
+    _, waiting = await answers(db, event_id)
+    assert waiting == ["@b:test", "@c:test"]
+
+
+async def test_leaving_the_waiting_list_and_coming_back_goes_to_the_end(db: Database) -> None:
+    event_id = await make_event(db, capacity=1)
+    for user in ("@a:test", "@b:test", "@c:test"):
+        await answer(db, event_id, user, YES)
+    await answer(db, event_id, "@b:test", MAYBE)
+
+    back = await answer(db, event_id, "@b:test", YES)
+
+    assert back.position == 2
+    _, waiting = await answers(db, event_id)
+    assert waiting == ["@c:test", "@b:test"]
+
+
+async def test_more_seats_go_to_the_waiting_list_in_order(db: Database) -> None:
+    event_id = await make_event(db, capacity=1)
+    for user in ("@a:test", "@b:test", "@c:test", "@d:test"):
+        await answer(db, event_id, user, YES)
+    async with db.session() as s:
+        event = await store.lock_event(s, event_id)
+        assert event is not None
+        event.capacity = 3
+        promoted = await store.fill_free_seats(s, event, NOW)
+    assert promoted == ["@b:test", "@c:test"]
+    _, waiting = await answers(db, event_id)
+    assert waiting == ["@d:test"]
+
+
+async def test_without_a_capacity_everyone_who_says_yes_is_going(db: Database) -> None:
+    event_id = await make_event(db, capacity=None)
+    outcomes = await asyncio.gather(*(answer(db, event_id, f"@p{n}:test", YES) for n in range(8)))
+    assert {o.answer for o in outcomes} == {YES}
+
+
+async def test_attendance_and_answers_are_there_for_travel_claims(db: Database) -> None:
+    event_id = await make_event(db, capacity=None)
+    await answer(db, event_id, "@a:test", YES)
+    async with db.session() as s:
+        assert await store.mark_attended(s, event_id, "@a:test", "@mod:test", NOW)
+        assert not await store.mark_attended(s, event_id, "@a:test", "@mod:test", NOW)
+    async with db.session() as s:
+        event = await store.get_event(s, event_id)
+        assert event is not None and event.code == f"E{event_id}" and event.in_person
+        assert await store.rsvp_of(s, event_id, "@a:test") == YES
+        assert await store.attended(s, event_id, "@a:test")
+        assert not await store.attended(s, event_id, "@b:test")
+        assert await store.rsvp_of(s, event_id, "@b:test") is None

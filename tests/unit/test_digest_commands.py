@@ -1,0 +1,166 @@
+"""``!digest preview`` and ``!digest send``: who may use them, where, and what they post."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from storage import repo
+from tests.storage.intel_support import (
+    ADMIN,
+    ANNA,
+    MANAGEMENT,
+    MOD,
+    ROOMS,
+    Bench,
+    bench_from_template,
+    migrated_template,
+    share,
+)
+
+WEDNESDAY = datetime(2026, 12, 2, 15, 0, tzinfo=ZoneInfo("Europe/Brussels"))  # ISO week 49
+
+
+@pytest.fixture(scope="session")
+async def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return await migrated_template(tmp_path_factory)
+
+
+@pytest.fixture
+async def bench(tmp_path: Path, template: Path) -> AsyncIterator[Bench]:
+    async with bench_from_template(template, tmp_path) as bench:
+        bench.now = WEDNESDAY.astimezone(UTC)
+        yield bench
+
+
+async def test_a_moderator_previews_the_digest_where_they_asked_and_nothing_is_posted(
+    bench: Bench,
+) -> None:
+    await share(bench, "Oslo bus tender")
+
+    sent = await bench.run("!digest preview HDEV", sender=MOD, where="management")
+
+    assert [s.room_id for s in sent] == [MANAGEMENT]
+    body = sent[0].body
+    assert "Preview of the HDEV digest (not posted)" in body
+    assert "Oslo bus tender" in body
+    assert "It goes to the HDEV room on Mon 07 Dec at 09:00 (Europe/Brussels)" in body
+    assert "!digest send HDEV" in body
+
+
+async def test_in_a_cop_room_the_cop_may_be_left_out(bench: Bench) -> None:
+    reply = await bench.reply("!digest preview", sender=MOD, where="HDEV")
+
+    assert "Preview of the HDEV digest" in reply.body
+
+
+async def test_send_posts_the_digest_to_the_cop_room_and_confirms(bench: Bench) -> None:
+    await share(bench, "Oslo bus tender")
+
+    sent = await bench.run("!digest send hdev", sender=MOD, where="management")
+
+    posted = [s for s in sent if s.room_id == ROOMS["HDEV"]]
+    confirm = [s for s in sent if s.room_id == MANAGEMENT]
+    assert len(posted) == 1 and posted[0].tag == "digest:HDEV:2026-W49"
+    assert "Oslo bus tender" in posted[0].body
+    assert "m.relates_to" not in posted[0].payload  # a post of its own, not a reply
+    assert "the digest of week 49 is posted to the HDEV room" in confirm[0].body
+
+
+async def test_a_week_already_posted_is_not_posted_again_unless_asked_to(bench: Bench) -> None:
+    await bench.run("!digest send HDEV", sender=MOD, where="management")
+
+    refused = await bench.reply("!digest send HDEV", sender=MOD, where="management")
+    again = await bench.run("!digest send again", sender=MOD, where="HDEV")
+
+    assert "This week's HDEV digest went out on Wed 02 Dec at 15:00" in refused.body
+    assert "!digest send HDEV again" in refused.body
+    assert len([s for s in again if (s.tag or "").startswith("digest:")]) == 1
+
+
+async def test_a_preview_after_sending_says_when_it_went_out(bench: Bench) -> None:
+    await bench.run("!digest send HDEV", sender=MOD, where="management")
+
+    reply = await bench.reply("!digest preview HDEV", sender=MOD, where="management")
+
+    assert "This week's digest was posted on Wed 02 Dec at 15:00 (Europe/Brussels)" in reply.body
+
+
+async def test_an_empty_week_is_sent_when_a_moderator_asks(bench: Bench) -> None:
+    sent = await bench.run("!digest send HDEV", sender=MOD, where="management")
+
+    posted = [s for s in sent if s.room_id == ROOMS["HDEV"]]
+    assert "a quiet week" in posted[0].body
+
+
+async def test_members_cannot_use_the_digest_commands(bench: Bench) -> None:
+    reply = await bench.reply("!digest send HDEV", sender=ANNA, where="HDEV")
+
+    assert "only for moderators" in reply.body
+
+
+async def test_a_moderator_of_one_cop_cannot_send_anothers_digest(bench: Bench) -> None:
+    reply = await bench.reply("!digest send SOLAR", sender=MOD, where="management")
+
+    assert "only moderators of SOLAR" in reply.body
+
+
+async def test_another_cops_digest_is_not_shown_in_a_cop_room(bench: Bench) -> None:
+    reply = await bench.reply("!digest preview SOLAR", sender=ADMIN, where="HDEV")
+
+    assert "will not show SOLAR's digest here" in reply.body
+
+
+async def test_an_unknown_cop_is_named_with_the_known_ones(bench: Bench) -> None:
+    reply = await bench.reply("!digest preview NOPE", sender=ADMIN, where="management")
+
+    assert "There is no CoP with the code NOPE" in reply.body
+    assert "HDEV, SOLAR" in reply.body
+
+
+async def test_sending_is_written_to_the_audit_log(bench: Bench) -> None:
+    await bench.run("!digest send HDEV", sender=ADMIN, where="management")
+
+    entries = await bench.in_session(lambda s: repo.recent_audit(s, 5))
+    assert [(e.actor, e.action, e.target) for e in entries] == [
+        (ADMIN, "digest.send", "digest:HDEV:2026-W49")
+    ]
+
+
+async def test_the_digest_commands_are_in_help_for_moderators_only(bench: Bench) -> None:
+    for_mod = await bench.reply("!help", sender=MOD, where="management")
+    for_member = await bench.reply("!help", sender=ANNA, where="HDEV")
+
+    assert "!digest send" in for_mod.body
+    assert "!digest" not in for_member.body
+    assert "!intel share" in for_member.body
+
+
+async def test_the_digest_asks_the_events_side_for_one_more_than_it_shows(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.events
+    from commands.digest import build_digest
+    from storage.digest import DigestEvent
+
+    asked: list[int] = []
+
+    async def upcoming(session, cop, start, end, *, limit):  # type: ignore[no-untyped-def]
+        asked.append(limit)
+        return [
+            DigestEvent(
+                id=n, title=f"Meeting {n}", kind="online-meeting", starts_at=start, ends_at=end
+            )
+            for n in range(1, limit + 1)
+        ]
+
+    monkeypatch.setattr(storage.events, "digest_upcoming_events", upcoming, raising=False)
+    result = await bench.in_session(lambda s: build_digest(s, bench.settings, "HDEV", bench.now))
+
+    assert asked == [16]
+    assert result.message.plain.count("Online meeting: Meeting") == 15
+    assert "…and more: !events HDEV" in result.message.plain
