@@ -238,6 +238,17 @@ class Person:
         await self._sync(0)
         self._task = asyncio.create_task(self._loop())
 
+    async def stop_syncing(self) -> None:
+        """Stop the background sync (each syncing client makes every message cost Synapse
+        more); sending still works."""
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
     async def close(self) -> None:
         if self._task:
             self._task.cancel()
