@@ -29,7 +29,6 @@ from commands.claims_rules import (
     EventFacts,
     LineInput,
     MoneyError,
-    Status,
     TransitionRefused,
     allocate,
     check_claim,
@@ -53,7 +52,7 @@ from config.claims import ClaimsConfig
 from storage import claims as store
 from storage import events as events_store
 from storage import repo
-from storage.claims import Claim, ClaimLine
+from storage.claims import Claim, ClaimLine, Status
 from storage.events import Event
 
 SECTION = "Claims"

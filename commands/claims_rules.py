@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from commands.registry import Role
 from config.claims import ClaimsConfig
+from storage.claims import Status
 
 CENT = Decimal("0.01")
 ROUNDING = ROUND_HALF_UP
@@ -377,15 +378,6 @@ def eligibility_problems(facts: EventFacts, now: datetime, rules: ClaimsConfig) 
 
 
 # --- the state machine -----------------------------------------------------------------------
-
-
-class Status(StrEnum):
-    DRAFT = "draft"
-    SUBMITTED = "submitted"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    PAID = "paid"
-    WITHDRAWN = "withdrawn"
 
 
 class Action(StrEnum):

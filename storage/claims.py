@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -71,12 +72,25 @@ class DecimalText(TypeDecorator[Decimal]):
         return None if value is None else Decimal(value)
 
 
-DRAFT = "draft"
-SUBMITTED = "submitted"
-APPROVED = "approved"
-REJECTED = "rejected"
-PAID = "paid"
-WITHDRAWN = "withdrawn"
+class Status(StrEnum):
+    """A claim's status; the allowed moves between them are in commands.claims_rules."""
+
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    PAID = "paid"
+    WITHDRAWN = "withdrawn"
+
+
+DRAFT, SUBMITTED, APPROVED, REJECTED, PAID, WITHDRAWN = (
+    Status.DRAFT,
+    Status.SUBMITTED,
+    Status.APPROVED,
+    Status.REJECTED,
+    Status.PAID,
+    Status.WITHDRAWN,
+)
 OPEN = (DRAFT, SUBMITTED, APPROVED, PAID)
 """A person has at most one claim per event in these statuses."""
 

@@ -12,15 +12,14 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from storage import Database
 from tests.dbs import (
-    PG_ADMIN_URL,
     create_pg_database,
     drop_pg_database,
     pg_available,
+    pg_url,
     sqlite_url,
 )
 
@@ -72,19 +71,11 @@ class Templates:
             await template.upgrade()
             await template.dispose()
             self.pg_name = url.rsplit("/", 1)[1]
-        name = f"bbwt_t_{uuid.uuid4().hex[:12]}"
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.pg_name}"')
-        finally:
-            await conn.close()
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        return f"{base}/{name}"
+        return await create_pg_database(template=self.pg_name)
 
     async def cleanup(self) -> None:
         if self.pg_name is not None:
-            base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-            await drop_pg_database(f"{base}/{self.pg_name}")
+            await drop_pg_database(pg_url(self.pg_name))
 
 
 @pytest.fixture(scope="session")

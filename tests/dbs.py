@@ -23,16 +23,22 @@ def pg_available() -> bool:
         return False
 
 
-async def create_pg_database() -> str:
-    """Create an empty database; returns its SQLAlchemy URL."""
+def pg_url(name: str) -> str:
+    """The SQLAlchemy URL of database ``name`` on the test server."""
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+async def create_pg_database(template: str | None = None) -> str:
+    """Create a database (empty, or a copy of ``template``); returns its SQLAlchemy URL."""
     name = f"bbwt_t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(PG_ADMIN_URL)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await conn.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return f"{base}/{name}"
+    return pg_url(name)
 
 
 async def drop_pg_database(url: str) -> None:
