@@ -2,8 +2,8 @@
 
 A digest has sections, each made by a *section provider*. The built-in ones are new
 members, new market intelligence, upcoming events and travel-claim deadlines (the two event
-sections read what ``storage.events`` provides, see ``storage.digest``). Another family can
-add a section with :func:`add_section`.
+sections read ``storage.events``; claim deadlines follow ``[claims]`` ``deadline_days`` and
+``eligible_kinds``). Another family can add a section with :func:`add_section`.
 
 Posting is claimed per (CoP, ISO week) in the transaction that queues the message, so a
 restart, a late job, a manual ``!digest send`` or a second bot process never posts a week
@@ -31,6 +31,7 @@ from commands.services import Services
 from config.digest import DigestSchedule
 from config.models import CopConfig, Settings
 from storage import digest as store
+from storage import events as events_store
 from storage import intel as intel_store
 from storage import repo
 
@@ -170,11 +171,9 @@ def _when(scope: DigestScope, start: datetime, end: datetime) -> str:
 
 
 async def events_section(session: AsyncSession, scope: DigestScope) -> DigestSection | None:
-    events = await store.upcoming_events(
+    events = await events_store.digest_upcoming_events(
         session, scope.cop.code, scope.now, scope.now + EVENTS_AHEAD, limit=scope.max_items + 1
     )
-    if events is None:
-        return None  # the events family does not provide events (yet)
     items = []
     for event in events[: scope.max_items]:
         line = Message().bold(f"E{event.id}").text(" ")
@@ -189,8 +188,8 @@ async def events_section(session: AsyncSession, scope: DigestScope) -> DigestSec
         if event.waiting:
             counts += f", {event.waiting} waiting"
         items.append(line.text(f" · {counts}"))
-    more = _more(len(events) - len(items), scope, f"events {scope.cop.code}")
-    if len(events) == scope.max_items + 1:  # the events side stopped at the limit
+    more = None
+    if len(events) > len(items):  # asked for one more than shown: there are more
         more = Message("…and more: ").code(f"{scope.prefix}events {scope.cop.code}")
     section = DigestSection("Coming up in the next four weeks", items, more)
     if items:
@@ -201,13 +200,18 @@ async def events_section(session: AsyncSession, scope: DigestScope) -> DigestSec
 
 
 async def claims_section(session: AsyncSession, scope: DigestScope) -> DigestSection | None:
-    events = await store.claim_deadlines(
-        session, scope.cop.code, scope.now, scope.now + CLAIMS_WITHIN, limit=scope.max_items + 1
+    rules = scope.settings.claims
+    events = await events_store.digest_claim_deadlines(
+        session,
+        scope.cop.code,
+        scope.now,
+        scope.now + CLAIMS_WITHIN,
+        deadline_days=rules.deadline_days,
+        kinds=rules.eligible_kinds,
+        limit=scope.max_items,
     )
-    if events is None:
-        return None
     items = []
-    for event in events[: scope.max_items]:
+    for event in events:
         line = Message().bold(f"E{event.id}").text(f" {_shorten(event.title)}")
         if event.claim_deadline is not None:
             line.text(f" — claims until {scope.local(event.claim_deadline):%a %d %b, %H:%M}")

@@ -6,20 +6,16 @@ The unique constraint decides: on PostgreSQL a second process's insert waits for
 transaction and then finds the row (nothing is posted twice); if the first rolls back, the
 second one wins. On SQLite writers are serialised by ``BEGIN IMMEDIATE``.
 
-Events are not stored here. The events family provides them through two functions in
-``storage/events.py`` (see :func:`upcoming_events` and :func:`claim_deadlines`); while that
-module or those functions do not exist, the digest simply has no events sections.
+The digest's events sections read ``storage.events`` directly
+(:func:`storage.events.digest_upcoming_events` and
+:func:`storage.events.digest_claim_deadlines`).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint, func
 from sqlalchemy import select as sa_select
@@ -153,90 +149,3 @@ async def new_members(
         .order_by(began, Membership.id)
     )
     return [NewMember(user_id=u, org=o, country=c) for u, o, c in rows.all()]
-
-
-# --- events (provided by the events family) -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DigestEvent:
-    """What the digest shows of one event. Built by ``storage.events``; no names of people."""
-
-    id: int
-    title: str
-    kind: str
-    starts_at: datetime
-    """Timezone-aware."""
-    ends_at: datetime
-    yes: int = 0
-    maybe: int = 0
-    capacity: int | None = None
-    waiting: int = 0
-    where: str = ""
-    claim_deadline: datetime | None = None
-    """Last moment to submit a travel claim (only needed for :func:`claim_deadlines`)."""
-
-
-EventsQuery = Callable[..., Awaitable[Sequence[Any]]]
-
-
-def _events_function(name: str) -> EventsQuery | None:
-    try:
-        module = importlib.import_module("storage.events")
-    except ImportError:
-        return None
-    function = getattr(module, name, None)
-    return function if callable(function) else None
-
-
-def _takes_limit(function: EventsQuery) -> bool:
-    try:
-        return "limit" in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def events_available() -> bool:
-    return _events_function("digest_upcoming_events") is not None
-
-
-async def _call(
-    name: str, session: AsyncSession, cop_code: str, start: datetime, end: datetime, *, limit: int
-) -> list[DigestEvent] | None:
-    function = _events_function(name)
-    if function is None:
-        return None
-    kwargs = {"limit": limit} if _takes_limit(function) else {}
-    return [_as_event(row) for row in await function(session, cop_code, start, end, **kwargs)]
-
-
-async def upcoming_events(
-    session: AsyncSession, cop_code: str, start: datetime, end: datetime, *, limit: int
-) -> list[DigestEvent] | None:
-    """Events of the CoP starting in ``[start, end)`` with RSVP counts, soonest first.
-
-    Calls ``storage.events.digest_upcoming_events(session, cop_code, start, end)``, with
-    ``limit=`` when it takes one (it should: the digest shows only the first few, and
-    ``limit`` + 1 tells it that there are more). None when the events family does not
-    provide the function (the digest then has no such section).
-    """
-    return await _call("digest_upcoming_events", session, cop_code, start, end, limit=limit)
-
-
-async def claim_deadlines(
-    session: AsyncSession, cop_code: str, start: datetime, end: datetime, *, limit: int
-) -> list[DigestEvent] | None:
-    """In-person events of the CoP whose travel-claim deadline falls in ``[start, end)``.
-
-    Calls ``storage.events.digest_claim_deadlines(session, cop_code, start, end)`` (with
-    ``limit=`` when it takes one).
-    """
-    return await _call("digest_claim_deadlines", session, cop_code, start, end, limit=limit)
-
-
-def _as_event(row: Any) -> DigestEvent:
-    """Accept a :class:`DigestEvent` or any object with the same attributes."""
-    if isinstance(row, DigestEvent):
-        return row
-    fields = DigestEvent.__dataclass_fields__
-    return DigestEvent(**{name: getattr(row, name) for name in fields if hasattr(row, name)})

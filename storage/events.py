@@ -24,8 +24,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     delete,
     func,
+    or_,
     select,
     update,
 )
@@ -56,7 +58,10 @@ ANSWERS = (YES, NO, MAYBE, WAITING)
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_cop_start", "cop_code", "starts_at"),)
+    __table_args__ = (
+        Index("ix_events_cop_start", "cop_code", "starts_at"),
+        Index("ix_events_cop_end", "cop_code", "ends_at"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     cop_code: Mapped[str] = mapped_column(ForeignKey("cops.code"))
     kind: Mapped[str] = mapped_column(String(32))
@@ -699,7 +704,7 @@ async def user_of_calendar_token(session: AsyncSession, token: str) -> str | Non
     return await session.scalar(select(CalendarToken.user_id).where(CalendarToken.token == token))
 
 
-# --- for the weekly digest (storage.digest calls these by name) ---------------------------------
+# --- for the weekly digest (commands.digest) -----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -738,10 +743,16 @@ def _summary(event: Event, counts: Counts, deadline: datetime | None = None) -> 
 
 
 async def digest_upcoming_events(
-    session: AsyncSession, cop_code: str, start: datetime, end: datetime
+    session: AsyncSession,
+    cop_code: str,
+    start: datetime,
+    end: datetime,
+    *,
+    limit: int | None = None,
 ) -> list[EventSummary]:
-    """Events of the CoP starting in ``[start, end)`` (not cancelled), with answer counts."""
-    rows = await session.scalars(
+    """Events of the CoP starting in ``[start, end)`` (not cancelled), soonest first, with
+    answer counts; at most ``limit`` of them (the digest asks for one more than it shows)."""
+    query = (
         select(Event)
         .where(
             Event.cop_code == cop_code,
@@ -751,7 +762,9 @@ async def digest_upcoming_events(
         )
         .order_by(Event.starts_at, Event.id)
     )
-    events = list(rows.all())
+    if limit is not None:
+        query = query.limit(limit)
+    events = list((await session.scalars(query)).all())
     counts = await rsvp_counts(session, [event.id for event in events])
     return [_summary(event, counts[event.id]) for event in events]
 
@@ -773,6 +786,11 @@ def claim_deadline(event: Event, deadline_days: int = 30) -> datetime:
     return midnight.astimezone(UTC) - timedelta(microseconds=1)
 
 
+DEADLINE_MARGIN = timedelta(days=2)
+"""How far a claim deadline can be from ``ends_at + deadline_days``: up to one day for the
+rest of the last day, plus time-zone and daylight-saving shifts, with room to spare."""
+
+
 async def digest_claim_deadlines(
     session: AsyncSession,
     cop_code: str,
@@ -780,24 +798,49 @@ async def digest_claim_deadlines(
     end: datetime,
     *,
     deadline_days: int = 30,
+    kinds: Iterable[str] = IN_PERSON_KINDS,
+    limit: int | None = None,
 ) -> list[EventSummary]:
-    """In-person events of the CoP whose travel-claim deadline falls in ``[start, end)``."""
-    earliest = start - timedelta(days=deadline_days + 3)
-    rows = await session.scalars(
-        select(Event)
-        .where(
-            Event.cop_code == cop_code,
-            Event.status != CANCELLED,
-            Event.kind.in_(sorted(IN_PERSON_KINDS)),
-            Event.ends_at >= earliest,
-            Event.ends_at < end,
-        )
-        .order_by(Event.ends_at, Event.id)
+    """Events of the CoP of one of ``kinds`` (by default the in-person ones) whose
+    travel-claim deadline (:func:`claim_deadline` with ``deadline_days``) falls in
+    ``[start, end)``, by end time; at most ``limit`` of them.
+
+    Only events ending in ``[start - deadline_days - 2 days, end - deadline_days + 2 days)``
+    can have such a deadline; those are read in pages of the end-time index and the
+    deadline is checked exactly here, until ``limit`` are found.
+    """
+    days = timedelta(days=deadline_days)
+    base = select(Event).where(
+        Event.cop_code == cop_code,
+        Event.status != CANCELLED,
+        Event.kind.in_(sorted(set(kinds))),
+        Event.ends_at >= start - days - DEADLINE_MARGIN,
+        Event.ends_at < end - days + DEADLINE_MARGIN,
     )
-    due = [
-        (event, deadline)
-        for event in rows.all()
-        if start <= (deadline := claim_deadline(event, deadline_days)) < end
-    ]
+    page_size = None if limit is None else max(2 * limit, 20)
+    due: list[tuple[Event, datetime]] = []
+    after: tuple[datetime, int] | None = None
+    while limit is None or len(due) < limit:
+        query = base
+        if after is not None:
+            query = query.where(
+                or_(
+                    Event.ends_at > after[0],
+                    and_(Event.ends_at == after[0], Event.id > after[1]),
+                )
+            )
+        query = query.order_by(Event.ends_at, Event.id)
+        if page_size is not None:
+            query = query.limit(page_size)
+        page = list((await session.scalars(query)).all())
+        for event in page:
+            deadline = claim_deadline(event, deadline_days)
+            if start <= deadline < end:
+                due.append((event, deadline))
+        if page_size is None or len(page) < page_size:
+            break
+        after = (page[-1].ends_at, page[-1].id)
+    if limit is not None:
+        due = due[:limit]
     counts = await rsvp_counts(session, [event.id for event, _ in due])
     return [_summary(event, counts[event.id], deadline) for event, deadline in due]

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, text
 
-import storage.events
 from commands import digest
+from config.claims import ClaimsConfig
 from storage import Database
 from storage import digest as store
+from storage import events as events_store
 from storage import intel as intel_store
 from storage.models import Membership, OutboxMessage
-from tests.storage.intel_support import ANNA, ROOMS, Bench, make_bench
+from tests.storage.intel_support import ANNA, BEN, ROOMS, Bench, make_bench
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 MONDAY_9 = datetime(2026, 11, 30, 9, 0, tzinfo=BRUSSELS)  # ISO week 49 of 2026
@@ -173,63 +175,184 @@ async def test_a_long_week_is_cut_with_a_pointer_to_the_rest(bench: Bench) -> No
     assert "…and 5 more: !intel list" in body
 
 
-async def test_upcoming_events_and_claim_deadlines_come_from_the_events_family(
-    bench: Bench, monkeypatch: pytest.MonkeyPatch
+async def add_event(
+    bench: Bench,
+    title: str,
+    *,
+    starts: datetime,
+    hours: float = 2,
+    kind: str = "study-visit",
+    tz: str = "Europe/Brussels",
+    cop: str = "HDEV",
+    capacity: int | None = None,
+    answers: dict[str, str] | None = None,
+    cancelled: bool = False,
+) -> int:
+    async with bench.db.session() as s:
+        event = await events_store.create_event(
+            s,
+            cop_code=cop,
+            kind=kind,
+            title=title,
+            starts_at=starts.astimezone(UTC),
+            ends_at=(starts + timedelta(hours=hours)).astimezone(UTC),
+            timezone=tz,
+            created_by=ANNA,
+            capacity=capacity,
+        )
+        for user, answer in (answers or {}).items():
+            await events_store.set_rsvp(s, event, user, answer, bench.now)
+        if cancelled:
+            await events_store.cancel_event(s, event, "moved", bench.now)
+        return event.id
+
+
+def claims_settings(bench: Bench, **claims: Any) -> None:
+    bench.settings = bench.settings.model_copy(update={"claims": ClaimsConfig(**claims)})
+
+
+async def test_the_digest_shows_upcoming_events_with_their_answers_and_closing_claims(
+    bench: Bench,
 ) -> None:
-    asked: list[tuple[datetime, datetime]] = []
-
-    async def upcoming(session, cop, start, end):  # type: ignore[no-untyped-def]
-        asked.append((start, end))
-        starts = datetime(2026, 12, 3, 10, 0, tzinfo=BRUSSELS)
-        return [
-            store.DigestEvent(
-                id=12,
-                title="Market dialogue on e-trucks",
-                kind="market-dialogue",
-                starts_at=starts,
-                ends_at=starts + timedelta(hours=2),
-                yes=12,
-                maybe=3,
-                capacity=40,
-            )
-        ]
-
-    async def deadlines(session, cop, start, end):  # type: ignore[no-untyped-def]
-        return [
-            store.DigestEvent(
-                id=9,
-                title="Study visit Oslo",
-                kind="study-visit",
-                starts_at=datetime(2026, 11, 2, tzinfo=UTC),
-                ends_at=datetime(2026, 11, 3, tzinfo=UTC),
-                claim_deadline=datetime(2026, 12, 3, 22, 59, tzinfo=UTC),
-            )
-        ]
-
-    monkeypatch.setattr(storage.events, "digest_upcoming_events", upcoming, raising=False)
-    monkeypatch.setattr(storage.events, "digest_claim_deadlines", deadlines, raising=False)
+    dialogue = await add_event(
+        bench,
+        "Market dialogue on e-trucks",
+        kind="market-dialogue",
+        starts=datetime(2026, 12, 3, 10, 0, tzinfo=BRUSSELS),
+        capacity=40,
+        answers={ANNA: "yes", BEN: "yes", "@carl:example.org": "maybe", "@dan:example.org": "no"},
+    )
+    await add_event(
+        bench, "Called off", starts=datetime(2026, 12, 4, 10, 0, tzinfo=BRUSSELS), cancelled=True
+    )
+    await add_event(bench, "Too far ahead", starts=datetime(2027, 1, 5, 10, 0, tzinfo=BRUSSELS))
+    await add_event(
+        bench, "Solar fair", cop="SOLAR", starts=datetime(2026, 12, 3, 10, 0, tzinfo=BRUSSELS)
+    )
+    oslo = await add_event(
+        bench, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS), hours=8
+    )
+    await add_event(
+        bench,
+        "Online kick-off",
+        kind="online-meeting",
+        starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS),
+    )
+    await add_event(bench, "Closed already", starts=datetime(2026, 10, 26, 9, 0, tzinfo=BRUSSELS))
 
     result = await build(bench)
 
     body = result.message.plain
-    assert asked == [(bench.now, bench.now + timedelta(days=28))]
-    assert "E12 Market dialogue: Market dialogue on e-trucks — Thu 03 Dec, 10:00–12:00" in body
-    assert "12 going, 3 maybe, 28 of 40 seats left" in body
-    assert "E9 Study visit Oslo — claims until Thu 03 Dec, 23:59" in body
+    assert (
+        f"E{dialogue} Market dialogue: Market dialogue on e-trucks — Thu 03 Dec, 10:00–12:00"
+        in body
+    )
+    assert "2 going, 1 maybe, 38 of 40 seats left" in body
+    assert f"E{oslo} Study visit Oslo — claims until Thu 03 Dec, 23:59" in body
+    for absent in ("Called off", "Too far ahead", "Solar fair", "Online kick-off", "Closed"):
+        assert absent not in body
+    assert "…and more" not in body
     assert "Times are in Europe/Brussels" in body
     assert not result.empty
 
 
-async def test_without_the_events_functions_the_digest_simply_has_no_events(
-    bench: Bench, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("deadline_days", "listed", "not_listed"),
+    [
+        (30, "Study visit Oslo — claims until Thu 03 Dec, 23:59", "Pitching Lisbon"),
+        (10, "Pitching Lisbon — claims until Fri 04 Dec, 23:59", "Study visit Oslo"),
+    ],
+)
+async def test_claims_closing_follow_the_configured_deadline(
+    bench: Bench, deadline_days: int, listed: str, not_listed: str
 ) -> None:
-    monkeypatch.delattr(storage.events, "digest_upcoming_events", raising=False)
-    monkeypatch.delattr(storage.events, "digest_claim_deadlines", raising=False)
-    await add_item(bench, "Something shared", days_ago=1)
+    claims_settings(bench, deadline_days=deadline_days)
+    await add_event(bench, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS))
+    await add_event(
+        bench,
+        "Pitching Lisbon",
+        kind="pitching-session",
+        starts=datetime(2026, 11, 24, 14, 0, tzinfo=BRUSSELS),
+    )
 
     body = (await build(bench)).message.plain
 
-    assert "Coming up" not in body and "Travel claims" not in body
+    assert listed in body
+    assert not_listed not in body
+
+
+async def test_claims_closing_are_listed_only_for_kinds_that_can_be_claimed(
+    bench: Bench,
+) -> None:
+    claims_settings(bench, eligible_kinds=["in-person-meeting"])
+    await add_event(bench, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS))
+    await add_event(
+        bench,
+        "Plenary in Brussels",
+        kind="in-person-meeting",
+        starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS),
+    )
+
+    body = (await build(bench)).message.plain
+
+    assert "Plenary in Brussels — claims until" in body
+    assert "Study visit Oslo" not in body
+
+
+async def test_claim_deadlines_end_with_the_last_local_day_and_respect_the_limit(
+    bench: Bench,
+) -> None:
+    start, end = bench.now, bench.now + timedelta(days=7)  # Mon 30 Nov - Mon 7 Dec, 08:00 UTC
+    # Many events whose deadline passed just before the week: they come first by end time.
+    for number in range(25):
+        await add_event(
+            bench, f"Passed {number}", starts=datetime(2026, 10, 30, 9, number, tzinfo=BRUSSELS)
+        )
+    # Ends 30 Oct 10:30 UTC, almost a day before start - 30 days, yet its last local day
+    # is 31 Oct: claims close at the end of 30 Nov there (09:59 UTC).
+    kiritimati = await add_event(
+        bench,
+        "Pacific visit",
+        tz="Pacific/Kiritimati",
+        starts=datetime(2026, 10, 31, 0, 0, tzinfo=ZoneInfo("Pacific/Kiritimati")),
+        hours=0.5,
+    )
+    first = await add_event(bench, "First", starts=datetime(2026, 10, 31, 9, 0, tzinfo=BRUSSELS))
+    last = await add_event(bench, "Last", starts=datetime(2026, 11, 6, 9, 0, tzinfo=BRUSSELS))
+    await add_event(bench, "Next week", starts=datetime(2026, 11, 7, 9, 0, tzinfo=BRUSSELS))
+
+    async with bench.db.session() as s:
+        everything = await events_store.digest_claim_deadlines(s, "HDEV", start, end)
+        two = await events_store.digest_claim_deadlines(s, "HDEV", start, end, limit=2)
+        shorter = await events_store.digest_claim_deadlines(
+            s, "HDEV", start, end, deadline_days=10, limit=5
+        )
+
+    assert [e.id for e in everything] == [kiritimati, first, last]
+    assert [e.id for e in two] == [kiritimati, first]
+    assert everything[0].claim_deadline == datetime(2026, 11, 30, 9, 59, 59, 999999, tzinfo=UTC)
+    assert everything[2].claim_deadline == datetime(2026, 12, 6, 22, 59, 59, 999999, tzinfo=UTC)
+    assert shorter == []
+
+
+async def test_upcoming_events_stop_at_the_limit_with_answers_counted(bench: Bench) -> None:
+    monday = datetime(2026, 12, 7, 10, 0, tzinfo=BRUSSELS)
+    for day in (3, 1, 2, 0):
+        await add_event(
+            bench,
+            f"Meeting {day}",
+            kind="online-meeting",
+            starts=monday + timedelta(days=day),
+            answers={ANNA: "yes", BEN: "maybe"} if day == 1 else None,
+        )
+
+    async with bench.db.session() as s:
+        found = await events_store.digest_upcoming_events(
+            s, "HDEV", bench.now, bench.now + timedelta(days=28), limit=2
+        )
+
+    assert [e.title for e in found] == ["Meeting 0", "Meeting 1"]
+    assert [(e.yes, e.maybe) for e in found] == [(0, 0), (1, 1)]
 
 
 async def test_another_family_can_add_a_section(bench: Bench) -> None:

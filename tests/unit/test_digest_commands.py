@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.digest import build_digest
+from storage import events as events_store
 from storage import repo
 from tests.storage.intel_support import (
     ADMIN,
@@ -140,27 +143,27 @@ async def test_the_digest_commands_are_in_help_for_moderators_only(bench: Bench)
     assert "!intel share" in for_member.body
 
 
-async def test_the_digest_asks_the_events_side_for_one_more_than_it_shows(
-    bench: Bench, monkeypatch: pytest.MonkeyPatch
+async def test_a_long_list_of_upcoming_events_is_cut_with_a_pointer_to_the_rest(
+    bench: Bench,
 ) -> None:
-    import storage.events
-    from commands.digest import build_digest
-    from storage.digest import DigestEvent
-
-    asked: list[int] = []
-
-    async def upcoming(session, cop, start, end, *, limit):  # type: ignore[no-untyped-def]
-        asked.append(limit)
-        return [
-            DigestEvent(
-                id=n, title=f"Meeting {n}", kind="online-meeting", starts_at=start, ends_at=end
+    async def add_meetings(session: AsyncSession) -> None:
+        for number in range(1, 21):
+            starts = bench.now + timedelta(days=1, hours=number)
+            await events_store.create_event(
+                session,
+                cop_code="HDEV",
+                kind="online-meeting",
+                title=f"Meeting {number}",
+                starts_at=starts,
+                ends_at=starts + timedelta(minutes=30),
+                timezone="Europe/Brussels",
+                created_by=MOD,
             )
-            for n in range(1, limit + 1)
-        ]
 
-    monkeypatch.setattr(storage.events, "digest_upcoming_events", upcoming, raising=False)
+    await bench.in_session(add_meetings)
     result = await bench.in_session(lambda s: build_digest(s, bench.settings, "HDEV", bench.now))
 
-    assert asked == [16]
-    assert result.message.plain.count("Online meeting: Meeting") == 15
-    assert "…and more: !events HDEV" in result.message.plain
+    body = result.message.plain
+    assert body.count("Online meeting: Meeting") == 15
+    assert "Meeting 15 " in body and "Meeting 16 " not in body
+    assert "…and more: !events HDEV" in body

@@ -43,6 +43,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_cop_start", ["cop_code", "starts_at"], unique=False)
+        batch_op.create_index("ix_events_cop_end", ["cop_code", "ends_at"], unique=False)
 
     op.create_table(
         "event_rsvps",
@@ -138,5 +139,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_event_rsvps_event_id"))
     op.drop_table("event_rsvps")
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_cop_end")
         batch_op.drop_index("ix_events_cop_start")
     op.drop_table("events")
