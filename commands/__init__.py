@@ -8,7 +8,7 @@ from types import ModuleType
 
 from commands.registry import Registry
 
-FAMILIES = ("general", "membership", "events", "intel", "digest", "claims")
+FAMILIES = ("general", "membership", "events", "intel", "digest", "claims", "announce", "privacy")
 
 
 def families() -> list[ModuleType]:

@@ -1,0 +1,216 @@
+"""``!mydata`` and ``!forgetme``: the export holds every kind of data about the caller and
+nothing about anyone else, and nothing private ever lands in a shared room."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from commands.registry import Place
+from storage import Database, privacy, repo
+from storage import claims as claims_store
+from storage import events as events_store
+from storage import intel as intel_store
+from storage import membership as ms
+from tests.storage.membership_support import (
+    ADMIN,
+    DM_ROOM,
+    HDEV_ROOM,
+    MEMBER,
+    MEMBER_OTHER,
+    MGMT,
+    MOD,
+    MOD_OTHER,
+    NOW,
+    Result,
+    World,
+)
+
+
+async def seed_everything(world: World) -> None:
+    """The same kinds of data for the caller (MEMBER) and for someone else (MEMBER_OTHER)."""
+    async with world.db.session() as s:
+        for user, cop, mod, words in [
+            (MEMBER, "HDEV", MOD, "oslo"),
+            (MEMBER_OTHER, "SOLAR", MOD_OTHER, "paris"),
+        ]:
+            other_cop = "SOLAR" if cop == "HDEV" else "HDEV"
+            await ms.file_application(
+                s,
+                user_id=user,
+                cop_code=other_cop,
+                message=f"application-{words}",
+                flagged=False,
+                flag_reason="",
+                now=NOW,
+            )
+            await ms.add_moderator(s, user, cop)
+            await ms.start_dialogue(
+                s, user_id=user, cop_code=other_cop, message=f"dialogue-{words}", asked="org"
+            )
+            event = await events_store.create_event(
+                s,
+                cop_code=cop,
+                kind="in-person-meeting",
+                title=f"event-{words}",
+                starts_at=NOW + timedelta(days=1),
+                ends_at=NOW + timedelta(days=1, hours=2),
+                timezone="Europe/Brussels",
+                created_by=mod,
+                now=NOW,
+            )
+            locked = await events_store.lock_event(s, event.id)
+            assert locked is not None
+            await events_store.set_rsvp(s, locked, user, "yes", NOW)
+            await events_store.mark_attended(s, event.id, user, mod, NOW)
+            guest_event = await events_store.create_event(
+                s,
+                cop_code=other_cop,
+                kind="webinar",
+                title=f"guest-event-{words}",
+                starts_at=NOW + timedelta(days=2),
+                ends_at=NOW + timedelta(days=2, hours=1),
+                timezone="Europe/Brussels",
+                created_by=ADMIN,
+                now=NOW,
+            )
+            await events_store.add_guest(s, guest_event.id, user, ADMIN)
+            await events_store.calendar_token(s, user)
+            await intel_store.add_item(
+                s, cop_code=cop, author=user, title=f"intel-{words}", note="a note", tags=["bus"]
+            )
+            claim = await claims_store.create_claim(
+                s, user_id=user, event_id=event.id, cop_code=cop, days=1, now=NOW
+            )
+            await claims_store.add_line(
+                s,
+                claim,
+                category="rail",
+                amount=Decimal("120.50"),
+                currency="EUR",
+                rate=Decimal("1"),
+                eur=Decimal("120.50"),
+                quantity=None,
+                distance_km=None,
+                note=f"train-{words}",
+                now=NOW,
+            )
+            await repo.audit(s, actor=mod, action="approve", cop_code=cop, target=user)
+            await repo.audit(
+                s, actor=mod, action="claim.approve", cop_code=cop, target=f"{claim.code} {user}"
+            )
+            await repo.audit(s, actor=user, action="intel.remove", cop_code=cop, target="I99")
+        await s.commit()
+
+
+def exported(result: Result) -> dict[str, Any]:
+    (file,) = result.of_kind("file")
+    assert file.payload["mimetype"] == "application/json"
+    data: dict[str, Any] = json.loads(base64.b64decode(file.payload["data_b64"]))
+    return data
+
+
+async def test_the_export_holds_every_kind_of_data_about_the_caller(db: Database) -> None:
+    world = await World(db).seed()
+    await seed_everything(world)
+
+    result = await world.command(MEMBER, "mydata", place=Place.DM, room_id=DM_ROOM)
+
+    assert result.outcome == "ok"
+    data = exported(result)
+    assert data["user_id"] == MEMBER
+    assert data["profile"]["organisation"] == "City of Oslo"
+    assert data["profile"]["country"] == "NO"
+    assert {(m["cop"], m["status"]) for m in data["memberships"]} == {
+        ("HDEV", "member"),
+        ("SOLAR", "applied"),
+    }
+    assert [(r["cop"], r["role"]) for r in data["roles"]] == [("HDEV", "moderator")]
+    assert data["join_dialogue"]["message"] == "dialogue-oslo"
+    events = data["events"]
+    assert [(a["title"], a["answer"]) for a in events["answers"]] == [("event-oslo", "yes")]
+    assert [a["title"] for a in events["attended"]] == ["event-oslo"]
+    assert [g["title"] for g in events["guest_invitations"]] == ["guest-event-oslo"]
+    assert events["calendar_link"]["exists"] is True
+    assert [i["title"] for i in data["intel_items"]] == ["intel-oslo"]
+    assert data["claims"][0]["lines"][0]["note"] == "train-oslo"
+    assert data["claims"][0]["lines"][0]["amount"] == "120.50"
+    assert {e["action"] for e in data["audit_log"]} == {"approve", "claim.approve", "intel.remove"}
+    # The summary comes with the file, in the same direct chat.
+    assert "everything I store about you" in result.reply
+    assert "City of Oslo" in result.reply
+
+
+async def test_the_export_holds_nothing_about_anyone_else_nor_the_calendar_secret(
+    db: Database,
+) -> None:
+    world = await World(db).seed()
+    await seed_everything(world)
+    async with db.session() as s:
+        token = await events_store.calendar_token(s, MEMBER)
+
+    text = json.dumps(exported(await world.command(MEMBER, "mydata", place=Place.DM)))
+
+    for foreign in [
+        MEMBER_OTHER,
+        "Île-de-France",
+        "paris",  # every title, note and message of the other person contains it
+    ]:
+        assert foreign not in text
+    assert token not in text
+
+
+async def test_someone_the_bot_knows_nothing_about_gets_an_empty_export(db: Database) -> None:
+    world = await World(db).seed()
+
+    result = await world.command("@stranger:test", "mydata", place=Place.DM)
+
+    data = exported(result)
+    assert data["profile"] is None
+    assert data["memberships"] == data["claims"] == data["audit_log"] == []
+    assert data["events"]["calendar_link"]["exists"] is False
+    assert "Profile: none" in result.reply
+
+
+async def test_asked_in_a_cop_room_the_data_goes_to_the_direct_chat_only(db: Database) -> None:
+    world = await World(db).seed()
+    await seed_everything(world)
+
+    result = await world.command(
+        MEMBER, "mydata", place=Place.COP_ROOM, room_id=HDEV_ROOM, room_cop="HDEV"
+    )
+
+    assert result.reply == "I have sent it to you in a direct message."
+    in_room = result.to(HDEV_ROOM)
+    assert [s.kind for s in in_room] == ["message"]
+    assert "City of Oslo" not in str(in_room[0].payload)
+    private = [s for s in result.sent if s.room_id != HDEV_ROOM]
+    assert {s.kind for s in private} == {"file", "message"}
+    assert all(s.to_user == MEMBER for s in private)
+    assert exported(result)["profile"]["organisation"] == "City of Oslo"
+
+
+async def test_forgetme_explains_the_secretariat_handles_it_and_tells_them(
+    db: Database,
+) -> None:
+    world = await World(db).seed()
+
+    result = await world.command(
+        MEMBER, "forgetme", place=Place.COP_ROOM, room_id=HDEV_ROOM, room_cop="HDEV"
+    )
+
+    assert result.outcome == "ok"
+    assert "Secretariat" in result.reply
+    assert "!mydata" in result.reply
+    (notice,) = result.to(MGMT)
+    assert MEMBER in notice.body
+    assert "erased" in notice.body
+    async with db.session() as s:
+        data = await privacy.export(s, MEMBER, NOW)
+    assert [(e["action"], e["target"]) for e in data["audit_log"]] == [
+        ("privacy.erasure-request", MEMBER)
+    ]
+    assert data["profile"] is not None  # nothing was erased
