@@ -132,6 +132,43 @@ class Context:
             self.session, room_id=self.room_id, payload=msg.content(reply_to=self.event_id)
         )
 
+    async def reply_file(self, filename: str, mimetype: str, data: bytes) -> None:
+        """Upload a file (an .ics, a CSV) and post it in this room as a reply."""
+        await repo.enqueue(
+            self.session,
+            room_id=self.room_id,
+            kind="file",
+            payload=file_payload(filename, mimetype, data, reply_to=self.event_id),
+        )
+
+    async def dm_file(self, user_id: str, filename: str, mimetype: str, data: bytes) -> None:
+        """Upload a file to a person's direct chat (opened first if there is none)."""
+        payload = file_payload(filename, mimetype, data)
+        room_id = await repo.get_direct_room(self.session, user_id)
+        if room_id is not None:
+            await repo.enqueue(self.session, room_id=room_id, kind="file", payload=payload)
+        else:
+            await repo.enqueue(self.session, to_user=user_id, kind="file", payload=payload)
+
+    async def private_file(
+        self,
+        filename: str,
+        mimetype: str,
+        data: bytes,
+        message: Message,
+        *,
+        room_note: str,
+    ) -> None:
+        """A personal file with a message: here when this is the caller's direct chat,
+        otherwise in their direct chat, with only ``room_note`` said where they asked."""
+        if self.place is Place.DM:
+            await self.reply_file(filename, mimetype, data)
+            await self.reply(message)
+            return
+        await self.dm_file(self.sender, filename, mimetype, data)
+        await self.dm(self.sender, message)
+        await self.reply(room_note)
+
     async def send(self, room_id: str, message: Message | str, *, tag: str | None = None) -> None:
         msg = message if isinstance(message, Message) else Message(message)
         await repo.enqueue(self.session, room_id=room_id, payload=msg.content(), tag=tag)

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.messages import Message
 from commands.args import Arg, ArgError, Options, positive_int, prefixed_id, user_id
-from commands.context import Context, file_payload
+from commands.context import Context
 from commands.errors import CommandError, PermissionDenied, UsageError
 from commands.registry import Place, Registry, Role
 from commands.services import Services
@@ -402,26 +402,6 @@ async def queue_dm(session: AsyncSession, user: str, message: Message) -> None:
         await repo.enqueue(session, room_id=room_id, payload=message.content())
     else:
         await repo.enqueue(session, to_user=user, payload=message.content())
-
-
-async def queue_file(
-    session: AsyncSession,
-    *,
-    user: str | None = None,
-    room_id: str | None = None,
-    filename: str,
-    mimetype: str,
-    data: bytes,
-    reply_to: str | None = None,
-) -> None:
-    """Upload a file to a room (or to ``user``'s direct chat)."""
-    if room_id is None and user is not None:
-        room_id = await repo.get_direct_room(session, user)
-    payload = file_payload(filename, mimetype, data, reply_to=reply_to)
-    if room_id is not None:
-        await repo.enqueue(session, room_id=room_id, kind="file", payload=payload)
-    else:
-        await repo.enqueue(session, to_user=user, kind="file", payload=payload)
 
 
 async def cop_room(session: AsyncSession, code: str) -> str | None:
@@ -1601,24 +1581,14 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         msg.br().link(url).para()
         msg.text("Keep the link to yourself: anyone who has it can see your events. ")
         msg.code(f"{p}calendar reset").text(" makes a new link and stops the old one.")
-        if ctx.place is Place.DM:
-            await queue_file(
-                ctx.session,
-                room_id=ctx.room_id,
-                filename=filename,
-                mimetype="text/calendar",
-                data=data,
-                reply_to=ctx.event_id,
-            )
-            await ctx.reply(msg)
-        else:
-            await queue_file(
-                ctx.session, user=ctx.sender, filename=filename, mimetype="text/calendar", data=data
-            )
-            await ctx.dm(ctx.sender, msg)
-            await ctx.reply(
-                "I sent your calendar to you in a direct message (the link in it is personal)."
-            )
+        await ctx.private_file(
+            filename,
+            "text/calendar",
+            data,
+            msg,
+            room_note="I sent your calendar to you in a direct message "
+            "(the link in it is personal).",
+        )
 
     @reg.command(
         "calendar",
@@ -1687,14 +1657,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         suffix = cops[0].lower() if len(cops) == 1 else "all"
         stamp = ctx.now.astimezone(UTC).strftime("%Y%m%d")
         filename = f"bbwt-{name}-{suffix}-{stamp}.csv"
-        await queue_file(
-            ctx.session,
-            room_id=ctx.room_id,
-            filename=filename,
-            mimetype="text/csv",
-            data=data,
-            reply_to=ctx.event_id,
-        )
+        await ctx.reply_file(filename, "text/csv", data)
         rows = max(len(list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))) - 1, 0)
         await repo.audit(
             ctx.session,

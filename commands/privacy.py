@@ -8,7 +8,6 @@ from typing import Any
 
 from bot.messages import Message
 from commands.context import Context
-from commands.events import queue_file
 from commands.registry import Place, Registry
 from storage import privacy as store
 from storage import repo
@@ -86,26 +85,13 @@ def register(reg: Registry) -> None:
         blob = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
         filename = f"bbwt-my-data-{ctx.now:%Y-%m-%d}.json"
         msg = summary(data, p)
-        if ctx.place is Place.DM:
-            await queue_file(
-                ctx.session,
-                room_id=ctx.room_id,
-                filename=filename,
-                mimetype="application/json",
-                data=blob,
-                reply_to=ctx.event_id,
-            )
-            await ctx.reply(msg)
-        else:
-            await queue_file(
-                ctx.session,
-                user=ctx.sender,
-                filename=filename,
-                mimetype="application/json",
-                data=blob,
-            )
-            await ctx.dm(ctx.sender, msg)
-            await ctx.reply("I have sent it to you in a direct message.")
+        await ctx.private_file(
+            filename,
+            "application/json",
+            blob,
+            msg,
+            room_note="I have sent it to you in a direct message.",
+        )
 
     @reg.command(
         "forgetme",
