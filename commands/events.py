@@ -404,6 +404,18 @@ async def queue_dm(session: AsyncSession, user: str, message: Message) -> None:
         await repo.enqueue(session, to_user=user, payload=message.content())
 
 
+async def changeable_event(ctx: Context, event: int, if_cancelled: str, verb: str) -> Event:
+    """The event a moderator may still change (locked): not cancelled, not yet started."""
+    ev = await managed_event(ctx, event, lock=True)
+    if ev.cancelled:
+        raise CommandError(Message().append(event_heading(ev)).text(f" {if_cancelled}."))
+    if ctx.now >= ev.starts_at:
+        raise CommandError(
+            Message().append(event_heading(ev)).text(f" has already started; it can't be {verb}.")
+        )
+    return ev
+
+
 async def cop_room(session: AsyncSession, code: str) -> str | None:
     cop = await repo.get_cop(session, code)
     return cop.room_id if cop else None
@@ -1101,15 +1113,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
     async def edit(ctx: Context, event: int, changes: dict[str, Any]) -> None:
         if not changes:
             raise _usage(reg, ctx, "say what to change, e.g. time=14:00")
-        ev = await managed_event(ctx, event, lock=True)
-        if ev.cancelled:
-            raise CommandError(Message().append(event_heading(ev)).text(" is cancelled."))
-        if ctx.now >= ev.starts_at:
-            raise CommandError(
-                Message()
-                .append(event_heading(ev))
-                .text(" has already started; it can't be changed.")
-            )
+        ev = await changeable_event(ctx, event, "is cancelled", "changed")
         cop_zone = ctx.settings.cop_timezone(ev.cop_code)
         before_when = event_when(ev, cop_zone)
         changed: list[Message] = []
@@ -1210,15 +1214,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         examples=[f"{p}event cancel E12 The venue is closed; a new date follows."],
     )
     async def cancel(ctx: Context, event: int, reason: str) -> None:
-        ev = await managed_event(ctx, event, lock=True)
-        if ev.cancelled:
-            raise CommandError(Message().append(event_heading(ev)).text(" is already cancelled."))
-        if ctx.now >= ev.starts_at:
-            raise CommandError(
-                Message()
-                .append(event_heading(ev))
-                .text(" has already started; it can't be cancelled.")
-            )
+        ev = await changeable_event(ctx, event, "is already cancelled", "cancelled")
         reason = " ".join(reason.split())[:500]
         await store.cancel_event(ctx.session, ev, reason, ctx.now)
         cop_zone = ctx.settings.cop_timezone(ev.cop_code)
