@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -30,8 +31,15 @@ log = logging.getLogger(__name__)
 class BotApp:
     """One running bot. ``await BotApp(settings).run()`` returns when it has stopped cleanly."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.settings = settings
+        self.clock = clock
+        """The one source of "now" for everything the bot does (tests may give another)."""
         self.metrics = Metrics()
         self.db = Database(settings.database.url)
         self.client: AsyncClient = make_client(settings)
@@ -60,11 +68,15 @@ class BotApp:
         before, after = await self.db.upgrade()
         if before != after:
             log.info("database schema upgraded from %s to %s", before, after)
-        await login(self.client, settings, self.db)
-        cop_rooms, management = await setup_rooms(self.client, settings, self.db)
+        await login(self.client, settings, self.db, self.clock)
+        cop_rooms, management = await setup_rooms(self.client, settings, self.db, self.clock)
 
         self.sender = Sender(
-            self.client, self.db, self.metrics, retries=settings.matrix.send_retries
+            self.client,
+            self.db,
+            self.metrics,
+            retries=settings.matrix.send_retries,
+            clock=self.clock,
         )
         classifier = Classifier(
             settings.matrix.user_id,
@@ -82,6 +94,7 @@ class BotApp:
             cop_rooms=cop_rooms,
             management_room=management,
             on_committed=self.sender.wake,
+            clock=self.clock,
         )
         self.syncer = Syncer(
             self.client,
@@ -91,6 +104,7 @@ class BotApp:
             timeout_ms=int(settings.matrix.sync_timeout.total_seconds() * 1000),
             on_stored=self.processor.wake,
             on_invite=self._on_invite,
+            clock=self.clock,
         )
         await self.syncer.load_token()
 
@@ -100,6 +114,7 @@ class BotApp:
             metrics=self.metrics,
             last_sync=lambda: syncer.last_ok,
             max_sync_age=settings.matrix.sync_timeout.total_seconds() + 60,
+            clock=self.clock,
         )
         self.services = Services(
             settings=settings,
@@ -107,7 +122,7 @@ class BotApp:
             registry=self.registry,
             scheduler=self.scheduler,
             http=app,
-            clock=self.processor.clock,
+            clock=self.clock,
             wake_sender=self.sender.wake,
             cop_rooms=cop_rooms,
             management_room=management,
@@ -201,7 +216,7 @@ class BotApp:
             if direct:
                 async with self.db.session() as s:
                     if await repo.get_direct_room(s, inviter) is None:
-                        await repo.set_direct_room(s, inviter, room_id)
+                        await repo.set_direct_room(s, inviter, room_id, now=self.clock())
             log.info("accepted the invite of %s to %s", inviter, room_id)
         else:
             resp2 = await self.client.room_leave(room_id)

@@ -73,6 +73,7 @@ async def demo(data: Path, port: int) -> int:
                         country=country,
                         authority_type=kind,
                         cop_code=cop,
+                        now=running.clock(),
                     )
             if running.sender is not None:
                 running.sender.wake()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from datetime import datetime
 
 from aiohttp import web
 
@@ -17,11 +17,12 @@ def make_app(
     metrics: Metrics,
     last_sync: Callable[[], float],
     max_sync_age: float,
+    clock: Callable[[], datetime],
 ) -> web.Application:
     app = web.Application()
 
     async def healthz(_request: web.Request) -> web.Response:
-        age = time.time() - last_sync() if last_sync() else None
+        age = clock().timestamp() - last_sync() if last_sync() else None
         db_ok = await db.ping()
         sync_ok = age is not None and age <= max_sync_age
         body = {

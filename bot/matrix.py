@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from nio import (
@@ -40,7 +42,9 @@ def make_client(settings: Settings) -> AsyncClient:
     return AsyncClient(settings.matrix.homeserver, settings.matrix.user_id, config=config)
 
 
-async def login(client: AsyncClient, settings: Settings, db: Database) -> None:
+async def login(
+    client: AsyncClient, settings: Settings, db: Database, clock: Callable[[], datetime]
+) -> None:
     """Log in once and keep the device: a restart reuses the stored token and device id."""
     mcfg = settings.matrix
     if mcfg.access_token is not None:
@@ -82,9 +86,9 @@ async def login(client: AsyncClient, settings: Settings, db: Database) -> None:
         raise MatrixError(f"login as {mcfg.user_id} failed: {resp}")
     client.restore_login(mcfg.user_id, resp.device_id, resp.access_token)
     async with db.session() as s:
-        await repo.set_state(s, "access_token", resp.access_token)
-        await repo.set_state(s, "device_id", resp.device_id)
-        await repo.set_state(s, "access_token_user", mcfg.user_id)
+        await repo.set_state(s, "access_token", resp.access_token, now=clock())
+        await repo.set_state(s, "device_id", resp.device_id, now=clock())
+        await repo.set_state(s, "access_token_user", mcfg.user_id, now=clock())
     log.info("logged in as %s on device %s", mcfg.user_id, resp.device_id)
 
 
@@ -149,7 +153,7 @@ async def ensure_room(
 
 
 async def setup_rooms(
-    client: AsyncClient, settings: Settings, db: Database
+    client: AsyncClient, settings: Settings, db: Database, clock: Callable[[], datetime]
 ) -> tuple[dict[str, str], str]:
     """Make sure the bot sits in every CoP room and the management room.
 
@@ -158,8 +162,10 @@ async def setup_rooms(
     prefix = settings.matrix.alias_prefix
     admins = list(settings.secretariat.admins)
     async with db.session() as s:
-        await repo.sync_cops(s, [(cop.code, cop.name) for cop in settings.cops])
-        await repo.sync_config_moderators(s, {c.code: list(c.moderators) for c in settings.cops})
+        await repo.sync_cops(s, [(cop.code, cop.name) for cop in settings.cops], now=clock())
+        await repo.sync_config_moderators(
+            s, {c.code: list(c.moderators) for c in settings.cops}, now=clock()
+        )
         known = {cop.code: cop.room_id for cop in await repo.list_cops(s)}
         management_known = await repo.get_state(s, "management_room")
 
@@ -191,5 +197,5 @@ async def setup_rooms(
         power_users={**{u: 50 for u in moderators}, **{u: 100 for u in admins}},
     )
     async with db.session() as s:
-        await repo.set_state(s, "management_room", management)
+        await repo.set_state(s, "management_room", management, now=clock())
     return rooms, management

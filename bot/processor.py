@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from nio import AsyncClient
@@ -46,7 +46,7 @@ class Processor:
         cop_rooms: dict[str, str],
         management_room: str | None,
         on_committed: Callable[[], None],
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime],
     ) -> None:
         self.db = db
         self.settings = settings
@@ -135,10 +135,10 @@ class Processor:
         outcome = "ok"
         try:
             async with self.db.session() as s:
-                if not await repo.claim_inbound(s, row.id, "handling"):
+                if not await repo.claim_inbound(s, row.id, "handling", now=self.clock()):
                     return  # another worker or process got it first
                 if place is Place.DM and await repo.get_direct_room(s, row.sender) is None:
-                    await repo.set_direct_room(s, row.sender, row.room_id)
+                    await repo.set_direct_room(s, row.sender, row.room_id, now=self.clock())
                 ctx = Context(
                     session=s,
                     settings=self.settings,
@@ -228,7 +228,7 @@ class Processor:
         log.error("giving up on %s after %d tries (ref %s)", row.event_id, MAX_TRIES, ref)
         try:
             async with self.db.session() as s:
-                if await repo.claim_inbound(s, row.id, "failed"):
+                if await repo.claim_inbound(s, row.id, "failed", now=self.clock()):
                     if row.kind == "command":
                         await repo.enqueue(
                             s,
@@ -237,6 +237,7 @@ class Processor:
                                 f"Sorry, I could not handle this (ref {ref}). Nothing was "
                                 "changed; please try again in a few minutes."
                             ).content(reply_to=row.event_id),
+                            now=self.clock(),
                         )
             self.on_committed()
         except Exception:

@@ -13,7 +13,7 @@ import base64
 import io
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from nio import (
@@ -50,7 +50,7 @@ class Sender:
         *,
         retries: int = 5,
         txn_prefix: str = "bbwt",
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime],
     ) -> None:
         self.client = client
         self.db = db
@@ -140,7 +140,7 @@ class Sender:
             log.warning("outbox %d to %s not sent: %s", row.id, room_id, exc.error)
             return False
         async with self.db.session() as s:
-            await repo.mark_sent(s, row.id, result)
+            await repo.mark_sent(s, row.id, result, now=self.clock())
         self.metrics.sent.labels(row.kind).inc()
         return True
 
@@ -284,6 +284,6 @@ class Sender:
             known = str(resp.room_id)
             log.info("opened a direct room with %s: %s", user_id, known)
         async with self.db.session() as s:
-            await repo.set_direct_room(s, user_id, known)
+            await repo.set_direct_room(s, user_id, known, now=self.clock())
             await repo.resolve_outbox_room(s, user_id, known)
         return known

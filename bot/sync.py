@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Container, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -161,7 +160,9 @@ class Syncer:
         timeout_ms: int,
         on_stored: Callable[[], None],
         on_invite: Callable[[str, str, bool], None],
+        clock: Callable[[], datetime],
     ) -> None:
+        self.clock = clock
         self.client = client
         self.db = db
         self.classifier = classifier
@@ -224,7 +225,7 @@ class Syncer:
                         self.on_invite(room_id, ev.sender, direct)
         await self.store(records, resp.next_batch)
         self.token = resp.next_batch
-        self.last_ok = time.time()
+        self.last_ok = self.clock().timestamp()
         self.metrics.last_sync.set(self.last_ok)
         self.first_sync_done.set()
         if records:
@@ -256,7 +257,7 @@ class Syncer:
         return collected
 
     async def store(self, records: list[tuple[str, str, dict[str, Any]]], token: str) -> None:
-        now = datetime.now(UTC)
+        now = self.clock()
         newest = 0.0
         async with self.db.session() as s:
             for room_id, kind, event in records:
@@ -280,7 +281,8 @@ class Syncer:
                         },
                     },
                     kind=kind,
+                    now=now,
                 )
-            await repo.set_state(s, "sync_token", token)
+            await repo.set_state(s, "sync_token", token, now=now)
         if newest:
             self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))

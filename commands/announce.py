@@ -88,6 +88,7 @@ async def announce(ctx: Context, cop: str, text: str) -> None:
             cop_code=code,
             target=room,
             detail=text[:DETAIL_CHARS],
+            now=ctx.now,
         )
         posted.append(code)
     if not posted:

@@ -375,6 +375,7 @@ async def _audit(ctx: Context, claim: Claim, action: str, detail: str = "") -> N
         cop_code=claim.cop_code,
         target=f"{claim.code} {claim.user_id}",
         detail=detail,
+        now=ctx.now,
     )
 
 
@@ -1078,7 +1079,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
                 "m.mentions": {},
             }
             if room is not None:
-                await repo.enqueue(ctx.session, room_id=room, payload=content)
+                await repo.enqueue(ctx.session, room_id=room, payload=content, now=ctx.now)
             else:
                 await _dm_payload(ctx, content)
 
@@ -1104,9 +1105,9 @@ def _pick_line(lines: Sequence[ClaimLine], number: int | None, rules: ClaimsConf
 async def _dm_payload(ctx: Context, content: dict[str, Any]) -> None:
     room_id = await repo.get_direct_room(ctx.session, ctx.sender)
     if room_id is not None:
-        await repo.enqueue(ctx.session, room_id=room_id, payload=content)
+        await repo.enqueue(ctx.session, room_id=room_id, payload=content, now=ctx.now)
     else:
-        await repo.enqueue(ctx.session, to_user=ctx.sender, payload=content)
+        await repo.enqueue(ctx.session, to_user=ctx.sender, payload=content, now=ctx.now)
 
 
 async def _cops_for(ctx: Context, code: str | None) -> set[str] | None:

@@ -129,7 +129,10 @@ class Context:
         """Answer in the room the command came from, as a reply to it."""
         msg = message if isinstance(message, Message) else Message(message)
         await repo.enqueue(
-            self.session, room_id=self.room_id, payload=msg.content(reply_to=self.event_id)
+            self.session,
+            room_id=self.room_id,
+            payload=msg.content(reply_to=self.event_id),
+            now=self.now,
         )
 
     async def reply_file(self, filename: str, mimetype: str, data: bytes) -> None:
@@ -139,6 +142,7 @@ class Context:
             room_id=self.room_id,
             kind="file",
             payload=file_payload(filename, mimetype, data, reply_to=self.event_id),
+            now=self.now,
         )
 
     async def dm_file(self, user_id: str, filename: str, mimetype: str, data: bytes) -> None:
@@ -146,9 +150,13 @@ class Context:
         payload = file_payload(filename, mimetype, data)
         room_id = await repo.get_direct_room(self.session, user_id)
         if room_id is not None:
-            await repo.enqueue(self.session, room_id=room_id, kind="file", payload=payload)
+            await repo.enqueue(
+                self.session, room_id=room_id, kind="file", payload=payload, now=self.now
+            )
         else:
-            await repo.enqueue(self.session, to_user=user_id, kind="file", payload=payload)
+            await repo.enqueue(
+                self.session, to_user=user_id, kind="file", payload=payload, now=self.now
+            )
 
     async def private_file(
         self,
@@ -171,16 +179,18 @@ class Context:
 
     async def send(self, room_id: str, message: Message | str, *, tag: str | None = None) -> None:
         msg = message if isinstance(message, Message) else Message(message)
-        await repo.enqueue(self.session, room_id=room_id, payload=msg.content(), tag=tag)
+        await repo.enqueue(
+            self.session, room_id=room_id, payload=msg.content(), tag=tag, now=self.now
+        )
 
     async def dm(self, user_id: str, message: Message | str) -> None:
         """A direct message; the sender opens the DM room first if there is none yet."""
         msg = message if isinstance(message, Message) else Message(message)
         room_id = await repo.get_direct_room(self.session, user_id)
         if room_id is not None:
-            await repo.enqueue(self.session, room_id=room_id, payload=msg.content())
+            await repo.enqueue(self.session, room_id=room_id, payload=msg.content(), now=self.now)
         else:
-            await repo.enqueue(self.session, to_user=user_id, payload=msg.content())
+            await repo.enqueue(self.session, to_user=user_id, payload=msg.content(), now=self.now)
 
     async def notify_management(self, message: Message | str) -> None:
         if self.management_room:

@@ -329,7 +329,7 @@ async def post_digest(
             await store.record_post(session, post, outbox_id=None, skipped=True)
         return Outcome("skipped", digest=digest)
     row = await repo.enqueue(
-        session, room_id=cop.room_id, payload=digest.message.content(), tag=digest.tag
+        session, room_id=cop.room_id, payload=digest.message.content(), tag=digest.tag, now=now
     )
     if post is not None:
         await store.record_post(session, post, outbox_id=row.id, skipped=False)
@@ -536,6 +536,7 @@ def register(reg: Registry) -> None:
             cop_code=code,
             target=outcome.digest.tag,
             detail="again" if again else "",
+            now=ctx.now,
         )
         where = "here" if ctx.place is Place.COP_ROOM else f"to the {code} room"
         await ctx.reply(

@@ -395,13 +395,13 @@ async def managed_event(ctx: Context, event_id: int, *, lock: bool = False) -> E
 # --- sending ----------------------------------------------------------------------------------
 
 
-async def queue_dm(session: AsyncSession, user: str, message: Message) -> None:
+async def queue_dm(session: AsyncSession, user: str, message: Message, now: datetime) -> None:
     """A direct message outside a command (reminders); the sender opens the room if needed."""
     room_id = await repo.get_direct_room(session, user)
     if room_id is not None:
-        await repo.enqueue(session, room_id=room_id, payload=message.content())
+        await repo.enqueue(session, room_id=room_id, payload=message.content(), now=now)
     else:
-        await repo.enqueue(session, to_user=user, payload=message.content())
+        await repo.enqueue(session, to_user=user, payload=message.content(), now=now)
 
 
 async def changeable_event(ctx: Context, event: int, if_cancelled: str, verb: str) -> Event:
@@ -609,7 +609,7 @@ async def deliver_reminder(
     zone = settings.cop_timezone(event.cop_code)
     people = await store.people_with_answers(session, event.id, [YES])
     for person in people:
-        await queue_dm(session, person, reminder_message(prefix, event, zone, now))
+        await queue_dm(session, person, reminder_message(prefix, event, zone, now), now=now)
     late = now - reminder.due_at
     if late > timedelta(minutes=2):
         log.info("reminder %d of %s sent %s late", reminder_id, event.code, late)
@@ -1056,6 +1056,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
                     room_id=room,
                     kind="reaction",
                     payload={"relates_to_tag": event.tag, "key": key},
+                    now=ctx.now,
                 )
         await repo.audit(
             ctx.session,
@@ -1064,6 +1065,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             cop_code=cop_cfg.code,
             target=event.code,
             detail=f"{kind} {start.isoformat()} {title}",
+            now=ctx.now,
         )
         msg = Message("Created ").append(event_heading(event)).text(".").br()
         msg.append(details(event, zone))
@@ -1187,6 +1189,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             cop_code=ev.cop_code,
             target=ev.code,
             detail="; ".join(m.plain for m in changed),
+            now=ctx.now,
         )
         reply = Message("Updated ").append(event_heading(ev)).text(":").bullets(changed)
         reply.text(f"I told {told} " + ("person" if told == 1 else "people"))
@@ -1237,6 +1240,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             cop_code=ev.cop_code,
             target=ev.code,
             detail=reason,
+            now=ctx.now,
         )
         reply = Message("Cancelled ").append(event_heading(ev)).text(".")
         reply.text(f" I told {told} " + ("person" if told == 1 else "people"))
@@ -1500,6 +1504,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
                 cop_code=ev.cop_code,
                 target=ev.code,
                 detail=" ".join(added),
+                now=ctx.now,
             )
         msg = Message("Attendance at ").append(event_heading(ev)).text(":")
         items = [Message("Marked: ").text(", ".join(added))] if added else []
@@ -1532,7 +1537,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             raise CommandError(
                 Message(f"{user} is already a member of {ev.cop_code} and can answer directly.")
             )
-        if not await store.add_guest(ctx.session, ev.id, user, ctx.sender):
+        if not await store.add_guest(ctx.session, ev.id, user, ctx.sender, now=ctx.now):
             raise CommandError(
                 Message(f"{user} is already invited to ").append(event_heading(ev)).text(".")
             )
@@ -1553,6 +1558,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             cop_code=ev.cop_code,
             target=ev.code,
             detail=user,
+            now=ctx.now,
         )
         await ctx.reply(
             Message(f"Invited {user} as a guest to ")
@@ -1610,7 +1616,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
                 .code(f"{p}cops")
                 .text(" lists the CoPs and how to join.")
             )
-        token = await store.calendar_token(ctx.session, ctx.sender)
+        token = await store.calendar_token(ctx.session, ctx.sender, now=ctx.now)
         await send_calendar(ctx, code, token, Message("📅 Your BBWT calendar: "))
 
     @reg.command(
@@ -1620,7 +1626,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         examples=[f"{p}calendar reset"],
     )
     async def calendar_reset(ctx: Context) -> None:
-        token = await store.reset_calendar_token(ctx.session, ctx.sender)
+        token = await store.reset_calendar_token(ctx.session, ctx.sender, now=ctx.now)
         await send_calendar(
             ctx, None, token, Message("🔑 Done: your old calendar link no longer works. ")
         )
@@ -1661,6 +1667,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             action=f"export.{what}",
             cop_code=cops[0] if len(cops) == 1 else None,
             detail=", ".join(cops),
+            now=ctx.now,
         )
         await ctx.reply(
             Message(f"Export of {exporter.description} for {', '.join(cops)}: ").text(

@@ -455,7 +455,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         if found.has_file and page == 1:
             content = file_content(found)
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": ctx.event_id}}
-            await repo.enqueue(ctx.session, room_id=ctx.room_id, payload=content)
+            await repo.enqueue(ctx.session, room_id=ctx.room_id, payload=content, now=ctx.now)
 
     @reg.command(
         "intel remove",
@@ -474,7 +474,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
                 f"Only {found.author}, who shared {ref(found)}, or a moderator of "
                 f"{found.cop_code} can remove it."
             )
-        if not await store.remove_item(ctx.session, found.id, ctx.sender):
+        if not await store.remove_item(ctx.session, found.id, ctx.sender, now=ctx.now):
             raise CommandError(f"{ref(found)} was removed already.")
         await repo.audit(
             ctx.session,
@@ -483,6 +483,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             cop_code=found.cop_code,
             target=ref(found),
             detail=f"shared by {found.author}: {found.title[:200]}",
+            now=ctx.now,
         )
         await ctx.reply(
             Message("Removed ")

@@ -127,16 +127,16 @@ async def cop_room(session: AsyncSession, code: str) -> str | None:
     return cop.room_id if cop else None
 
 
-async def invite(session: AsyncSession, room_id: str, user: str) -> bool:
+async def invite(session: AsyncSession, room_id: str, user: str, now: datetime) -> bool:
     """Invite unless the user is in the room or invited already; True when queued."""
     if await ms.room_membership(session, room_id, user) in ("join", "invite", "ban"):
         return False
-    await repo.enqueue(session, room_id=room_id, kind="invite", payload={"user_id": user})
-    await ms.set_room_membership(session, room_id, user, "invite")
+    await repo.enqueue(session, room_id=room_id, kind="invite", payload={"user_id": user}, now=now)
+    await ms.set_room_membership(session, room_id, user, "invite", now=now)
     return True
 
 
-async def kick(session: AsyncSession, room_id: str, user: str, reason: str) -> bool:
+async def kick(session: AsyncSession, room_id: str, user: str, reason: str, now: datetime) -> bool:
     """Take a user out of a room (or take back their invitation); True when queued.
 
     Skipped only when the bot knows they are not there: a kick of someone who has left
@@ -145,14 +145,14 @@ async def kick(session: AsyncSession, room_id: str, user: str, reason: str) -> b
     if await ms.room_membership(session, room_id, user) in ("leave", "ban"):
         return False
     await repo.enqueue(
-        session, room_id=room_id, kind="kick", payload={"user_id": user, "reason": reason}
+        session, room_id=room_id, kind="kick", payload={"user_id": user, "reason": reason}, now=now
     )
-    await ms.set_room_membership(session, room_id, user, "leave")
+    await ms.set_room_membership(session, room_id, user, "leave", now=now)
     return True
 
 
 async def sync_power(
-    session: AsyncSession, settings: Settings, codes: Iterable[str] | None = None
+    session: AsyncSession, settings: Settings, now: datetime, codes: Iterable[str] | None = None
 ) -> None:
     """Queue power-level changes so every CoP room gives its moderators 50 and admins 100.
 
@@ -179,7 +179,9 @@ async def sync_power(
             send: dict[str, int | None] = dict(changes)
             send.update({u: None for u in dropped if granted[u] < ADMIN_LEVEL})
             if send:
-                await repo.enqueue(session, room_id=room_id, kind="power", payload={"set": send})
+                await repo.enqueue(
+                    session, room_id=room_id, kind="power", payload={"set": send}, now=now
+                )
             await ms.set_power_grants(session, room_id, {**changes, **dropped})
 
 
@@ -351,7 +353,7 @@ async def continue_dialogue(ctx: Context, dialogue: ms.JoinDialogue, send: Send)
     person = await ms.get_person(ctx.session, user)
     missing = missing_facts(person)
     if missing:
-        await ms.set_dialogue_question(ctx.session, dialogue, missing[0])
+        await ms.set_dialogue_question(ctx.session, dialogue, missing[0], now=ctx.now)
         await send(Message("Thank you. ").append(question(missing[0], ctx.prefix)))
         return
     assert person is not None
@@ -368,11 +370,11 @@ async def approve(ctx: Context, cop: CopConfig, user: str) -> Message:
         raise CommandError(not_pending(ctx.prefix, cop, user, row))
     await ms.decide(ctx.session, row, status="member", by=ctx.sender, reason="", now=ctx.now)
     await repo.audit(
-        ctx.session, actor=ctx.sender, action="approve", cop_code=cop.code, target=user
+        ctx.session, actor=ctx.sender, action="approve", cop_code=cop.code, target=user, now=ctx.now
     )
     room_id = await cop_room(ctx.session, cop.code)
     if room_id is not None:
-        await invite(ctx.session, room_id, user)
+        await invite(ctx.session, room_id, user, now=ctx.now)
     await ctx.dm(
         user,
         Message("Welcome to ")
@@ -439,6 +441,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             org=options.get("org"),
             country=options.get("country"),
             authority_type=options.get("type"),
+            now=ctx.now,
         )
         msg = Message("Saved. ").append(profile_message(ctx.prefix, person, {}))
         dialogue = await ms.get_dialogue(ctx.session, ctx.sender)
@@ -503,7 +506,12 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         missing = missing_facts(person)
         if missing:
             await ms.start_dialogue(
-                ctx.session, user_id=user, cop_code=target.code, message=message, asked=missing[0]
+                ctx.session,
+                user_id=user,
+                cop_code=target.code,
+                message=message,
+                asked=missing[0],
+                now=ctx.now,
             )
             ctx.registry.listening.add(user)
             count = "one question" if len(missing) == 1 else f"{len(missing)} questions"
@@ -535,7 +543,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             return msg.text("You're in its room, too.")
         if state == "invite":
             return msg.text("An invitation to its room is waiting in your Matrix client.")
-        await invite(ctx.session, room_id, ctx.sender)
+        await invite(ctx.session, room_id, ctx.sender, now=ctx.now)
         return msg.text("I've sent you a new invitation to its room.")
 
     @reg.command(
@@ -599,6 +607,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             org=facts.get("org"),
             country=facts.get("country"),
             authority_type=facts.get("type"),
+            now=ctx.now,
         )
         await continue_dialogue(ctx, dialogue, ctx.reply)
 
@@ -641,7 +650,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         else:
             room_id = await cop_room(ctx.session, target.code)
             if room_id is not None:
-                await kick(ctx.session, room_id, ctx.sender, "Left the CoP")
+                await kick(ctx.session, room_id, ctx.sender, "Left the CoP", now=ctx.now)
             msg.text("You are welcome back any time: send ").code(f"{ctx.prefix}join {target.code}")
             msg.text(".")
         await ctx.reply(msg)
@@ -742,6 +751,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             cop_code=target.code,
             target=user,
             detail=reason,
+            now=ctx.now,
         )
         await ctx.dm(
             user,
@@ -820,6 +830,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             cop_code=target.code,
             target=user,
             detail=reason,
+            now=ctx.now,
         )
         room_id = await cop_room(ctx.session, target.code)
         if room_id is not None:
@@ -828,6 +839,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
                 room_id,
                 user,
                 f"Removed from the CoP{': ' + reason if reason else ''}"[:250],
+                now=ctx.now,
             )
         told = Message("You have been removed from ").append(cop_title(target))
         told.text(" by its moderators.")
@@ -887,7 +899,7 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         membership = (event.get("content") or {}).get("membership")
         if not isinstance(target, str) or not isinstance(membership, str):
             return
-        await ms.set_room_membership(ctx.session, ctx.room_id, target, membership)
+        await ms.set_room_membership(ctx.session, ctx.room_id, target, membership, now=ctx.now)
         code = ctx.room_cop
         if ctx.place is not Place.COP_ROOM or code is None or membership != "join":
             return
@@ -898,7 +910,9 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
         cop = ctx.settings.cop(code)
         if cop is None:
             return
-        await kick(ctx.session, ctx.room_id, target, f"Members only: apply with !join {code}")
+        await kick(
+            ctx.session, ctx.room_id, target, f"Members only: apply with !join {code}", now=ctx.now
+        )
         row = await ms.get_membership(ctx.session, target, code)
         told = Message("Hello! The room of ").append(cop_title(cop))
         told.text(" is only for its members, so I've taken you out of it. ")
@@ -940,16 +954,21 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             raise CommandError(
                 Message().text(user).text(" already moderates ").bold(target.code).text(".")
             )
-        await ms.add_moderator(ctx.session, user, target.code)
+        await ms.add_moderator(ctx.session, user, target.code, now=ctx.now)
         await repo.audit(
-            ctx.session, actor=ctx.sender, action="mod-add", cop_code=target.code, target=user
+            ctx.session,
+            actor=ctx.sender,
+            action="mod-add",
+            cop_code=target.code,
+            target=user,
+            now=ctx.now,
         )
-        await sync_power(ctx.session, ctx.settings, [target.code])
+        await sync_power(ctx.session, ctx.settings, ctx.now, [target.code])
         room_id = await cop_room(ctx.session, target.code)
         if room_id is not None:
-            await invite(ctx.session, room_id, user)
+            await invite(ctx.session, room_id, user, now=ctx.now)
         if ctx.management_room:
-            await invite(ctx.session, ctx.management_room, user)
+            await invite(ctx.session, ctx.management_room, user, now=ctx.now)
         await ctx.dm(
             user,
             Message("You are now a moderator of ")
@@ -994,22 +1013,31 @@ def register(reg: Registry) -> None:  # noqa: PLR0915 - one declaration per comm
             )
         await ms.remove_moderator(ctx.session, user, target.code)
         await repo.audit(
-            ctx.session, actor=ctx.sender, action="mod-remove", cop_code=target.code, target=user
+            ctx.session,
+            actor=ctx.sender,
+            action="mod-remove",
+            cop_code=target.code,
+            target=user,
+            now=ctx.now,
         )
-        await sync_power(ctx.session, ctx.settings, [target.code])
+        await sync_power(ctx.session, ctx.settings, ctx.now, [target.code])
         notes = Message()
         room_id = await cop_room(ctx.session, target.code)
         if (
             room_id is not None
             and await role_of(ctx.session, ctx.settings, user, target.code) < Role.MEMBER
         ):
-            if await kick(ctx.session, room_id, user, "No longer a moderator of this CoP"):
+            if await kick(
+                ctx.session, room_id, user, "No longer a moderator of this CoP", now=ctx.now
+            ):
                 notes.text(" As they are not a member, I took them out of its room.")
         if (
             ctx.management_room
             and not is_admin(ctx.settings, user)
             and not await repo.moderated_cops(ctx.session, user)
-            and await kick(ctx.session, ctx.management_room, user, "No longer a moderator")
+            and await kick(
+                ctx.session, ctx.management_room, user, "No longer a moderator", now=ctx.now
+            )
         ):
             notes.text(" They moderate no other CoP, so I took them out of this room.")
         await ctx.dm(
@@ -1129,7 +1157,7 @@ async def setup(services: Services) -> None:
 
     async def prepare(session: AsyncSession) -> None:
         services.registry.listening.update(await ms.dialogue_users(session))
-        await sync_power(session, services.settings)
+        await sync_power(session, services.settings, services.clock())
 
     await services.run(prepare)
 

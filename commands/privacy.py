@@ -108,6 +108,7 @@ def register(reg: Registry) -> None:
             action="privacy.erasure-request",
             target=ctx.sender,
             detail=f"asked in {where(ctx)}",
+            now=ctx.now,
         )
         await ctx.notify_management(
             Message("🔒 ")

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models import Base, BigId, utcnow
+from storage.models import Base, BigId
 
 CENT = Decimal("0.01")
 
@@ -112,8 +112,8 @@ class Claim(Base):
     """What a moderator approved (None until approved)."""
     reason: Mapped[str] = mapped_column(Text, default="")
     """Why another amount was approved, or why the claim was rejected."""
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
     submitted_at: Mapped[datetime | None]
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(255))
@@ -154,7 +154,7 @@ class ClaimLine(Base):
     receipt_mimetype: Mapped[str] = mapped_column(String(100), default="")
     receipt_size: Mapped[int | None] = mapped_column(BigInteger)
     receipt_event_id: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
 
     @property
     def has_receipt(self) -> bool:

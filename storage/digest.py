@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models import Base, BigId, Cop, Membership, Person, utcnow
+from storage.models import Base, BigId, Cop, Membership, Person
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class DigestPost(Base):
     kind: Mapped[str] = mapped_column(String(16))
     """``scheduled``, ``catch-up`` or ``manual``."""
     requested_by: Mapped[str | None] = mapped_column(String(255))
-    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime] = mapped_column()
     outbox_id: Mapped[int | None] = mapped_column(BigInteger)
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
     """True when the week was empty and ``empty_week = "skip"``: claimed, nothing posted."""
@@ -58,7 +58,7 @@ async def claim_week(
     *,
     kind: str,
     requested_by: str | None = None,
-    at: datetime | None = None,
+    at: datetime,
 ) -> DigestPost | None:
     """Claim (cop, week) inside the caller's transaction; None when it was claimed already.
 
@@ -75,7 +75,7 @@ async def claim_week(
             iso_week=iso_week,
             kind=kind,
             requested_by=requested_by,
-            claimed_at=at or utcnow(),
+            claimed_at=at,
             skipped=False,
         )
         .on_conflict_do_nothing(index_elements=["cop_code", "iso_year", "iso_week"])

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models import Base, BigId, Person, utcnow
+from storage.models import Base, BigId, Person
 
 KINDS = (
     "online-meeting",
@@ -76,8 +76,8 @@ class Event(Base):
     status: Mapped[str] = mapped_column(String(16), default=SCHEDULED)
     cancel_reason: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped on every change; calendar apps use it to replace their copy."""
     queue_counter: Mapped[int] = mapped_column(Integer, default=0)
@@ -111,7 +111,7 @@ class Rsvp(Base):
     """yes | no | maybe | waiting (said yes while the event was full)."""
     queue_no: Mapped[int] = mapped_column(Integer, default=0)
     """Order of arrival of the yes answer; the waiting list is sorted by it."""
-    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime] = mapped_column()
     reaction_event_id: Mapped[str | None] = mapped_column(String(255), index=True)
     """The reaction that gave this answer; removing that reaction withdraws the answer."""
 
@@ -123,7 +123,7 @@ class EventGuest(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
     invited_by: Mapped[str] = mapped_column(String(255))
-    invited_at: Mapped[datetime] = mapped_column(default=utcnow)
+    invited_at: Mapped[datetime] = mapped_column()
 
 
 class Attendance(Base):
@@ -133,7 +133,7 @@ class Attendance(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
     marked_by: Mapped[str] = mapped_column(String(255))
-    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    marked_at: Mapped[datetime] = mapped_column()
 
 
 class Reminder(Base):
@@ -159,7 +159,7 @@ class CalendarToken(Base):
     __tablename__ = "calendar_tokens"
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ async def create_event(
     location: str = "",
     url: str = "",
     capacity: int | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Event:
     event = Event(
         cop_code=cop_code,
@@ -195,8 +195,8 @@ async def create_event(
         cancel_reason="",
         sequence=0,
         queue_counter=0,
-        created_at=now or utcnow(),
-        updated_at=now or utcnow(),
+        created_at=now,
+        updated_at=now,
     )
     session.add(event)
     await session.flush()
@@ -388,7 +388,7 @@ async def set_rsvp(
             if taken >= event.capacity or has_waiting:
                 stored = WAITING
         if row is None:
-            row = Rsvp(event_id=event.id, user_id=user_id, answer=stored)
+            row = Rsvp(event_id=event.id, user_id=user_id, answer=stored, answered_at=now)
             session.add(row)
         row.answer = stored
         row.answered_at = now
@@ -480,11 +480,15 @@ async def answers_of(
 # --- guests ------------------------------------------------------------------------------------
 
 
-async def add_guest(session: AsyncSession, event_id: int, user_id: str, invited_by: str) -> bool:
+async def add_guest(
+    session: AsyncSession, event_id: int, user_id: str, invited_by: str, now: datetime
+) -> bool:
     """Invite a guest to an event; False when they were invited already."""
     if await session.get(EventGuest, (event_id, user_id)) is not None:
         return False
-    session.add(EventGuest(event_id=event_id, user_id=user_id, invited_by=invited_by))
+    session.add(
+        EventGuest(event_id=event_id, user_id=user_id, invited_by=invited_by, invited_at=now)
+    )
     await session.flush()
     return True
 
@@ -593,7 +597,12 @@ async def plan_reminders(
         if row is None:
             if due <= now:
                 continue
-            row = Reminder(event_id=event.id, offset_minutes=minutes, due_at=due, status="pending")
+            row = Reminder(
+                event_id=event.id,
+                offset_minutes=minutes,
+                due_at=due,
+                status="pending",
+            )
             session.add(row)
         elif due > now:
             row.due_at = due
@@ -681,20 +690,20 @@ def _new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def calendar_token(session: AsyncSession, user_id: str) -> str:
+async def calendar_token(session: AsyncSession, user_id: str, now: datetime) -> str:
     """The person's feed token, made on first use."""
     row = await session.get(CalendarToken, user_id)
     if row is None:
-        row = CalendarToken(user_id=user_id, token=_new_token())
+        row = CalendarToken(user_id=user_id, token=_new_token(), created_at=now)
         session.add(row)
         await session.flush()
     return row.token
 
 
-async def reset_calendar_token(session: AsyncSession, user_id: str) -> str:
+async def reset_calendar_token(session: AsyncSession, user_id: str, now: datetime) -> str:
     """A new token; the old feed URL stops working."""
     await session.execute(delete(CalendarToken).where(CalendarToken.user_id == user_id))
-    row = CalendarToken(user_id=user_id, token=_new_token())
+    row = CalendarToken(user_id=user_id, token=_new_token(), created_at=now)
     session.add(row)
     await session.flush()
     return row.token

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
 
-from storage.models import Base, BigId, utcnow
+from storage.models import Base, BigId
 
 MAX_TITLE = 300
 MAX_TAG = 50
@@ -79,7 +79,7 @@ class IntelItem(Base):
     """The command that shared the item."""
     file_event_id: Mapped[str | None] = mapped_column(String(255))
     """The message holding the file."""
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
     removed_at: Mapped[datetime | None]
     removed_by: Mapped[str | None] = mapped_column(String(255))
 
@@ -142,7 +142,7 @@ async def add_item(
     file: dict[str, Any] | None = None,
     room_id: str | None = None,
     event_id: str | None = None,
-    created_at: datetime | None = None,
+    created_at: datetime,
 ) -> IntelItem:
     """Store a new item. ``file``: ``url``, ``name``, ``size``, ``mimetype``, ``msgtype``,
     ``event_id`` of a file message."""
@@ -156,7 +156,7 @@ async def add_item(
         urls=list(urls),
         room_id=room_id,
         event_id=event_id,
-        created_at=created_at or utcnow(),
+        created_at=created_at,
     )
     if file:
         item.file_url = file["url"]
@@ -173,12 +173,12 @@ async def add_item(
     return item
 
 
-async def remove_item(session: AsyncSession, item_id: int, by: str) -> bool:
+async def remove_item(session: AsyncSession, item_id: int, by: str, now: datetime) -> bool:
     """Mark an item removed: it disappears from lists, search and digests."""
     result = await session.execute(
         update(IntelItem)
         .where(IntelItem.id == item_id, IntelItem.removed_at.is_(None))
-        .values(removed_at=utcnow(), removed_by=by)
+        .values(removed_at=now, removed_by=by)
     )
     return bool(getattr(result, "rowcount", 0))
 

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, ForeignKey, Integer, String, Text, delete,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models import Base, Membership, Person, Role, utcnow
+from storage.models import Base, Membership, Person, Role
 
 # --- models (migration 0002) -------------------------------------------------------------
 
@@ -34,8 +34,8 @@ class JoinDialogue(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     asked: Mapped[str] = mapped_column(String(16))
     """``org``, ``country`` or ``type``: the question waiting for an answer."""
-    started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class RoomMember(Base):
@@ -46,7 +46,7 @@ class RoomMember(Base):
     room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     membership: Mapped[str] = mapped_column(String(16))
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class PowerGrant(Base):
@@ -72,11 +72,12 @@ async def save_profile(
     org: str | None = None,
     country: str | None = None,
     authority_type: str | None = None,
+    now: datetime,
 ) -> Person:
     """Set the given profile facts (``None`` leaves a fact as it is)."""
     person = await session.get(Person, user_id)
     if person is None:
-        person = Person(user_id=user_id)
+        person = Person(user_id=user_id, created_at=now)
         session.add(person)
     if org is not None:
         person.org = org
@@ -84,7 +85,7 @@ async def save_profile(
         person.country = country
     if authority_type is not None:
         person.authority_type = authority_type
-    person.updated_at = utcnow()
+    person.updated_at = now
     await session.flush()
     return person
 
@@ -127,7 +128,7 @@ async def file_application(
     """A new application (or a fresh one after a rejection, removal or leaving)."""
     row = await get_membership(session, user_id, cop_code)
     if row is None:
-        row = Membership(user_id=user_id, cop_code=cop_code)
+        row = Membership(user_id=user_id, cop_code=cop_code, applied_at=now)
         session.add(row)
     row.status = "applied"
     row.message = message
@@ -197,8 +198,10 @@ async def moderator_source(session: AsyncSession, user_id: str, cop_code: str) -
     return row.source if row else None
 
 
-async def add_moderator(session: AsyncSession, user_id: str, cop_code: str) -> None:
-    session.add(Role(user_id=user_id, cop_code=cop_code, role="moderator", source="command"))
+async def add_moderator(session: AsyncSession, user_id: str, cop_code: str, now: datetime) -> None:
+    session.add(
+        Role(user_id=user_id, cop_code=cop_code, role="moderator", source="command", created_at=now)
+    )
     await session.flush()
 
 
@@ -218,25 +221,35 @@ async def get_dialogue(session: AsyncSession, user_id: str) -> JoinDialogue | No
 
 
 async def start_dialogue(
-    session: AsyncSession, *, user_id: str, cop_code: str, message: str, asked: str
+    session: AsyncSession, *, user_id: str, cop_code: str, message: str, asked: str, now: datetime
 ) -> JoinDialogue:
     """Open a dialogue, or point the open one at another CoP."""
     row = await session.get(JoinDialogue, user_id)
     if row is None:
-        row = JoinDialogue(user_id=user_id, cop_code=cop_code, message=message, asked=asked)
+        row = JoinDialogue(
+            user_id=user_id,
+            cop_code=cop_code,
+            message=message,
+            asked=asked,
+            started_at=now,
+            updated_at=now,
+        )
         session.add(row)
     else:
         if message or row.cop_code != cop_code:  # "!join HDEV" again keeps the message
             row.message = message
         row.cop_code = cop_code
         row.asked = asked
+        row.updated_at = now
     await session.flush()
     return row
 
 
-async def set_dialogue_question(session: AsyncSession, row: JoinDialogue, asked: str) -> None:
+async def set_dialogue_question(
+    session: AsyncSession, row: JoinDialogue, asked: str, now: datetime
+) -> None:
     row.asked = asked
-    row.updated_at = utcnow()
+    row.updated_at = now
     await session.flush()
 
 
@@ -258,14 +271,16 @@ async def room_membership(session: AsyncSession, room_id: str, user_id: str) -> 
 
 
 async def set_room_membership(
-    session: AsyncSession, room_id: str, user_id: str, membership: str
+    session: AsyncSession, room_id: str, user_id: str, membership: str, now: datetime
 ) -> None:
     row = await session.get(RoomMember, (room_id, user_id))
     if row is None:
-        session.add(RoomMember(room_id=room_id, user_id=user_id, membership=membership))
+        session.add(
+            RoomMember(room_id=room_id, user_id=user_id, membership=membership, updated_at=now)
+        )
     else:
         row.membership = membership
-        row.updated_at = utcnow()
+        row.updated_at = now
     await session.flush()
 
 

@@ -34,10 +34,6 @@ NAMING = {
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware datetimes on every backend (SQLite forgets the zone otherwise)."""
 
@@ -70,7 +66,7 @@ class BotState(Base):
     __tablename__ = "bot_state"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class Cop(Base):
@@ -78,7 +74,7 @@ class Cop(Base):
     code: Mapped[str] = mapped_column(String(12), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     room_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
 
 
 class Person(Base):
@@ -89,8 +85,8 @@ class Person(Base):
     org: Mapped[str | None] = mapped_column(String(300))
     country: Mapped[str | None] = mapped_column(String(2))
     authority_type: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class Membership(Base):
@@ -105,7 +101,7 @@ class Membership(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     flag_reason: Mapped[str] = mapped_column(Text, default="")
-    applied_at: Mapped[datetime] = mapped_column(default=utcnow)
+    applied_at: Mapped[datetime] = mapped_column()
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -119,7 +115,7 @@ class Role(Base):
     cop_code: Mapped[str] = mapped_column(ForeignKey("cops.code"), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), primary_key=True)
     source: Mapped[str] = mapped_column(String(16), default="command")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
 
 
 class DirectRoom(Base):
@@ -128,7 +124,7 @@ class DirectRoom(Base):
     __tablename__ = "direct_rooms"
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     room_id: Mapped[str] = mapped_column(String(255), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
 
 
 class InboundEvent(Base):
@@ -147,7 +143,7 @@ class InboundEvent(Base):
     kind: Mapped[str] = mapped_column(String(16), default="command")
     origin_ts: Mapped[datetime]
     content: Mapped[dict[str, Any]]
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default="pending")
     outcome: Mapped[str | None] = mapped_column(String(32))
     handled_at: Mapped[datetime | None]
@@ -165,7 +161,7 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(32), default="message")
     """message | reaction | file | invite | kick | power | state (see bot.sender)."""
     payload: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
     not_before: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None]
@@ -180,7 +176,7 @@ class OutboxMessage(Base):
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(64))
     cop_code: Mapped[str | None] = mapped_column(String(12), index=True)

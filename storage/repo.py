@@ -20,7 +20,6 @@ from storage.models import (
     OutboxMessage,
     Person,
     Role,
-    utcnow,
 )
 
 
@@ -43,12 +42,13 @@ async def get_state(session: AsyncSession, key: str) -> str | None:
     return row.value if row else None
 
 
-async def set_state(session: AsyncSession, key: str, value: str) -> None:
+async def set_state(session: AsyncSession, key: str, value: str, now: datetime) -> None:
     row = await session.get(BotState, key)
     if row is None:
-        session.add(BotState(key=key, value=value))
+        session.add(BotState(key=key, value=value, updated_at=now))
     else:
         row.value = value
+        row.updated_at = now
     await session.flush()
 
 
@@ -59,14 +59,14 @@ async def delete_state(session: AsyncSession, key: str) -> None:
 # --- CoPs and rooms ------------------------------------------------------------------------
 
 
-async def sync_cops(session: AsyncSession, cops: Sequence[tuple[str, str]]) -> None:
+async def sync_cops(session: AsyncSession, cops: Sequence[tuple[str, str]], now: datetime) -> None:
     """Make the ``cops`` table hold every configured (code, name); rooms are kept."""
     existing = {cop.code: cop for cop in (await session.scalars(select(Cop))).all()}
     for code, name in cops:
         if code in existing:
             existing[code].name = name
         else:
-            session.add(Cop(code=code, name=name))
+            session.add(Cop(code=code, name=name, created_at=now))
     await session.flush()
 
 
@@ -110,7 +110,9 @@ async def moderated_cops(session: AsyncSession, user_id: str) -> set[str]:
     return set(rows.all())
 
 
-async def sync_config_moderators(session: AsyncSession, moderators: dict[str, list[str]]) -> None:
+async def sync_config_moderators(
+    session: AsyncSession, moderators: dict[str, list[str]], now: datetime
+) -> None:
     """Config moderators are stored with source='config'; ones removed from config go away."""
     rows = (await session.scalars(select(Role).where(Role.source == "config"))).all()
     wanted = {(user, code) for code, users in moderators.items() for user in users}
@@ -122,7 +124,13 @@ async def sync_config_moderators(session: AsyncSession, moderators: dict[str, li
         await _insert_ignore(
             session,
             Role,
-            {"user_id": user, "cop_code": code, "role": "moderator", "source": "config"},
+            {
+                "user_id": user,
+                "cop_code": code,
+                "role": "moderator",
+                "source": "config",
+                "created_at": now,
+            },
             ["user_id", "cop_code", "role"],
         )
     await session.flush()
@@ -136,21 +144,38 @@ async def seed_member(
     country: str,
     authority_type: str,
     cop_code: str,
+    now: datetime,
 ) -> None:
     """Demo data: a person with a profile who is already a member of one CoP."""
     person = await session.get(Person, user_id)
     if person is None:
         session.add(
-            Person(user_id=user_id, org=org, country=country, authority_type=authority_type)
+            Person(
+                user_id=user_id,
+                org=org,
+                country=country,
+                authority_type=authority_type,
+                created_at=now,
+                updated_at=now,
+            )
         )
     existing = await session.scalar(
         select(Membership).where(Membership.user_id == user_id, Membership.cop_code == cop_code)
     )
     if existing is None:
-        session.add(Membership(user_id=user_id, cop_code=cop_code, status="member"))
+        session.add(
+            Membership(
+                user_id=user_id,
+                cop_code=cop_code,
+                status="member",
+                applied_at=now,
+            )
+        )
         room_id = await session.scalar(select(Cop.room_id).where(Cop.code == cop_code))
         if room_id:
-            await enqueue(session, room_id=room_id, kind="invite", payload={"user_id": user_id})
+            await enqueue(
+                session, room_id=room_id, kind="invite", payload={"user_id": user_id}, now=now
+            )
     await session.flush()
 
 
@@ -162,10 +187,10 @@ async def get_direct_room(session: AsyncSession, user_id: str) -> str | None:
     return row.room_id if row else None
 
 
-async def set_direct_room(session: AsyncSession, user_id: str, room_id: str) -> None:
+async def set_direct_room(session: AsyncSession, user_id: str, room_id: str, now: datetime) -> None:
     row = await session.get(DirectRoom, user_id)
     if row is None:
-        session.add(DirectRoom(user_id=user_id, room_id=room_id))
+        session.add(DirectRoom(user_id=user_id, room_id=room_id, created_at=now))
     else:
         row.room_id = room_id
     await session.flush()
@@ -187,6 +212,7 @@ async def add_inbound(
     origin_ts: datetime,
     content: dict[str, Any],
     kind: str = "command",
+    now: datetime,
 ) -> bool:
     """Store a received event once; False if it was already stored."""
     return await _insert_ignore(
@@ -200,7 +226,7 @@ async def add_inbound(
             "content": content,
             "kind": kind,
             "status": "pending",
-            "received_at": utcnow(),
+            "received_at": now,
         },
         ["event_id"],
     )
@@ -216,7 +242,7 @@ async def pending_inbound(
     return list(rows.all())
 
 
-async def claim_inbound(session: AsyncSession, row_id: int, outcome: str) -> bool:
+async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: datetime) -> bool:
     """Mark an event done inside the caller's transaction.
 
     False when another worker or process already handled it: the caller must then roll
@@ -226,7 +252,7 @@ async def claim_inbound(session: AsyncSession, row_id: int, outcome: str) -> boo
     result = await session.execute(
         update(InboundEvent)
         .where(InboundEvent.id == row_id, InboundEvent.status == "pending")
-        .values(status="done", outcome=outcome, handled_at=utcnow())
+        .values(status="done", outcome=outcome, handled_at=now)
     )
     return bool(getattr(result, "rowcount", 0))
 
@@ -262,11 +288,14 @@ async def enqueue(
     to_user: str | None = None,
     kind: str = "message",
     tag: str | None = None,
+    now: datetime,
 ) -> OutboxMessage:
     """Add a message (or another Matrix action) to send once the transaction commits."""
     if (room_id is None) == (to_user is None):
         raise ValueError("give exactly one of room_id or to_user")
-    row = OutboxMessage(room_id=room_id, to_user=to_user, kind=kind, payload=payload, tag=tag)
+    row = OutboxMessage(
+        room_id=room_id, to_user=to_user, kind=kind, payload=payload, tag=tag, created_at=now
+    )
     session.add(row)
     await session.flush()
     return row
@@ -286,11 +315,11 @@ async def get_outbox(session: AsyncSession, row_id: int) -> OutboxMessage | None
     return await session.get(OutboxMessage, row_id)
 
 
-async def mark_sent(session: AsyncSession, row_id: int, result: str | None) -> None:
+async def mark_sent(session: AsyncSession, row_id: int, result: str | None, now: datetime) -> None:
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == row_id)
-        .values(sent_at=utcnow(), result=result, last_error=None)
+        .values(sent_at=now, result=result, last_error=None)
     )
 
 
@@ -362,9 +391,12 @@ async def audit(
     cop_code: str | None = None,
     target: str | None = None,
     detail: str = "",
+    now: datetime,
 ) -> None:
     session.add(
-        AuditEntry(actor=actor, action=action, cop_code=cop_code, target=target, detail=detail)
+        AuditEntry(
+            actor=actor, action=action, cop_code=cop_code, target=target, detail=detail, at=now
+        )
     )
     await session.flush()
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: a migrated database on each backend.
+"""Shared fixtures: a migrated database on each backend, and an optional clock shift.
+
+``BBWT_TEST_CLOCK_SHIFT=<days>`` moves the wall clock of the whole test run that many days
+ahead (``time-machine``, ticking): ``./dev test`` runs the unit and storage suites once more
+that way, which proves that no test and no code under test depends on today's date.
 
 Migrating is the slow part of making a database, so each backend is migrated once per run
 into a template (a file for SQLite, a template database for PostgreSQL) that every test
@@ -7,12 +11,15 @@ then copies.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from storage import Database
 from tests.dbs import (
@@ -25,6 +32,28 @@ from tests.dbs import (
 
 BACKENDS = ["sqlite", "postgresql"]
 _PG = None
+_TRAVEL: time_machine.travel | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _TRAVEL  # noqa: PLW0603 - one clock shift for the whole run
+    days = os.environ.get("BBWT_TEST_CLOCK_SHIFT", "").strip()
+    if days and _TRAVEL is None:
+        _TRAVEL = time_machine.travel(datetime.now(UTC) + timedelta(days=float(days)), tick=True)
+        _TRAVEL.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _TRAVEL  # noqa: PLW0603
+    if _TRAVEL is not None:
+        _TRAVEL.stop()
+        _TRAVEL = None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _TRAVEL is not None:
+        return f"clock moved ahead: it is {datetime.now(UTC):%Y-%m-%d %H:%M} UTC for this run"
+    return None
 
 
 def _pg_ok() -> bool:

@@ -26,6 +26,7 @@ async def seed_member(bot_db_url: str, person: Person, org: str = "City of Oslo"
                 country="NO",
                 authority_type="local-authority",
                 cop_code="HDEV",
+                now=datetime.now(UTC),
             )
     finally:
         await db.dispose()

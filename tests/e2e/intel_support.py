@@ -30,6 +30,7 @@ async def seed_member(bot: BotProcess, person: Person, cop: str, org: str = "Cit
                 country="NO",
                 authority_type="local-authority",
                 cop_code=cop,
+                now=datetime.now(UTC),
             )
     finally:
         await db.dispose()

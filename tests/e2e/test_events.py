@@ -32,6 +32,7 @@ async def seed_members(bot_db_url: str, *people: Person) -> None:
                     country="NO",
                     authority_type="local-authority",
                     cop_code="HDEV",
+                    now=datetime.now(UTC),
                 )
     finally:
         await db.dispose()

@@ -110,10 +110,12 @@ class World:
 
     async def seed(self) -> World:
         async with self.db.session() as s:
-            await repo.sync_cops(s, [(c.code, c.name) for c in self.settings.cops])
+            await repo.sync_cops(s, [(c.code, c.name) for c in self.settings.cops], now=self.now)
             await repo.set_cop_room(s, "HDEV", HDEV_ROOM)
             await repo.set_cop_room(s, "SOLAR", SOLAR_ROOM)
-            await repo.sync_config_moderators(s, {"HDEV": [MOD], "SOLAR": [MOD_OTHER]})
+            await repo.sync_config_moderators(
+                s, {"HDEV": [MOD], "SOLAR": [MOD_OTHER]}, now=self.now
+            )
             for user, org, country in [
                 (MEMBER, "City of Oslo", "NO"),
                 (MEMBER2, "Ville de Lyon", "FR"),
@@ -125,9 +127,10 @@ class World:
                     country=country,
                     authority_type="local-authority",
                     cop_code="HDEV",
+                    now=self.now,
                 )
             for user in (MEMBER, MEMBER2, MOD, MOD_OTHER, ADMIN):
-                await repo.set_direct_room(s, user, dm_room(user))
+                await repo.set_direct_room(s, user, dm_room(user), now=self.now)
         return self
 
     async def event(
@@ -231,7 +234,7 @@ class World:
         event = {"type": "m.room.message", "content": content}
         async with self.db.session() as session:
             if place is Place.DM:
-                await repo.set_direct_room(session, sender, room_id)
+                await repo.set_direct_room(session, sender, room_id, now=self.now)
             before = await session.scalar(
                 select(OutboxMessage.id).order_by(OutboxMessage.id.desc()).limit(1)
             )

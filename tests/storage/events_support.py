@@ -81,9 +81,9 @@ class World:
         general.register(self.registry)
         events.register(self.registry)
         async with self.db.session() as s:
-            await repo.sync_cops(s, [(c.code, c.name) for c in self.settings.cops])
+            await repo.sync_cops(s, [(c.code, c.name) for c in self.settings.cops], now=self.now)
             await repo.sync_config_moderators(
-                s, {c.code: list(c.moderators) for c in self.settings.cops}
+                s, {c.code: list(c.moderators) for c in self.settings.cops}, now=self.now
             )
             people = members or {ANNA: "HDEV", BEN: "HDEV", CARL: "HDEV", SOLAR_MEMBER: "SOLAR"}
             for user, code in people.items():
@@ -92,8 +92,7 @@ class World:
             await repo.set_cop_room(s, "SOLAR", SOLAR_ROOM)
         return self
 
-    @staticmethod
-    async def add_member(session: Any, user: str, code: str) -> None:
+    async def add_member(self, session: Any, user: str, code: str) -> None:
         await repo.seed_member(
             session,
             user_id=user,
@@ -101,6 +100,7 @@ class World:
             country="BE",
             authority_type="local-authority",
             cop_code=code,
+            now=self.now,
         )
 
     async def last_outbox_id(self) -> int:
@@ -194,7 +194,7 @@ class World:
         tags: dict[str, str] = {}
         async with self.db.session() as s:
             for row in await repo.unsent(s, limit=10_000):
-                await repo.mark_sent(s, row.id, f"$out{row.id}")
+                await repo.mark_sent(s, row.id, f"$out{row.id}", now=self.now)
                 if row.tag:
                     tags[row.tag] = f"$out{row.id}"
         return tags

@@ -141,7 +141,7 @@ class Bench:
         async with self.db.session() as s:
             rows = await repo.unsent(s)
             for row in rows:
-                await repo.mark_sent(s, row.id, f"$sent{row.id}")
+                await repo.mark_sent(s, row.id, f"$sent{row.id}", now=self.now)
         return [Sent(row.room_id, row.payload, row.tag) for row in rows]
 
     async def reply(self, text: str, **kwargs: Any) -> Sent:
@@ -170,8 +170,10 @@ async def make_bench(db: Database, **digest: Any) -> Bench:
     settings = make_settings(**digest)
     bench = Bench(db=db, settings=settings, registry=build_registry("!"))
     async with db.session() as s:
-        await repo.sync_cops(s, [(c.code, c.name) for c in settings.cops])
-        await repo.sync_config_moderators(s, {c.code: list(c.moderators) for c in settings.cops})
+        await repo.sync_cops(s, [(c.code, c.name) for c in settings.cops], now=bench.now)
+        await repo.sync_config_moderators(
+            s, {c.code: list(c.moderators) for c in settings.cops}, now=bench.now
+        )
         for user, cop, org, country in (
             (ANNA, "HDEV", "City of Oslo", "NO"),
             (BEN, "HDEV", "Region of Lazio", "IT"),
@@ -184,6 +186,7 @@ async def make_bench(db: Database, **digest: Any) -> Bench:
                 country=country,
                 authority_type="local-authority",
                 cop_code=cop,
+                now=bench.now,
             )
         # Seeded long ago, so they are not "new members" of the tested weeks.
         long_ago = datetime(2026, 1, 5, tzinfo=UTC)

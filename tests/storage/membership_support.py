@@ -132,16 +132,22 @@ class World:
 
     async def seed(self) -> World:
         async with self.db.session() as s:
-            await repo.sync_cops(s, [(c.code, c.name) for c in self.settings.cops])
+            await repo.sync_cops(s, [(c.code, c.name) for c in self.settings.cops], now=NOW)
             await repo.set_cop_room(s, "HDEV", HDEV_ROOM)
             await repo.set_cop_room(s, "SOLAR", SOLAR_ROOM)
-            await repo.sync_config_moderators(s, {"HDEV": [MOD], "SOLAR": [MOD_OTHER]})
+            await repo.sync_config_moderators(s, {"HDEV": [MOD], "SOLAR": [MOD_OTHER]}, now=NOW)
             for user, org, country, kind, cop in [
                 (MEMBER, "City of Oslo", "NO", "local-authority", "HDEV"),
                 (MEMBER_OTHER, "Région Île-de-France", "FR", "regional-authority", "SOLAR"),
             ]:
                 await repo.seed_member(
-                    s, user_id=user, org=org, country=country, authority_type=kind, cop_code=cop
+                    s,
+                    user_id=user,
+                    org=org,
+                    country=country,
+                    authority_type=kind,
+                    cop_code=cop,
+                    now=NOW,
                 )
         return self
 

@@ -183,9 +183,13 @@ async def test_intel_export_lists_live_items_with_tags_and_links(world: World) -
             urls=["https://example.org/a", "https://example.org/b"],
             created_at=datetime(2026, 3, 1, 12, 30, tzinfo=UTC),
         )
-        gone = await intel_store.add_item(s, cop_code="HDEV", author=ANNA, title="Old")
-        await intel_store.add_item(s, cop_code="SOLAR", author=SOLAR_MEMBER, title="Panels")
-        await intel_store.remove_item(s, gone.id, by=MOD)
+        gone = await intel_store.add_item(
+            s, cop_code="HDEV", author=ANNA, title="Old", created_at=world.now
+        )
+        await intel_store.add_item(
+            s, cop_code="SOLAR", author=SOLAR_MEMBER, title="Panels", created_at=world.now
+        )
+        await intel_store.remove_item(s, gone.id, by=MOD, now=world.now)
 
     rows = csv_rows(await world.run(MOD, "!export intel HDEV"))
 

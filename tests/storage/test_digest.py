@@ -93,7 +93,7 @@ async def test_the_digest_shows_the_weeks_new_members_and_intel_and_nothing_olde
     removed = await add_item(bench, "Taken back", days_ago=1)
     await add_item(bench, "Solar matters", days_ago=1, cop="SOLAR")
     async with bench.db.session() as s:
-        await intel_store.remove_item(s, removed.id, ANNA)
+        await intel_store.remove_item(s, removed.id, ANNA, now=bench.now)
 
     result = await build(bench)
 
@@ -146,6 +146,7 @@ async def test_new_members_are_shown_with_their_organisation_and_country(bench: 
             country="FI",
             authority_type="local-authority",
             cop_code="HDEV",
+            now=bench.now - timedelta(hours=1),
         )
     await bench.take_sent()
 
@@ -199,6 +200,7 @@ async def add_event(
             timezone=tz,
             created_by=ANNA,
             capacity=capacity,
+            now=bench.now,
         )
         for user, answer in (answers or {}).items():
             await events_store.set_rsvp(s, event, user, answer, bench.now)
@@ -485,10 +487,15 @@ async def test_on_postgresql_a_second_claim_waits_for_the_first_and_then_gives_w
 
     async def other_claim() -> bool:
         async with second_process.session() as s:
-            return await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled") is not None
+            return (
+                await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=bench.now)
+                is not None
+            )
 
     async with bench.db.session() as s:
-        assert await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled") is not None
+        assert (
+            await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=bench.now) is not None
+        )
         racing = asyncio.create_task(other_claim())
         # Wait until the second process is really blocked on our uncommitted row.
         for _ in range(500):
@@ -516,7 +523,7 @@ async def test_a_claim_that_rolls_back_leaves_the_week_free(bench: Bench) -> Non
 
     async def claim_then_fail() -> None:
         async with bench.db.session() as s:
-            await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled")
+            await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=bench.now)
             raise Boom
 
     with pytest.raises(Boom):

@@ -65,9 +65,9 @@ async def test_the_feed_url_serves_only_what_the_person_may_see(world: World) ->
     await world.run(MOD, f"!guest invite {GUEST} E2")
     await world.run(MOD, "!event cancel E1 Moved online")
     async with world.db.session() as s:
-        anna = await store.calendar_token(s, ANNA)
-        guest = await store.calendar_token(s, GUEST)
-        stranger = await store.calendar_token(s, STRANGER)
+        anna = await store.calendar_token(s, ANNA, now=world.now)
+        guest = await store.calendar_token(s, GUEST, now=world.now)
+        stranger = await store.calendar_token(s, STRANGER, now=world.now)
     services = world.services()
     await setup(services)
 
@@ -92,8 +92,8 @@ async def test_the_feed_url_serves_only_what_the_person_may_see(world: World) ->
 
 async def test_a_reset_link_stops_answering(world: World) -> None:
     async with world.db.session() as s:
-        old = await store.calendar_token(s, ANNA)
-        new = await store.reset_calendar_token(s, ANNA)
+        old = await store.calendar_token(s, ANNA, now=world.now)
+        new = await store.reset_calendar_token(s, ANNA, now=world.now)
     services = world.services()
     await setup(services)
     async with TestClient(TestServer(services.http)) as client:

@@ -15,7 +15,7 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 async def make_event(db: Database, capacity: int | None) -> int:
     async with db.session() as s:
-        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs")])
+        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs")], now=NOW)
         event = await store.create_event(
             s,
             cop_code="HDEV",
@@ -26,6 +26,7 @@ async def make_event(db: Database, capacity: int | None) -> int:
             timezone="Europe/Brussels",
             created_by="@mod:test",
             capacity=capacity,
+            now=NOW,
         )
         return event.id
 

@@ -317,7 +317,7 @@ async def test_the_calendar_command_sends_a_file_and_a_personal_link(world: Worl
     assert b"Electric buses" in base64.b64decode(file.payload["data_b64"])
     text = next(m for m in sent if m.kind == "message").body
     async with world.db.session() as s:
-        token = await store.calendar_token(s, ANNA)
+        token = await store.calendar_token(s, ANNA, now=world.now)
     assert f"https://bot.example.org/calendar/{token}.ics" in text
 
     in_room = await world.run(ANNA, "!calendar", HDEV_ROOM)
@@ -327,7 +327,7 @@ async def test_the_calendar_command_sends_a_file_and_a_personal_link(world: Worl
 
     reset = await world.run(ANNA, "!calendar reset")
     async with world.db.session() as s:
-        new_token = await store.calendar_token(s, ANNA)
+        new_token = await store.calendar_token(s, ANNA, now=world.now)
         assert await store.user_of_calendar_token(s, token) is None
     assert new_token != token and any(new_token in m.body for m in reset)
 

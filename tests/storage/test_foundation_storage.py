@@ -12,6 +12,8 @@ from sqlalchemy import text
 from storage import Database, DatabaseTooNew, repo
 from storage.db import alembic_config
 
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
 
 async def test_migrations_run_from_empty_and_again_without_change(db: Database) -> None:
     heads = await db.current_heads()
@@ -30,10 +32,10 @@ async def test_a_database_from_a_newer_version_is_refused(db: Database) -> None:
 
 async def test_state_values_are_kept_and_replaced(db: Database) -> None:
     async with db.session() as s:
-        await repo.set_state(s, "sync_token", "s1")
+        await repo.set_state(s, "sync_token", "s1", now=T0)
     async with db.session() as s:
         assert await repo.get_state(s, "sync_token") == "s1"
-        await repo.set_state(s, "sync_token", "s2")
+        await repo.set_state(s, "sync_token", "s2", now=T0)
     async with db.session() as s:
         assert await repo.get_state(s, "sync_token") == "s2"
         assert await repo.get_state(s, "missing") is None
@@ -48,6 +50,7 @@ async def add(db: Database, event_id: str, room: str = "!r:x") -> bool:
             sender="@a:x",
             origin_ts=datetime.now(UTC),
             content={"content": {"body": "!help"}},
+            now=T0,
         )
 
 
@@ -65,7 +68,7 @@ async def test_only_one_of_many_concurrent_workers_can_claim_an_event(db: Databa
 
     async def worker() -> bool:
         async with db.session() as s:
-            claimed = await repo.claim_inbound(s, row_id, "ok")
+            claimed = await repo.claim_inbound(s, row_id, "ok", now=T0)
             await asyncio.sleep(0.05)  # hold the transaction open a moment
             return claimed
 
@@ -83,8 +86,8 @@ async def test_a_rolled_back_claim_leaves_the_event_pending(db: Database) -> Non
 
     async def handle_and_crash() -> None:
         async with db.session() as s:
-            assert await repo.claim_inbound(s, row_id, "ok")
-            await repo.enqueue(s, room_id="!r:x", payload={"body": "reply"})
+            assert await repo.claim_inbound(s, row_id, "ok", now=T0)
+            await repo.enqueue(s, room_id="!r:x", payload={"body": "reply"}, now=T0)
             raise RuntimeError("crash before commit")
 
     with pytest.raises(RuntimeError):
@@ -97,12 +100,13 @@ async def test_a_rolled_back_claim_leaves_the_event_pending(db: Database) -> Non
 async def test_the_outbox_keeps_insertion_order_and_forgets_sent_rows(db: Database) -> None:
     async with db.session() as s:
         ids = [
-            (await repo.enqueue(s, room_id="!r:x", payload={"body": str(i)})).id for i in range(5)
+            (await repo.enqueue(s, room_id="!r:x", payload={"body": str(i)}, now=T0)).id
+            for i in range(5)
         ]
-        dm = await repo.enqueue(s, to_user="@new:x", payload={"body": "hi"})
+        dm = await repo.enqueue(s, to_user="@new:x", payload={"body": "hi"}, now=T0)
     async with db.session() as s:
         assert [r.id for r in await repo.unsent(s)] == [*ids, dm.id]
-        await repo.mark_sent(s, ids[0], "$sent0")
+        await repo.mark_sent(s, ids[0], "$sent0", now=T0)
         await repo.mark_attempt(s, ids[1], error="M_LIMIT_EXCEEDED", not_before=None)
         await repo.resolve_outbox_room(s, "@new:x", "!dm:x")
     async with db.session() as s:
@@ -115,8 +119,8 @@ async def test_the_outbox_keeps_insertion_order_and_forgets_sent_rows(db: Databa
 
 async def test_a_tag_finds_the_message_a_reaction_points_at(db: Database) -> None:
     async with db.session() as s:
-        row = await repo.enqueue(s, room_id="!r:x", payload={}, tag="application:7")
-        await repo.mark_sent(s, row.id, "$notice")
+        row = await repo.enqueue(s, room_id="!r:x", payload={}, tag="application:7", now=T0)
+        await repo.mark_sent(s, row.id, "$notice", now=T0)
     async with db.session() as s:
         assert await repo.tag_of_sent_event(s, "$notice") == "application:7"
         assert await repo.tag_of_sent_event(s, "$other") is None
@@ -124,11 +128,11 @@ async def test_a_tag_finds_the_message_a_reaction_points_at(db: Database) -> Non
 
 async def test_config_moderators_follow_the_config(db: Database) -> None:
     async with db.session() as s:
-        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs"), ("SOLAR", "Solar")])
-        await repo.sync_config_moderators(s, {"HDEV": ["@m:x"], "SOLAR": ["@m:x", "@n:x"]})
+        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs"), ("SOLAR", "Solar")], now=T0)
+        await repo.sync_config_moderators(s, {"HDEV": ["@m:x"], "SOLAR": ["@m:x", "@n:x"]}, now=T0)
     async with db.session() as s:
         assert await repo.moderated_cops(s, "@m:x") == {"HDEV", "SOLAR"}
-        await repo.sync_config_moderators(s, {"HDEV": ["@m:x"], "SOLAR": []})
+        await repo.sync_config_moderators(s, {"HDEV": ["@m:x"], "SOLAR": []}, now=T0)
     async with db.session() as s:
         assert await repo.moderated_cops(s, "@m:x") == {"HDEV"}
         assert await repo.moderated_cops(s, "@n:x") == set()
@@ -137,7 +141,7 @@ async def test_config_moderators_follow_the_config(db: Database) -> None:
 async def test_audit_entries_come_back_newest_first_and_per_cop(db: Database) -> None:
     async with db.session() as s:
         for i, cop in enumerate(["HDEV", "SOLAR", "HDEV"]):
-            await repo.audit(s, actor="@a:x", action=f"step{i}", cop_code=cop)
+            await repo.audit(s, actor="@a:x", action=f"step{i}", cop_code=cop, now=T0)
     async with db.session() as s:
         assert [e.action for e in await repo.recent_audit(s, 10)] == ["step2", "step1", "step0"]
         assert [e.action for e in await repo.recent_audit(s, 10, {"HDEV"})] == ["step2", "step0"]

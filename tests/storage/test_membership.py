@@ -27,6 +27,7 @@ from tests.storage.membership_support import (
     MGMT,
     MOD,
     MOD_OTHER,
+    NOW,
     SOLAR_ROOM,
     World,
     shared_db,
@@ -397,7 +398,7 @@ async def _notice_event(world: World, tag: str) -> str:
     async with world.db.session() as s:
         row = await repo.tagged_message(s, tag, MGMT)
         assert row is not None
-        await repo.mark_sent(s, row.id, f"$notice-{row.id}")
+        await repo.mark_sent(s, row.id, f"$notice-{row.id}", now=NOW)
         return f"$notice-{row.id}"
 
 
@@ -466,7 +467,7 @@ async def test_joins_in_the_management_room_are_only_recorded(world: World) -> N
 
 async def test_adding_a_moderator_gives_power_and_invites_them(world: World) -> None:
     async with world.db.session() as s:
-        await sync_power(s, world.settings)  # as on start
+        await sync_power(s, world.settings, NOW)  # as on start
     await world.joins(MEMBER, HDEV_ROOM, "HDEV")
     result = await world.command(ADMIN, f"mod add {MEMBER} HDEV", place=Place.MANAGEMENT)
     assert result.outcome == "ok"
@@ -497,19 +498,19 @@ async def test_config_moderators_are_not_removed_by_command(world: World) -> Non
 
 async def test_power_levels_are_kept_in_step_with_the_roles(world: World) -> None:
     async with world.db.session() as s:
-        await sync_power(s, world.settings)
+        await sync_power(s, world.settings, NOW)
     async with world.db.session() as s:
         assert await ms.power_grants(s, HDEV_ROOM) == {MOD: 50, ADMIN: 100}
         assert await ms.power_grants(s, SOLAR_ROOM) == {MOD_OTHER: 50, ADMIN: 100}
         before = await repo.outbox_depth(s)
-        await sync_power(s, world.settings)  # nothing changed: nothing queued
+        await sync_power(s, world.settings, NOW)  # nothing changed: nothing queued
         assert await repo.outbox_depth(s) == before
 
     fewer = world.settings.model_copy(update={"secretariat": world.settings.secretariat})
     async with world.db.session() as s:
-        await repo.sync_config_moderators(s, {"HDEV": [], "SOLAR": [MOD_OTHER]})
+        await repo.sync_config_moderators(s, {"HDEV": [], "SOLAR": [MOD_OTHER]}, now=NOW)
         rows_before = await repo.outbox_depth(s)
-        await sync_power(s, fewer, ["HDEV"])
+        await sync_power(s, fewer, NOW, ["HDEV"])
         assert await repo.outbox_depth(s) == rows_before + 1
         assert await ms.power_grants(s, HDEV_ROOM) == {ADMIN: 100}
 

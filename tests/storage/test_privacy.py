@@ -47,9 +47,14 @@ async def seed_everything(world: World) -> None:
                 flag_reason="",
                 now=NOW,
             )
-            await ms.add_moderator(s, user, cop)
+            await ms.add_moderator(s, user, cop, now=NOW)
             await ms.start_dialogue(
-                s, user_id=user, cop_code=other_cop, message=f"dialogue-{words}", asked="org"
+                s,
+                user_id=user,
+                cop_code=other_cop,
+                message=f"dialogue-{words}",
+                asked="org",
+                now=NOW,
             )
             event = await events_store.create_event(
                 s,
@@ -77,10 +82,16 @@ async def seed_everything(world: World) -> None:
                 created_by=ADMIN,
                 now=NOW,
             )
-            await events_store.add_guest(s, guest_event.id, user, ADMIN)
-            await events_store.calendar_token(s, user)
+            await events_store.add_guest(s, guest_event.id, user, ADMIN, now=NOW)
+            await events_store.calendar_token(s, user, now=NOW)
             await intel_store.add_item(
-                s, cop_code=cop, author=user, title=f"intel-{words}", note="a note", tags=["bus"]
+                s,
+                cop_code=cop,
+                author=user,
+                title=f"intel-{words}",
+                note="a note",
+                tags=["bus"],
+                created_at=NOW,
             )
             claim = await claims_store.create_claim(
                 s, user_id=user, event_id=event.id, cop_code=cop, days=1, now=NOW
@@ -98,11 +109,18 @@ async def seed_everything(world: World) -> None:
                 note=f"train-{words}",
                 now=NOW,
             )
-            await repo.audit(s, actor=mod, action="approve", cop_code=cop, target=user)
+            await repo.audit(s, actor=mod, action="approve", cop_code=cop, target=user, now=NOW)
             await repo.audit(
-                s, actor=mod, action="claim.approve", cop_code=cop, target=f"{claim.code} {user}"
+                s,
+                actor=mod,
+                action="claim.approve",
+                cop_code=cop,
+                target=f"{claim.code} {user}",
+                now=NOW,
             )
-            await repo.audit(s, actor=user, action="intel.remove", cop_code=cop, target="I99")
+            await repo.audit(
+                s, actor=user, action="intel.remove", cop_code=cop, target="I99", now=NOW
+            )
         await s.commit()
 
 
@@ -150,7 +168,7 @@ async def test_the_export_holds_nothing_about_anyone_else_nor_the_calendar_secre
     world = await World(db).seed()
     await seed_everything(world)
     async with db.session() as s:
-        token = await events_store.calendar_token(s, MEMBER)
+        token = await events_store.calendar_token(s, MEMBER, now=NOW)
 
     text = json.dumps(exported(await world.command(MEMBER, "mydata", place=Place.DM)))
 

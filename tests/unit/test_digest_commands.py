@@ -158,6 +158,7 @@ async def test_a_long_list_of_upcoming_events_is_cut_with_a_pointer_to_the_rest(
                 ends_at=starts + timedelta(minutes=30),
                 timezone="Europe/Brussels",
                 created_by=MOD,
+                now=bench.now,
             )
 
     await bench.in_session(add_meetings)

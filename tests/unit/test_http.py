@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -15,7 +16,13 @@ from storage import Database
 async def client_for(db: Database, last_sync: float) -> TestClient:
     metrics = Metrics()
     metrics.commands.labels("help", "ok").inc()
-    app = make_app(db=db, metrics=metrics, last_sync=lambda: last_sync, max_sync_age=90)
+    app = make_app(
+        db=db,
+        metrics=metrics,
+        last_sync=lambda: last_sync,
+        max_sync_age=90,
+        clock=lambda: datetime.now(UTC),
+    )
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     return client

@@ -23,14 +23,16 @@ MOD = "@mod:example.org"
 MEMBER = "@member:example.org"
 STRANGER = "@someone:example.org"
 
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
 
 @pytest.fixture
 async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'unit.db'}")
     await db.upgrade()
     async with db.session() as s:
-        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs"), ("SOLAR", "Solar")])
-        await repo.sync_config_moderators(s, {"HDEV": [MOD]})
+        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs"), ("SOLAR", "Solar")], now=T0)
+        await repo.sync_config_moderators(s, {"HDEV": [MOD]}, now=T0)
         await repo.seed_member(
             s,
             user_id=MEMBER,
@@ -38,6 +40,7 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
             country="NO",
             authority_type="local-authority",
             cop_code="HDEV",
+            now=T0,
         )
     yield db
     await db.dispose()
