@@ -3,7 +3,9 @@
 ``LocalSynapse`` generates a Synapse configuration in a data directory (once), layers an
 ``overrides.yaml`` over it (client listener on 127.0.0.1 only, no federation, every
 ``rc_*`` rate limit raised, cheap bcrypt, SQLite) and runs
-``python -m synapse.app.homeserver`` as a subprocess.
+``python -m synapse.app.homeserver`` as a subprocess. Everything else, the default room
+version included, stays as Synapse ships it; ``room_version="11"`` pins an older default
+for the tests that cover servers still on it.
 
 Synapse runs under a tiny watchdog process that holds the read end of a pipe from us: if
 this Python process dies in any way (even SIGKILL or ``os._exit``), the pipe closes and
@@ -161,6 +163,7 @@ class LocalSynapse:
         log_level: str = "WARNING",
         database: str = ":memory:",
         default_message_limit: bool = False,
+        room_version: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.server_name = server_name
@@ -174,6 +177,8 @@ class LocalSynapse:
             self.database = str(self.data_dir / Path(database).expanduser())
         self.default_message_limit = default_message_limit
         """Keep Synapse's default ``rc_message`` (0.2/s, burst 10) instead of raising it."""
+        self.room_version = room_version
+        """``default_room_version`` for new rooms; None keeps Synapse's own default."""
         self._auto_port = port is None
         self.port = _free_port() if port is None else port
         self.base_url = f"http://{HOST}:{self.port}"
@@ -526,7 +531,6 @@ class LocalSynapse:
             "presence": {"enabled": False},
             "url_preview_enabled": False,
             "bcrypt_rounds": 4,
-            "default_room_version": "11",
             "rc_message": high(),
             "rc_registration": high(),
             "rc_registration_token_validity": high(),
@@ -548,6 +552,8 @@ class LocalSynapse:
         }
         if self.default_message_limit:
             del overrides["rc_message"]
+        if self.room_version is not None:
+            overrides["default_room_version"] = self.room_version
         return overrides
 
     async def _start_once(self, deadline: float) -> None:

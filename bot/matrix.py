@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -110,6 +114,108 @@ async def join_room(client: AsyncClient, ref: str) -> str:
     return str(resp.room_id)
 
 
+# --- room versions --------------------------------------------------------------------------
+#
+# From room version 12 on, a room's creators (the sender of ``m.room.create`` and its
+# ``additional_creators``) hold unlimited power and must never be listed in
+# ``m.room.power_levels`` ``users``: the server refuses such an event. Before 12 the creator's
+# rank is an ordinary ``users`` entry (100). Everything that writes power levels asks which
+# kind of room it is dealing with.
+
+
+def creators_are_privileged(room_version: str) -> bool:
+    """True for room versions whose creators hold unlimited power (12 and later)."""
+    if room_version.isdigit():
+        return int(room_version) >= 12
+    return room_version.startswith("org.matrix.hydra")
+
+
+@dataclass(frozen=True)
+class RoomFacts:
+    """What a room's create event says, which never changes for the room's life."""
+
+    version: str
+    creators: frozenset[str]
+
+    @property
+    def privileged_creators(self) -> bool:
+        return creators_are_privileged(self.version)
+
+    def listable(self, user_id: str) -> bool:
+        """May ``user_id`` appear in the power levels' ``users``?"""
+        return not (self.privileged_creators and user_id in self.creators)
+
+
+async def client_json(
+    client: AsyncClient, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """A client-server API call nio has no method for: (HTTP status, JSON body)."""
+    if client.client_session is None:
+        raise MatrixError("not connected to the homeserver yet")
+    headers = {"Authorization": f"Bearer {client.access_token}"}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body)
+    resp = await client.send(method, path, data=data, headers=headers)
+    try:
+        payload = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError):
+        payload = {}
+    finally:
+        resp.release()
+    return resp.status, payload if isinstance(payload, dict) else {}
+
+
+async def default_room_version(client: AsyncClient) -> str | None:
+    """The version the homeserver gives new rooms (``/capabilities``), None if unknown."""
+    try:
+        status, body = await client_json(client, "GET", "/_matrix/client/v3/capabilities")
+    except Exception as exc:
+        log.warning("could not read the homeserver's capabilities: %s", exc)
+        return None
+    versions = (body.get("capabilities") or {}).get("m.room_versions") or {}
+    default = versions.get("default") if status == 200 else None
+    return str(default) if default else None
+
+
+async def room_facts(client: AsyncClient, room_id: str) -> RoomFacts:
+    """The room's version and creators, read from its ``m.room.create`` event."""
+    path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/m.room.create/?format=event"
+    status, event = await client_json(client, "GET", path)
+    if status != 200:
+        raise MatrixError(f"could not read the create event of {room_id} (HTTP {status})")
+    content = event.get("content") if isinstance(event.get("content"), dict) else event
+    assert isinstance(content, dict)
+    creators = {str(event["sender"])} if isinstance(event.get("sender"), str) else set()
+    if isinstance(content.get("creator"), str):  # room versions 1-10
+        creators.add(content["creator"])
+    extra = content.get("additional_creators")
+    if isinstance(extra, list):
+        creators.update(str(user) for user in extra if isinstance(user, str))
+    return RoomFacts(version=str(content.get("room_version") or "1"), creators=frozenset(creators))
+
+
+def power_levels_for_new_room(
+    bot_user: str, room_version: str | None, power_users: dict[str, int]
+) -> dict[str, Any]:
+    """``power_level_content_override`` for a room the bot creates.
+
+    The bot is the creator: from version 12 on its rank comes from that and it must not be
+    listed; before, it is listed at 100 (``users`` replaces the server's default list, which
+    would otherwise hold it). When the version is unknown, ``users`` is left to the server
+    and the levels are set afterwards, as for any room.
+    """
+    power: dict[str, Any] = {"invite": 50, "kick": 50, "ban": 50}
+    if room_version is None:
+        return power
+    users = {user: level for user, level in power_users.items() if user != bot_user}
+    if not creators_are_privileged(room_version):
+        users[bot_user] = 100
+    power["users"] = users
+    return power
+
+
 async def ensure_room(
     client: AsyncClient,
     *,
@@ -131,7 +237,7 @@ async def ensure_room(
     resolved = await _retrying(client.room_resolve_alias, alias)
     if not isinstance(resolved, RoomResolveAliasError):
         return await join_room(client, resolved.room_id)
-    power = {"users": {client.user_id: 100, **power_users}, "invite": 50, "kick": 50, "ban": 50}
+    version = await default_room_version(client)
     created = await _retrying(
         client.room_create,
         visibility=RoomVisibility.private,
@@ -140,7 +246,8 @@ async def ensure_room(
         topic=topic,
         preset=RoomPreset.private_chat,
         invite=[user for user in invite if user != client.user_id],
-        power_level_override=power,
+        power_level_override=power_levels_for_new_room(client.user_id, version, power_users),
+        room_version=version,
     )
     if isinstance(created, RoomCreateError):
         if created.status_code == "M_ROOM_IN_USE":  # another process created it just now
@@ -148,7 +255,7 @@ async def ensure_room(
             if not isinstance(resolved, RoomResolveAliasError):
                 return await join_room(client, resolved.room_id)
         raise MatrixError(f"could not create {alias}: {created.message}")
-    log.info("created room %s (%s)", alias, created.room_id)
+    log.info("created room %s (%s, room version %s)", alias, created.room_id, version)
     return str(created.room_id)
 
 

@@ -23,6 +23,7 @@ from nio import (
     RoomPreset,
 )
 
+from bot.matrix import RoomFacts, room_facts
 from bot.metrics import Metrics
 from storage import Database, repo
 from storage.models import OutboxMessage
@@ -60,6 +61,7 @@ class Sender:
         self.clock = clock
         self._wake = asyncio.Event()
         self.stopping = False
+        self._facts: dict[str, RoomFacts] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -220,6 +222,17 @@ class Sender:
             }
         }
 
+    async def _room_facts(self, room_id: str) -> RoomFacts:
+        """Version and creators of a room (read once: they never change)."""
+        facts = self._facts.get(room_id)
+        if facts is None:
+            try:
+                facts = await room_facts(self.client, room_id)
+            except Exception as exc:
+                raise SendFailed(f"room version unknown: {exc}", None, False) from exc
+            self._facts[room_id] = facts
+        return facts
+
     async def _set_power(self, room_id: str, payload: dict[str, Any]) -> None:
         """Read-modify-write of the room's power levels: ``{"set": {user: level or None}}``."""
         current = await self._call(
@@ -227,7 +240,12 @@ class Sender:
         )
         content = dict(current.content)
         users = dict(content.get("users") or {})
+        facts = await self._room_facts(room_id)
         for user, level in payload["set"].items():
+            if not facts.listable(user):
+                # A creator of a room version 12+ room outranks every level already.
+                log.info("not listing %s in the power levels of %s: a creator", user, room_id)
+                continue
             if level is None or level == content.get("users_default", 0):
                 users.pop(user, None)
             else:

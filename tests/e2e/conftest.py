@@ -28,6 +28,18 @@ async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Loc
 
 
 @pytest.fixture(scope="session")
+async def synapse_v11(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSynapse]:
+    """A second Synapse whose new rooms are version 11, as on many servers still: the
+    tests in ``test_room_version_11.py`` run against it (the rest meet Synapse's default)."""
+    server = LocalSynapse(tmp_path_factory.mktemp("synapse-v11"), room_version="11")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="session")
 async def synapse_admin(synapse: LocalSynapse) -> SynapseUser:
     return await synapse.register("synapse-admin", admin=True)
 

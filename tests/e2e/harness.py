@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from nio import (
@@ -219,6 +220,7 @@ class Person:
     """A Matrix user driven by a nio client that keeps syncing in the background."""
 
     def __init__(self, synapse: LocalSynapse, account: SynapseUser) -> None:
+        self.synapse = synapse
         self.account = account
         self.user_id = account.user_id
         self.client = AsyncClient(
@@ -332,6 +334,15 @@ class Person:
         return room_id
 
     # --- reading ------------------------------------------------------------------------------
+    async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Event:
+        """Any client-server API call as this person (JSON in, JSON out)."""
+        return await self.synapse.admin_request(method, path, self.account.access_token, body)
+
+    async def state(self, room_id: str, event_type: str, *, event: bool = False) -> Event:
+        """A state event's content (or, with ``event``, the whole event) of a room."""
+        path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/{event_type}/"
+        return await self.api("GET", path + ("?format=event" if event else ""))
+
     async def history(self, room_id: str) -> list[Event]:
         """Every event of the room, oldest first, read with /messages (complete, unlike sync)."""
         events: list[Event] = []
