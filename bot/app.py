@@ -18,6 +18,7 @@ from bot.http import make_app, start_http
 from bot.matrix import login, make_client, setup_rooms
 from bot.metrics import Metrics
 from bot.processor import Processor
+from bot.rooms import MemberCache
 from bot.sender import Sender
 from bot.sync import Classifier, Syncer
 from commands import build_registry, families
@@ -71,12 +72,14 @@ class BotApp:
         await login(self.client, settings, self.db, self.clock)
         cop_rooms, management = await setup_rooms(self.client, settings, self.db, self.clock)
 
+        members = MemberCache(self.client, self.db, self.clock)
         self.sender = Sender(
             self.client,
             self.db,
             self.metrics,
             retries=settings.matrix.send_retries,
             clock=self.clock,
+            members=members,
         )
         classifier = Classifier(
             settings.matrix.user_id,
@@ -95,6 +98,7 @@ class BotApp:
             management_room=management,
             on_committed=self.sender.wake,
             clock=self.clock,
+            members=members,
         )
         self.syncer = Syncer(
             self.client,

@@ -164,6 +164,7 @@ class LocalSynapse:
         database: str = ":memory:",
         default_message_limit: bool = False,
         room_version: str | None = None,
+        app_services: list[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.server_name = server_name
@@ -179,6 +180,9 @@ class LocalSynapse:
         """Keep Synapse's default ``rc_message`` (0.2/s, burst 10) instead of raising it."""
         self.room_version = room_version
         """``default_room_version`` for new rooms; None keeps Synapse's own default."""
+        self.app_services = {name: secrets.token_urlsafe(24) for name in app_services or ()}
+        """Application services to register (name -> as_token): each owns the users
+        ``@<name>-*`` and may send with ``?user_id=`` and ``?ts=`` (tests of hostile input)."""
         self._auto_port = port is None
         self.port = _free_port() if port is None else port
         self.base_url = f"http://{HOST}:{self.port}"
@@ -554,7 +558,30 @@ class LocalSynapse:
             del overrides["rc_message"]
         if self.room_version is not None:
             overrides["default_room_version"] = self.room_version
+        if self.app_services:
+            overrides["app_service_config_files"] = self._write_app_services()
         return overrides
+
+    def _write_app_services(self) -> list[str]:
+        files = []
+        for name, token in self.app_services.items():
+            path = self.data_dir / f"appservice-{name}.yaml"
+            registration = {
+                "id": name,
+                "url": None,  # nothing is pushed to it; it only sends
+                "as_token": token,
+                "hs_token": secrets.token_urlsafe(24),
+                "sender_localpart": f"{name}-bridge",
+                "rate_limited": False,
+                "namespaces": {
+                    "users": [{"exclusive": True, "regex": f"@{name}-.*"}],
+                    "aliases": [],
+                    "rooms": [],
+                },
+            }
+            path.write_text(yaml.safe_dump(registration, sort_keys=False), encoding="utf-8")
+            files.append(str(path))
+        return files
 
     async def _start_once(self, deadline: float) -> None:
         await asyncio.to_thread(self._write_config)

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp import ClientResponse
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -19,11 +20,14 @@ from nio import (
     JoinError,
     LoginResponse,
     RoomCreateError,
+    RoomMessagesResponse,
     RoomPreset,
     RoomResolveAliasError,
     RoomVisibility,
+    SyncResponse,
     WhoamiResponse,
 )
+from nio import responses as nio_responses
 
 from config.models import Settings
 from storage import Database, repo
@@ -35,6 +39,104 @@ class MatrixError(RuntimeError):
     pass
 
 
+def _event_problem(event: Any, *, timeline: bool) -> str | None:
+    """Why nio could not parse this event at all (None when it can); no content is read."""
+    if not isinstance(event, dict):
+        return "not an object"
+    if not isinstance(event.get("type"), str):
+        return "type is not a string"
+    if not isinstance(event.get("sender"), str):
+        return "sender is not a string"
+    if "content" in event and not isinstance(event["content"], dict):
+        return "content is not an object"
+    if timeline:
+        if not isinstance(event.get("event_id"), str):
+            return "event_id is not a string"
+        ts = event.get("origin_server_ts")
+        if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
+            return "origin_server_ts is not a timestamp"
+    return None
+
+
+def sanitize_events(
+    container: Any, key: str, room_id: str, *, timeline: bool
+) -> list[tuple[str, Any, str]]:
+    """Take the events nio could not read out of ``container[key]`` (a list, or an object
+    with an ``events`` list); returns (room id, event, reason) for each."""
+    if not isinstance(container, dict):
+        return []
+    section = container.get(key)
+    holder: dict[str, Any] = section if isinstance(section, dict) else container
+    name = "events" if isinstance(section, dict) else key
+    events = holder.get(name)
+    if not isinstance(events, list):
+        return []
+    kept, removed = [], []
+    for event in events:
+        problem = _event_problem(event, timeline=timeline)
+        if problem is None:
+            kept.append(event)
+        else:
+            removed.append((room_id, event, problem))
+    holder[name] = kept
+    return removed
+
+
+def sanitize_sync(body: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """Take out of a raw /sync body the events that would stop nio from reading the whole
+    response; returns (room id or "", event, reason) for each one taken out."""
+    removed: list[tuple[str, Any, str]] = []
+    found = body.get("rooms")
+    rooms: dict[str, Any] = found if isinstance(found, dict) else {}
+    for kind, sections, timeline in (
+        ("join", ("timeline", "state"), True),
+        ("leave", ("timeline", "state"), True),
+        ("invite", ("invite_state",), False),
+    ):
+        by_room = rooms.get(kind)
+        for room_id, info in by_room.items() if isinstance(by_room, dict) else ():
+            for section in sections:
+                removed += sanitize_events(info, section, str(room_id), timeline=timeline)
+    removed += sanitize_events(body, "to_device", "", timeline=False)
+    return removed
+
+
+class BotClient(AsyncClient):  # type: ignore[misc]  # nio is untyped
+    """nio's client, made safe against hostile events in a sync response.
+
+    nio reads a whole /sync response at once; a single event with, say, a text timestamp
+    makes it raise, and the same response would come back on every retry. Such events are
+    taken out first and handed to the sync loop (``set_aside``), which records them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_aside: list[tuple[str, Any, str]] = []
+
+    async def create_matrix_response(
+        self,
+        response_class: type,
+        transport_response: ClientResponse,
+        data: tuple[Any, ...] | None = None,
+        save_to: Any = None,
+    ) -> Any:
+        sync = response_class is SyncResponse
+        if not (sync or response_class is RoomMessagesResponse) or transport_response.status != 200:
+            return await super().create_matrix_response(
+                response_class, transport_response, data, save_to
+            )
+        body = await self.parse_body(transport_response)
+        if sync:
+            self.set_aside.extend(sanitize_sync(body))
+            resp = nio_responses.SyncResponse.from_dict(body)
+        else:  # a page of /messages, read when filling a gap
+            room_id = str(data[0]) if data else ""
+            self.set_aside.extend(sanitize_events(body, "chunk", room_id, timeline=True))
+            resp = nio_responses.RoomMessagesResponse.from_dict(body, *(data or ()))
+        resp.transport_response = transport_response
+        return resp
+
+
 def make_client(settings: Settings) -> AsyncClient:
     config = AsyncClientConfig(
         max_limit_exceeded=0,  # the sender handles rate limits itself, with bounds
@@ -43,7 +145,7 @@ def make_client(settings: Settings) -> AsyncClient:
         encryption_enabled=False,
         request_timeout=settings.matrix.sync_timeout.total_seconds() + 30,
     )
-    return AsyncClient(settings.matrix.homeserver, settings.matrix.user_id, config=config)
+    return BotClient(settings.matrix.homeserver, settings.matrix.user_id, config=config)
 
 
 async def login(

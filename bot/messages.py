@@ -22,6 +22,12 @@ def defuse(text: str) -> str:
     return _ROOM_PING.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], text)
 
 
+def excerpt(text: str, limit: int = 40) -> str:
+    """At most ``limit`` characters of someone's text, for quoting it back in a reply."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def esc(text: object) -> str:
     return html.escape(defuse(str(text)), quote=True)
 

@@ -43,6 +43,11 @@ class Metrics:
         self.rate_limited = Counter(
             "bbwt_rate_limited", "M_LIMIT_EXCEEDED answers from the homeserver", registry=r
         )
+        self.quarantined = Counter(
+            "bbwt_quarantined_events",
+            "Received events that could not be stored and were set aside",
+            registry=r,
+        )
         self.errors = Counter(
             "bbwt_errors", "Errors, by where they happened", ["where"], registry=r
         )

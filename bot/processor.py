@@ -18,8 +18,9 @@ from typing import Any
 
 from nio import AsyncClient
 
-from bot.messages import Message
+from bot.messages import Message, excerpt
 from bot.metrics import Metrics
+from bot.rooms import MemberCache
 from bot.sync import Classifier
 from commands.context import Context
 from commands.errors import CommandError
@@ -47,7 +48,9 @@ class Processor:
         management_room: str | None,
         on_committed: Callable[[], None],
         clock: Callable[[], datetime],
+        members: MemberCache,
     ) -> None:
+        self.members = members
         self.db = db
         self.settings = settings
         self.registry = registry
@@ -101,9 +104,15 @@ class Processor:
                 if self.stopping:
                     return
                 await self.handle(row)
-            async with self.db.read() as s:
-                rows = await repo.pending_inbound(s, 200, room_id=room_id)
-                rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
+            try:
+                async with self.db.read() as s:
+                    rows = await repo.pending_inbound(s, 200, room_id=room_id)
+            except Exception:
+                # The main loop reads pending events again and starts a new worker.
+                self.metrics.errors.labels("processor").inc()
+                log.exception("could not read the pending events of %s", room_id)
+                return
+            rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
 
     async def drain(self, grace: float) -> None:
         """Stop taking new events and let the events being handled finish."""
@@ -115,25 +124,22 @@ class Processor:
 
     # --- one event ----------------------------------------------------------------------------
     async def place_of(self, room_id: str, sender: str) -> tuple[Place, str | None]:
+        """Where a command was sent. A direct chat is decided from who is in the room now
+        (the bot and the sender, nobody else), never from what the room was once."""
         if room_id in self.cop_rooms:
             return Place.COP_ROOM, self.cop_rooms[room_id]
         if room_id == self.management_room:
             return Place.MANAGEMENT, None
-        async with self.db.read() as s:
-            owner = await repo.direct_room_user(s, room_id)
-        if owner == sender:
-            return Place.DM, None
-        room = self.client.rooms.get(room_id)
-        if owner is None and room is not None and room.joined_count <= 2:
+        if await self.members.is_private(room_id, sender):
             return Place.DM, None
         return Place.OTHER, None
 
     async def handle(self, row: InboundEvent) -> None:
         started = time.monotonic()
-        place, room_cop = await self.place_of(row.room_id, row.sender)
         command_name = row.kind
         outcome = "ok"
         try:
+            place, room_cop = await self.place_of(row.room_id, row.sender)
             async with self.db.session() as s:
                 if not await repo.claim_inbound(s, row.id, "handling", now=self.clock()):
                     return  # another worker or process got it first
@@ -160,7 +166,8 @@ class Processor:
                     outcome = await self._hook(ctx, row)
                 await repo.set_inbound_outcome(s, row.id, outcome)
         except Exception:
-            # The transaction failed (database trouble): the event stays pending.
+            # The room could not be read or the transaction failed (homeserver or database
+            # trouble): the event stays pending.
             tries = self._tries.get(row.id, 0) + 1
             self._tries[row.id] = tries
             self.metrics.errors.labels("transaction").inc()
@@ -182,7 +189,7 @@ class Processor:
             when = row.origin_ts.strftime("%Y-%m-%d %H:%M UTC")
             await ctx.reply(
                 Message("I was offline when you sent ")
-                .code(f"{ctx.prefix}{typed}")
+                .code(excerpt(f"{ctx.prefix}{typed}"))
                 .text(f" ({when}), and it is now too old for me to act on safely. ")
                 .text("Please send it again if it is still needed.")
             )

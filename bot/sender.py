@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import logging
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from nio import (
     RoomPreset,
 )
 
-from bot.matrix import RoomFacts, room_facts
+from bot.matrix import MatrixError, RoomFacts, room_facts
+from bot.messages import Message
 from bot.metrics import Metrics
+from bot.rooms import MemberCache
 from storage import Database, repo
 from storage.models import OutboxMessage
 
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
 MAX_ATTEMPTS = 8
+QUEUES_AT_ONCE = 8
 
 
 class SendFailed(Exception):
@@ -52,7 +56,11 @@ class Sender:
         retries: int = 5,
         txn_prefix: str = "bbwt",
         clock: Callable[[], datetime],
+        members: MemberCache,
     ) -> None:
+        self.members = members
+        self._pointed: set[tuple[str, str]] = set()
+        self._queues_at_once = asyncio.Semaphore(QUEUES_AT_ONCE)
         self.client = client
         self.db = db
         self.metrics = metrics
@@ -102,11 +110,17 @@ class Sender:
             key = row.room_id or f"user:{row.to_user}"
             queues.setdefault(key, []).append(row)
         if queues:
-            await asyncio.gather(*(self._send_queue(q) for q in queues.values()))
+            await asyncio.gather(*(self._send_queue_bounded(q) for q in queues.values()))
         async with self.db.read() as s:
             depth = await repo.outbox_depth(s)
         self.metrics.outbox_depth.set(depth)
         return depth
+
+    async def _send_queue_bounded(self, rows: list[OutboxMessage]) -> None:
+        # Rooms go out side by side, but not so many at once that they use up the
+        # database's connections (each send reads and writes a row).
+        async with self._queues_at_once:
+            await self._send_queue(rows)
 
     async def _send_queue(self, rows: list[OutboxMessage]) -> None:
         for row in rows:
@@ -118,7 +132,9 @@ class Sender:
     async def _send_row(self, row: OutboxMessage) -> bool:
         room_id = row.room_id
         try:
-            if room_id is None:
+            if row.private_to is not None:
+                room_id = await self._private_room(row, row.private_to)
+            elif room_id is None:
                 room_id = await self._open_direct_room(str(row.to_user))
             result = await self._deliver(row, room_id)
         except SendFailed as exc:
@@ -288,20 +304,77 @@ class Sender:
         )
         return str(resp.event_id)
 
+    async def _private_room(self, row: OutboxMessage, user_id: str) -> str:
+        """Where a row meant for ``user_id`` only may go: its own room while that holds just
+        the bot and them, otherwise their direct chat (opened if needed), with a one-line
+        pointer in the room the answer was meant for."""
+        target = row.room_id
+        try:
+            if target is not None and await self.members.is_private(target, user_id):
+                return target
+        except MatrixError as exc:
+            raise SendFailed(f"who is in {target} is unknown: {exc}", None, False) from exc
+        room = await self._open_direct_room(user_id)
+        reply_to = ((row.payload.get("m.relates_to") or {}).get("m.in_reply_to") or {}).get(
+            "event_id"
+        )
+        if target is not None and target != room and isinstance(reply_to, str):
+            await self._point_to_private_chat(target, reply_to)
+        return room
+
+    async def _point_to_private_chat(self, room_id: str, reply_to: str) -> None:
+        """Say once, in the room a private answer was asked for, where it went instead."""
+        if (room_id, reply_to) in self._pointed:
+            return
+        note = Message(
+            "This room has other people in it, so I've answered you in our private chat."
+        ).content(reply_to=reply_to)
+        digest = hashlib.sha256(reply_to.encode()).hexdigest()[:16]
+        txn = f"{self.txn_prefix}-moved-{digest}"  # the same pointer if sent again
+        await self._call(lambda: self.client.room_send(room_id, "m.room.message", note, tx_id=txn))
+        self._pointed.add((room_id, reply_to))
+
     async def _open_direct_room(self, user_id: str) -> str:
-        async with self.db.session() as s:
-            known = await repo.get_direct_room(s, user_id)
-        if known is None:
-            resp = await self._call(
-                lambda: self.client.room_create(
-                    is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+        """The person's direct chat: the known one while it is still just the bot and them,
+        else a new one. One at a time per person, across processes, so two bot processes
+        never open two chats for one person."""
+        async with self.db.exclusive(f"direct-room:{user_id}"):
+            async with self.db.read() as s:
+                known = await repo.get_direct_room(s, user_id)
+            try:
+                if known is not None and not await self.members.is_private(known, user_id):
+                    log.info("%s is no longer a direct chat with %s", known, user_id)
+                    known = None
+            except MatrixError as exc:
+                raise SendFailed(f"who is in {known} is unknown: {exc}", None, False) from exc
+            if known is None:
+                resp = await self._call(
+                    lambda: self.client.room_create(
+                        is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+                    )
                 )
-            )
-            if isinstance(resp, RoomCreateError):  # pragma: no cover - _call raises first
-                raise SendFailed(str(resp), None, False)
-            known = str(resp.room_id)
-            log.info("opened a direct room with %s: %s", user_id, known)
-        async with self.db.session() as s:
-            await repo.set_direct_room(s, user_id, known, now=self.clock())
-            await repo.resolve_outbox_room(s, user_id, known)
+                if isinstance(resp, RoomCreateError):  # pragma: no cover - _call raises first
+                    raise SendFailed(str(resp), None, False)
+                known = str(resp.room_id)
+                log.info("opened a direct room with %s: %s", user_id, known)
+                # Recorded before the lock is let go, so nobody opens a second one; a
+                # database hiccup here is waited out rather than forgetting the room.
+                await self._record_direct_room(user_id, known, created=True)
+            else:
+                await self._record_direct_room(user_id, known, created=False)
         return known
+
+    async def _record_direct_room(self, user_id: str, room_id: str, *, created: bool) -> None:
+        for attempt in range(1, 6):
+            try:
+                if created:
+                    await self.members.note_created(room_id, user_id)
+                async with self.db.session() as s:
+                    await repo.set_direct_room(s, user_id, room_id, now=self.clock())
+                    await repo.resolve_outbox_room(s, user_id, room_id)
+                return
+            except Exception:
+                if attempt == 5:
+                    raise
+                log.warning("could not record the direct room %s yet; retrying", room_id)
+                await asyncio.sleep(attempt)

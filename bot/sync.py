@@ -8,8 +8,11 @@ or neither; workers (``bot.processor``) pick the events up from the database.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Container, Iterable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +24,11 @@ from nio import (
     SyncError,
     SyncResponse,
 )
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.metrics import Metrics
-from storage import Database, repo
+from storage import Database, repo, rooms
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +126,84 @@ def strip_reply_fallback(body: str) -> str:
     return "\n".join(lines)
 
 
+def field(event: Any, *path: str) -> Any:
+    """``event[a][b]…`` or None, whatever the shape of the event (it may be hostile)."""
+    value = event
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def membership_changes(events: Iterable[Any]) -> dict[str, str]:
+    """user -> membership from the well-formed ``m.room.member`` events, last one wins."""
+    changes: dict[str, str] = {}
+    for event in events:
+        if not isinstance(event, dict) or event.get("type") != "m.room.member":
+            continue
+        user, membership = event.get("state_key"), field(event, "content", "membership")
+        if isinstance(user, str) and isinstance(membership, str) and len(user) <= 255:
+            changes[user] = membership[:16]
+    return changes
+
+
+# The newest instant Python's datetime can hold, in milliseconds.
+MAX_TS_MS = 253_402_300_799_999
+
+
+class Unstorable(ValueError):
+    """An event that cannot be stored as it is; the message is the reason (no content)."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A received event checked for what the pipeline stores, ready for ``inbound_events``."""
+
+    room_id: str
+    kind: str
+    event_id: str
+    sender: str
+    origin_ts: datetime
+    content: dict[str, Any]
+
+
+def check_event(room_id: str, kind: str, event: dict[str, Any]) -> Incoming:
+    """Validate one event on its own; raises :class:`Unstorable` with the reason."""
+    event_id, sender = event.get("event_id"), event.get("sender")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 255:
+        raise Unstorable("event_id is missing or not a short string")
+    if not isinstance(sender, str) or not 0 < len(sender) <= 255:
+        raise Unstorable("sender is missing or not a short string")
+    ts = event.get("origin_server_ts")
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts <= MAX_TS_MS:
+        raise Unstorable("origin_server_ts is not a timestamp")
+    content = event.get("content")
+    if not isinstance(content, dict):
+        raise Unstorable("content is not an object")
+    unsigned = event.get("unsigned")
+    prev = unsigned.get("prev_content") if isinstance(unsigned, dict) else None
+    stored = {
+        "type": event.get("type") if isinstance(event.get("type"), str) else None,
+        "content": content,
+        "state_key": event.get("state_key") if isinstance(event.get("state_key"), str) else None,
+        "redacts": event.get("redacts") if isinstance(event.get("redacts"), str) else None,
+        "unsigned": {"prev_content": prev} if isinstance(prev, dict) else {},
+    }
+    try:
+        json.dumps(stored, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeError) as exc:
+        raise Unstorable(f"content cannot be stored as JSON ({type(exc).__name__})") from None
+    return Incoming(
+        room_id=room_id,
+        kind=kind,
+        event_id=event_id,
+        sender=sender,
+        origin_ts=datetime.fromtimestamp(ts / 1000, UTC),
+        content=stored,
+    )
+
+
 def after_own_join(events: list[dict[str, Any]], own_user: str) -> list[dict[str, Any]]:
     """Drop events from before the bot was invited to or joined the room.
 
@@ -131,11 +214,11 @@ def after_own_join(events: list[dict[str, Any]], own_user: str) -> list[dict[str
     def own_membership(event: dict[str, Any]) -> str | None:
         if event.get("type") != "m.room.member" or event.get("state_key") != own_user:
             return None
-        return str((event.get("content") or {}).get("membership"))
+        return str(field(event, "content", "membership"))
 
     for index in range(len(events) - 1, -1, -1):
         event = events[index]
-        previous = (event.get("unsigned") or {}).get("prev_content", {}).get("membership")
+        previous = field(event, "unsigned", "prev_content", "membership")
         if own_membership(event) == "join" and previous != "join":
             cut = index
             for back in range(index - 1, -1, -1):
@@ -147,6 +230,27 @@ def after_own_join(events: list[dict[str, Any]], own_user: str) -> list[dict[str
                     break
             return events[cut + 1 :]
     return events
+
+
+@dataclass
+class Batch:
+    """What one sync brought, sorted for storing."""
+
+    incoming: list[Incoming] = dataclass_field(default_factory=list)
+    set_aside: list[tuple[str, Any, str]] = dataclass_field(default_factory=list)
+    """(room id, the raw event, why it cannot be stored)."""
+    members: dict[str, tuple[dict[str, str], bool]] = dataclass_field(default_factory=dict)
+    """Room id -> (user -> membership, whether that is the room's complete list)."""
+    left: list[str] = dataclass_field(default_factory=list)
+
+    def note_members(self, room_id: str, changes: dict[str, str], *, complete: bool) -> None:
+        if changes or complete:
+            self.members[room_id] = (changes, complete)
+
+
+# Errors that mean the database itself is in trouble (not one event): the batch must fail
+# and be fetched again, rather than its events being set aside.
+DB_TROUBLE = (OperationalError, InterfaceError)
 
 
 class Syncer:
@@ -202,34 +306,73 @@ class Syncer:
             raise RuntimeError(f"sync error: {resp.message} ({resp.status_code})")
         assert isinstance(resp, SyncResponse)
         first = self.token is None
-        records: list[tuple[str, str, dict[str, Any]]] = []
-        if not first:
-            for room_id, info in resp.rooms.join.items():
-                events = [e.source for e in info.timeline.events]
-                if info.timeline.limited and info.timeline.prev_batch:
-                    gap = await self.fill_gap(room_id, info.timeline.prev_batch, self.token or "")
-                    self.metrics.gaps.inc()
-                    self.metrics.gap_events.inc(len(gap))
-                    log.info("room %s: filled a gap of %d events", room_id, len(gap))
-                    seen = {e.get("event_id") for e in events}
-                    events = [e for e in gap if e.get("event_id") not in seen] + events
-                for event in after_own_join(events, self.client.user_id):
-                    kind = self.classifier.kind(event)
-                    if kind is not None:
-                        records.append((room_id, kind, event))
+        batch = Batch()
+        self._take_set_aside(batch)
+        for room_id, info in resp.rooms.join.items():
+            events = [e.source for e in info.timeline.events]
+            if not first and info.timeline.limited and info.timeline.prev_batch:
+                gap = await self.fill_gap(room_id, info.timeline.prev_batch, self.token or "")
+                self.metrics.gaps.inc()
+                self.metrics.gap_events.inc(len(gap))
+                log.info("room %s: filled a gap of %d events", room_id, len(gap))
+                seen = {e.get("event_id") for e in events}
+                events = [e for e in gap if e.get("event_id") not in seen] + events
+            recent = after_own_join(events, self.client.user_id)
+            joined_now = len(recent) < len(events) or self._joins_here(events)
+            batch.note_members(
+                room_id,
+                membership_changes([e.source for e in info.state] + events),
+                complete=first or joined_now,
+            )
+            if not first:
+                for event in recent:
+                    self._classify(batch, room_id, event)
+        self._take_set_aside(batch)  # events nio could not read while filling gaps
+        batch.left.extend(resp.rooms.leave)
         for room_id, invite in resp.rooms.invite.items():
             for ev in invite.invite_state:
                 if isinstance(ev, InviteMemberEvent) and ev.state_key == self.client.user_id:
                     if ev.membership == "invite":
                         direct = bool(ev.content.get("is_direct"))
                         self.on_invite(room_id, ev.sender, direct)
-        await self.store(records, resp.next_batch)
+        await self.store(batch, resp.next_batch)
         self.token = resp.next_batch
         self.last_ok = self.clock().timestamp()
         self.metrics.last_sync.set(self.last_ok)
         self.first_sync_done.set()
-        if records:
+        if batch.incoming:
             self.on_stored()
+
+    def _take_set_aside(self, batch: Batch) -> None:
+        """Events the client took out of a response because nio could not read them."""
+        taken = getattr(self.client, "set_aside", None)
+        if taken:
+            batch.set_aside.extend(taken)
+            taken.clear()
+
+    def _joins_here(self, events: list[dict[str, Any]]) -> bool:
+        """Does the bot's own join (from not joined) stand in these events?"""
+        own = self.client.user_id
+        return any(
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == own
+            and field(e, "content", "membership") == "join"
+            and field(e, "unsigned", "prev_content", "membership") != "join"
+            for e in events
+        )
+
+    def _classify(self, batch: Batch, room_id: str, event: Any) -> None:
+        """Turn one raw event into a stored row, or set it aside with the reason."""
+        try:
+            if not isinstance(event, dict):
+                raise Unstorable("not an object")
+            kind = self.classifier.kind(event)
+            if kind is not None:
+                batch.incoming.append(check_event(room_id, kind, event))
+        except Unstorable as exc:
+            batch.set_aside.append((room_id, event, str(exc)))
+        except Exception as exc:  # a shape nobody expected: never stop the loop for it
+            batch.set_aside.append((room_id, event, f"unreadable event ({type(exc).__name__})"))
 
     async def fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
         """Page back from ``prev_batch`` to the previous sync token; oldest event first."""
@@ -256,33 +399,61 @@ class Syncer:
         collected.reverse()
         return collected
 
-    async def store(self, records: list[tuple[str, str, dict[str, Any]]], token: str) -> None:
+    async def store(self, batch: Batch, token: str) -> None:
+        """Store the batch's events, what was set aside and the member changes together
+        with the new token: all of it or (on database trouble) nothing."""
         now = self.clock()
-        newest = 0.0
+        newest = max((row.origin_ts.timestamp() for row in batch.incoming), default=0.0)
+        set_aside = list(batch.set_aside)
         async with self.db.session() as s:
-            for room_id, kind, event in records:
-                ts = int(event.get("origin_server_ts") or 0) / 1000
-                newest = max(newest, ts)
-                await repo.add_inbound(
-                    s,
-                    event_id=event["event_id"],
-                    room_id=room_id,
-                    sender=str(event.get("sender")),
-                    origin_ts=datetime.fromtimestamp(ts, UTC) if ts else now,
-                    content={
-                        "type": event.get("type"),
-                        "content": event.get("content"),
-                        "state_key": event.get("state_key"),
-                        "redacts": event.get("redacts"),
-                        "unsigned": {
-                            k: v
-                            for k, v in (event.get("unsigned") or {}).items()
-                            if k == "prev_content"
-                        },
-                    },
-                    kind=kind,
-                    now=now,
+            try:
+                async with s.begin_nested():
+                    for row in batch.incoming:
+                        await self._add(s, row, now)
+            except DB_TROUBLE:
+                raise
+            except Exception:
+                # One row the database refuses must not hold back the others: store them
+                # one by one and set aside what is refused.
+                for row in batch.incoming:
+                    try:
+                        async with s.begin_nested():
+                            await self._add(s, row, now)
+                    except DB_TROUBLE:
+                        raise
+                    except Exception as exc:
+                        reason = f"refused by the database ({type(exc).__name__})"
+                        set_aside.append((row.room_id, {"event_id": row.event_id}, reason))
+            for room_id, event, reason in set_aside:
+                sender = event.get("sender") if isinstance(event, dict) else None
+                event_id = event.get("event_id") if isinstance(event, dict) else None
+                await rooms.quarantine(
+                    s, event_id=event_id, room_id=room_id, sender=sender, reason=reason, now=now
                 )
+            for room_id, (changes, complete) in batch.members.items():
+                if complete:
+                    await rooms.load_member_list(s, room_id, changes, now, replace=False)
+                else:
+                    await rooms.note_members(s, room_id, changes, now)
+            for room_id in batch.left:
+                await rooms.forget_room(s, room_id)
             await repo.set_state(s, "sync_token", token, now=now)
+        for room_id, event, reason in set_aside:
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            self.metrics.quarantined.inc()
+            log.warning("set aside event %r in %s: %s", event_id, room_id, reason)
         if newest:
             self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))
+
+    @staticmethod
+    async def _add(session: AsyncSession, row: Incoming, now: datetime) -> None:
+        await repo.add_inbound(
+            session,
+            event_id=row.event_id,
+            room_id=row.room_id,
+            sender=row.sender,
+            origin_ts=row.origin_ts,
+            content=row.content,
+            kind=row.kind,
+            now=now,
+        )

@@ -1105,7 +1105,9 @@ def _pick_line(lines: Sequence[ClaimLine], number: int | None, rules: ClaimsConf
 async def _dm_payload(ctx: Context, content: dict[str, Any]) -> None:
     room_id = await repo.get_direct_room(ctx.session, ctx.sender)
     if room_id is not None:
-        await repo.enqueue(ctx.session, room_id=room_id, payload=content, now=ctx.now)
+        await repo.enqueue(
+            ctx.session, room_id=room_id, payload=content, private_to=ctx.sender, now=ctx.now
+        )
     else:
         await repo.enqueue(ctx.session, to_user=ctx.sender, payload=content, now=ctx.now)
 

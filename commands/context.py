@@ -125,6 +125,12 @@ class Context:
         return Message(f"The CoPs are: {codes}. ").code(f"{self.prefix}cops").text(" lists them.")
 
     # --- replying ------------------------------------------------------------------------------
+    @property
+    def private_to(self) -> str | None:
+        """In a direct chat every answer is for the caller only: if the room has gained
+        other people by the time it goes out, it goes to a new direct chat instead."""
+        return self.sender if self.place is Place.DM else None
+
     async def reply(self, message: Message | str) -> None:
         """Answer in the room the command came from, as a reply to it."""
         msg = message if isinstance(message, Message) else Message(message)
@@ -132,6 +138,7 @@ class Context:
             self.session,
             room_id=self.room_id,
             payload=msg.content(reply_to=self.event_id),
+            private_to=self.private_to,
             now=self.now,
         )
 
@@ -142,6 +149,7 @@ class Context:
             room_id=self.room_id,
             kind="file",
             payload=file_payload(filename, mimetype, data, reply_to=self.event_id),
+            private_to=self.private_to,
             now=self.now,
         )
 
@@ -151,7 +159,12 @@ class Context:
         room_id = await repo.get_direct_room(self.session, user_id)
         if room_id is not None:
             await repo.enqueue(
-                self.session, room_id=room_id, kind="file", payload=payload, now=self.now
+                self.session,
+                room_id=room_id,
+                kind="file",
+                payload=payload,
+                private_to=user_id,
+                now=self.now,
             )
         else:
             await repo.enqueue(
@@ -188,7 +201,13 @@ class Context:
         msg = message if isinstance(message, Message) else Message(message)
         room_id = await repo.get_direct_room(self.session, user_id)
         if room_id is not None:
-            await repo.enqueue(self.session, room_id=room_id, payload=msg.content(), now=self.now)
+            await repo.enqueue(
+                self.session,
+                room_id=room_id,
+                payload=msg.content(),
+                private_to=user_id,
+                now=self.now,
+            )
         else:
             await repo.enqueue(self.session, to_user=user_id, payload=msg.content(), now=self.now)
 

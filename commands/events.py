@@ -399,7 +399,9 @@ async def queue_dm(session: AsyncSession, user: str, message: Message, now: date
     """A direct message outside a command (reminders); the sender opens the room if needed."""
     room_id = await repo.get_direct_room(session, user)
     if room_id is not None:
-        await repo.enqueue(session, room_id=room_id, payload=message.content(), now=now)
+        await repo.enqueue(
+            session, room_id=room_id, payload=message.content(), private_to=user, now=now
+        )
     else:
         await repo.enqueue(session, to_user=user, payload=message.content(), now=now)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Flag, IntEnum, auto
 from typing import TYPE_CHECKING, Any
 
-from bot.messages import Message
+from bot.messages import Message, excerpt
 from commands.args import Arg, ArgError, Options, parse_arguments
 from commands.errors import PermissionDenied, UsageError
 
@@ -177,7 +177,11 @@ class Registry:
         if command is None:
             typed = text.split(maxsplit=1)[0] if text.split() else ""
             suggestions = self.suggest(text, lambda c: c.role <= role)
-            msg = Message("I don't know the command ").code(f"{self.prefix}{typed}").text(".")
+            msg = (
+                Message("I don't know the command ")
+                .code(excerpt(f"{self.prefix}{typed}"))
+                .text(".")
+            )
             if suggestions:
                 msg.text(" Did you mean ")
                 for index, name in enumerate(suggestions):
@@ -213,6 +217,7 @@ class Registry:
     def usage_message(self, command: Command, problem: str) -> Message:
         msg = Message()
         if problem:
+            problem = excerpt(problem, 400)  # a parser may quote a very long word back
             msg.text(problem[0].upper() + problem[1:]).text(". ")
         msg.text("Usage: ").code(command.usage(self.prefix))
         if command.examples:

@@ -68,6 +68,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.read_engine = self.engine
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        self._exclusive: dict[str, asyncio.Lock] = {}
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
@@ -96,6 +97,32 @@ class Database:
         """A read-only transaction; on SQLite it does not queue behind writers."""
         async with self.read_sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def exclusive(self, key: str) -> AsyncIterator[None]:
+        """Only one holder of ``key`` at a time, across processes.
+
+        PostgreSQL: a session-level advisory lock on a connection of its own (released on
+        exit, or by the server when the process dies). SQLite is used by one process only,
+        so an asyncio lock is enough. No transaction is held meanwhile: the holder may wait
+        for the homeserver without blocking writers.
+        """
+        if self.is_sqlite:
+            lock = self._exclusive.setdefault(key, asyncio.Lock())
+            async with lock:
+                yield
+            return
+        params = {"key": key}
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"), params)
+            await conn.commit()
+            try:
+                yield
+            finally:
+                await conn.execute(
+                    text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"), params
+                )
+                await conn.commit()
 
     async def ping(self) -> bool:
         try:

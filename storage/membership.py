@@ -273,15 +273,11 @@ async def room_membership(session: AsyncSession, room_id: str, user_id: str) -> 
 async def set_room_membership(
     session: AsyncSession, room_id: str, user_id: str, membership: str, now: datetime
 ) -> None:
-    row = await session.get(RoomMember, (room_id, user_id))
-    if row is None:
-        session.add(
-            RoomMember(room_id=room_id, user_id=user_id, membership=membership, updated_at=now)
-        )
-    else:
-        row.membership = membership
-        row.updated_at = now
-    await session.flush()
+    from storage.rooms import note_members  # an upsert, shared with the sync loop
+
+    await note_members(session, room_id, {user_id: membership}, now)
+    # The upsert bypassed the session: refresh a row it may hold already.
+    await session.get(RoomMember, (room_id, user_id), populate_existing=True)
 
 
 # --- power levels --------------------------------------------------------------------------

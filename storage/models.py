@@ -170,6 +170,9 @@ class OutboxMessage(Base):
     """The Matrix event id once sent."""
     tag: Mapped[str | None] = mapped_column(String(64), index=True)
     """What the message is about (``application:12``), so reactions to it can be routed."""
+    private_to: Mapped[str | None] = mapped_column(String(255))
+    """Meant for this person's eyes only: sent only to a room with just the bot and them
+    (checked when it goes out; otherwise it goes to a direct chat the bot opens)."""
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -182,3 +185,25 @@ class AuditEntry(Base):
     cop_code: Mapped[str | None] = mapped_column(String(12), index=True)
     target: Mapped[str | None] = mapped_column(String(255))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class QuarantinedEvent(Base):
+    """An event from the homeserver that could not be stored: set aside (without its
+    content) so that one hostile or broken event never stops the sync loop."""
+
+    __tablename__ = "quarantined_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    room_id: Mapped[str] = mapped_column(String(255))
+    sender: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime]
+
+
+class MemberList(Base):
+    """A room whose member list the bot has loaded completely (``room_members`` then holds
+    every join and invite, kept current from the member events the sync brings)."""
+
+    __tablename__ = "member_lists"
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    loaded_at: Mapped[datetime]

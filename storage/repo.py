@@ -288,13 +288,24 @@ async def enqueue(
     to_user: str | None = None,
     kind: str = "message",
     tag: str | None = None,
+    private_to: str | None = None,
     now: datetime,
 ) -> OutboxMessage:
-    """Add a message (or another Matrix action) to send once the transaction commits."""
+    """Add a message (or another Matrix action) to send once the transaction commits.
+
+    ``to_user`` (a direct message whose room is not known yet) implies ``private_to``: a
+    private row only ever goes to a room with just the bot and that person in it.
+    """
     if (room_id is None) == (to_user is None):
         raise ValueError("give exactly one of room_id or to_user")
     row = OutboxMessage(
-        room_id=room_id, to_user=to_user, kind=kind, payload=payload, tag=tag, created_at=now
+        room_id=room_id,
+        to_user=to_user,
+        kind=kind,
+        payload=payload,
+        tag=tag,
+        private_to=private_to or to_user,
+        created_at=now,
     )
     session.add(row)
     await session.flush()

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="session")
 async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSynapse]:
-    server = LocalSynapse(tmp_path_factory.mktemp("synapse"))
+    # Synapse's own defaults (room version 12 included) apart from raised rate limits; one
+    # application service is registered, so tests can send what no client would (?ts=).
+    server = LocalSynapse(tmp_path_factory.mktemp("synapse"), app_services=["hostile"])
     await server.start()
     try:
         yield server

@@ -1,0 +1,230 @@
+"""Trust at the core, through a real Synapse: hostile events, what a direct chat is, and
+two processes opening direct chats."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from bot.devserver import LocalSynapse
+from tests.e2e.conftest import BotFactory
+from tests.e2e.harness import Event, Person
+from tests.e2e.membership_support import body
+
+
+class AppService:
+    """An application service user: it may send with a timestamp of its choosing."""
+
+    def __init__(self, synapse: LocalSynapse, name: str = "hostile") -> None:
+        self.synapse = synapse
+        self.token = synapse.app_services[name]
+        self.user_id = f"@{name}-{uuid.uuid4().hex[:6]}:{synapse.server_name}"
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Event:
+        sep = "&" if "?" in path else "?"
+        path = f"{path}{sep}user_id={quote(self.user_id)}"
+        return await self.synapse.admin_request(method, path, self.token, body)
+
+    async def register(self) -> None:
+        localpart = self.user_id[1:].split(":")[0]
+        await self.synapse.admin_request(
+            "POST",
+            "/_matrix/client/v3/register",
+            self.token,
+            {"type": "m.login.application_service", "username": localpart},
+        )
+
+    async def send(self, room_id: str, content: dict[str, Any], *, ts: int | None = None) -> str:
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/send/m.room.message/"
+            f"{uuid.uuid4().hex}"
+        )
+        if ts is not None:
+            path += f"?ts={ts}"
+        return str((await self.call("PUT", path, content))["event_id"])
+
+
+async def test_hostile_events_are_set_aside_and_the_bot_keeps_answering(
+    people, make_bot: BotFactory, synapse: LocalSynapse
+) -> None:
+    anna: Person = await people("anna")  # an admin, so the bot accepts her invite
+    bot = await make_bot(admins=[anna.user_id])
+    hostile = AppService(synapse)
+    await hostile.register()
+    room = await anna.api("POST", "/_matrix/client/v3/createRoom", {"preset": "private_chat"})
+    room_id = str(room["room_id"])
+    for user in (bot.user_id, hostile.user_id):
+        await anna.client.room_invite(room_id, user)
+    await hostile.call("POST", f"/_matrix/client/v3/join/{quote(room_id, safe='')}")
+    await anna.wait_until(
+        lambda: any(
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == bot.user_id
+            and e["content"].get("membership") == "join"
+            for e in anna.events.get(room_id, [])
+        ),
+        what="the bot to join",
+    )
+
+    # From the year 10,207 (beyond what the bot's clock types can hold) ...
+    await hostile.send(room_id, {"msgtype": "m.text", "body": "!help"}, ts=260_000_000_000_000)
+    # ... a relation of the wrong shape (bodies that are not text Synapse refuses from its
+    # own users; they can only come over federation: tests/storage/test_sync_hostile.py),
+    odd = await hostile.send(
+        room_id, {"msgtype": "m.text", "body": "!cops", "m.relates_to": "sideways"}
+    )
+    # ... 60 KB of text, and a state event with odd content.
+    huge = await hostile.send(room_id, {"msgtype": "m.text", "body": "!x" + "A" * 60_000})
+    await hostile.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/m.room.member/"
+        + quote(hostile.user_id),
+        {"membership": "join", "displayname": ["not", "a", "string"]},
+    )
+
+    reply = await anna.ask(room_id, "!help", bot.user_id)
+
+    assert "!cops" in body(reply)
+    assert "HDEV" in body(await anna.reply_to(odd, bot.user_id))
+    unknown = body(await anna.reply_to(huge, bot.user_id))
+    assert "I don't know the command" in unknown
+    assert len(unknown) < 400  # an excerpt of what was typed, not all 60 KB of it
+    metrics = await bot.metrics()
+    assert metrics["bbwt_quarantined_events_total"] >= 1
+    assert "set aside event" in bot.log_text()
+    assert "A" * 200 not in bot.log_text()
+
+
+async def dm_invites(person: Person, bot_user: str) -> list[str]:
+    """Direct chats the bot has invited this person to (a fresh sync sees every pending
+    invite; the invite to the management room, say, is not a direct one)."""
+    resp = await person.api("GET", "/_matrix/client/v3/sync?timeout=0")
+    invites = (resp.get("rooms") or {}).get("invite") or {}
+    found = []
+    for room_id, info in invites.items():
+        for event in (info.get("invite_state") or {}).get("events", []):
+            if (
+                event.get("type") == "m.room.member"
+                and event.get("state_key") == person.user_id
+                and event.get("sender") == bot_user
+                and (event.get("content") or {}).get("is_direct")
+            ):
+                found.append(room_id)
+    return found
+
+
+async def test_a_chat_created_as_direct_with_a_colleague_in_it_gets_no_private_answers(
+    people, make_bot: BotFactory
+) -> None:
+    anna: Person = await people("anna")
+    colleague: Person = await people("colleague")
+    bot = await make_bot()
+    created = await anna.api(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        {
+            "is_direct": True,
+            "preset": "trusted_private_chat",
+            "invite": [bot.user_id, colleague.user_id],
+        },
+    )
+    chat = str(created["room_id"])
+    await colleague.join(chat)
+    await anna.wait_until(
+        lambda: any(
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == bot.user_id
+            and e["content"].get("membership") == "join"
+            for e in anna.events.get(chat, [])
+        ),
+        what="the bot to join",
+    )
+    await anna.ask(
+        chat, '!profile set org="City of Oslo" country=NO type=local-authority', bot.user_id
+    )
+
+    pointer = await anna.ask(chat, "!mydata", bot.user_id)
+
+    assert "direct message" in body(pointer)
+    in_chat = [e for e in anna.messages_from(bot.user_id, chat) if e["content"].get("url")]
+    assert in_chat == []  # the file never landed where the colleague can read it
+    invites = await dm_invites(anna, bot.user_id)
+    assert len(invites) == 1
+    private = await anna.join(invites[0])
+    files = await anna.wait_until(
+        lambda: [e for e in anna.messages_from(bot.user_id, private) if e["content"].get("url")],
+        what="the data file in the private chat",
+    )
+    assert files[0]["content"]["info"]["mimetype"] == "application/json"
+
+
+async def test_a_busy_room_the_admin_invited_the_bot_to_is_no_direct_chat_after_a_restart(
+    people, make_bot: BotFactory
+) -> None:
+    sofia: Person = await people("sofia")  # admin
+    others = [await people(f"member{i}") for i in range(3)]
+    bot = await make_bot(admins=[sofia.user_id])
+    created = await sofia.api("POST", "/_matrix/client/v3/createRoom", {"preset": "private_chat"})
+    room = str(created["room_id"])
+    for person in others:
+        await sofia.client.room_invite(room, person.user_id)
+        await person.join(room)
+    await sofia.client.room_invite(room, bot.user_id)
+    await sofia.ask(room, "!help", bot.user_id)
+    await bot.stop()
+    await bot.start()  # the bot's client knows no members after a restart
+
+    answer = await sofia.ask(room, "!claims", bot.user_id)
+
+    assert "direct message" in body(answer)
+
+
+async def test_two_processes_open_exactly_one_direct_chat_for_each_of_50_people(
+    people, make_bot: BotFactory, tmp_path
+) -> None:
+    crowd: list[Person] = [await people(f"p{i}") for i in range(50)]
+    bot = await make_bot(
+        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [p.user_id for p in crowd]}],
+        backend="postgresql",
+    )
+    room = await crowd[0].join(bot.alias("hdev"))
+    for person in crowd[1:]:
+        await person.join(room)
+        await person.stop_syncing()
+    second = bot.twin(tmp_path / "second")
+    await second.start()
+    try:
+        # Nobody has a direct chat with the bot yet; each answer must open one.
+        await asyncio.gather(*(person.send(room, "!mydata") for person in crowd))
+
+        async def settled() -> bool:
+            samples = [await b.metrics() for b in (bot, second)]
+            handled = sum(
+                v
+                for sample in samples
+                for k, v in sample.items()
+                if k.startswith('bbwt_commands_total{command="mydata"')
+            )
+            depths = [sample.get("bbwt_outbox_depth", 1) for sample in samples]
+            return handled >= 50 and depths == [0, 0]
+
+        for _ in range(240):
+            if await settled():
+                break
+            await asyncio.sleep(1)
+
+        for person in crowd:
+            invites = await dm_invites(person, bot.user_id)
+            assert len(invites) == 1, person.user_id
+            private = await person.join(invites[0])
+            history = await person.history(private)
+            files = [
+                e
+                for e in history
+                if e.get("sender") == bot.user_id and (e.get("content") or {}).get("url")
+            ]
+            assert len(files) == 1, person.user_id
+    finally:
+        await second.stop()

@@ -1,0 +1,137 @@
+"""A private answer only goes to a room with the bot and its person in it (both databases).
+
+Whether a room is a direct chat is decided from who is in it when the answer goes out, not
+from what the room once was; a direct chat is opened once per person, even by two senders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.messages import Message
+from bot.metrics import Metrics
+from bot.rooms import MemberCache
+from bot.sender import Sender
+from storage import Database, repo, rooms
+
+BOT = "@bot:example.org"
+ANNA = "@anna:example.org"
+COLLEAGUE = "@colleague:example.org"
+CHAT = "!chat:example.org"
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Sent:
+    room_id: str
+    content: dict[str, Any]
+    txn: str
+
+
+@dataclass
+class FakeClient:
+    user_id: str = BOT
+    sent: list[Sent] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+    async def room_send(self, room_id: str, _type: str, content: dict[str, Any], tx_id: str) -> Any:
+        self.sent.append(Sent(room_id, content, tx_id))
+        return type("Resp", (), {"event_id": f"$out{len(self.sent)}"})()
+
+    async def room_create(self, **_: Any) -> Any:
+        await asyncio.sleep(0.01)  # let a second sender race for the same person
+        room_id = f"!dm{len(self.created) + 1}:example.org"
+        self.created.append(room_id)
+        return type("Resp", (), {"room_id": room_id})()
+
+
+def make_sender(db: Database, client: FakeClient) -> Sender:
+    clock = lambda: NOW  # noqa: E731
+    members = MemberCache(client, db, clock)  # type: ignore[arg-type]
+    return Sender(client, db, Metrics(), clock=clock, members=members)  # type: ignore[arg-type]
+
+
+async def queue_private_answer(db: Database, room_id: str | None) -> None:
+    content = Message("Your claim C1 is approved.").content(reply_to="$cmd")
+    async with db.session() as s:
+        if room_id is None:
+            await repo.enqueue(s, to_user=ANNA, payload=content, now=NOW)
+        else:
+            await repo.enqueue(s, room_id=room_id, payload=content, private_to=ANNA, now=NOW)
+
+
+async def test_an_answer_to_a_chat_that_is_still_private_goes_there(db: Database) -> None:
+    async with db.session() as s:
+        await rooms.load_member_list(s, CHAT, {BOT: "join", ANNA: "join"}, NOW)
+    await queue_private_answer(db, CHAT)
+    client = FakeClient()
+
+    await make_sender(db, client).flush_once()
+
+    assert [sent.room_id for sent in client.sent] == [CHAT]
+    assert client.created == []
+
+
+async def test_a_direct_chat_that_gained_a_colleague_gets_a_pointer_and_the_answer_moves(
+    db: Database,
+) -> None:
+    async with db.session() as s:
+        await rooms.load_member_list(s, CHAT, {BOT: "join", ANNA: "join"}, NOW)
+        await repo.set_direct_room(s, ANNA, CHAT, now=NOW)
+    await queue_private_answer(db, CHAT)
+    async with db.session() as s:  # the colleague joins before the answer goes out
+        await rooms.note_members(s, CHAT, {COLLEAGUE: "join"}, NOW)
+    client = FakeClient()
+
+    await make_sender(db, client).flush_once()
+
+    assert client.created == ["!dm1:example.org"]
+    pointer, answer = client.sent
+    assert pointer.room_id == CHAT
+    assert "private chat" in pointer.content["body"]
+    assert "approved" not in pointer.content["body"]
+    assert answer.room_id == "!dm1:example.org"
+    assert "approved" in answer.content["body"]
+    async with db.read() as s:
+        assert await repo.get_direct_room(s, ANNA) == "!dm1:example.org"
+        assert await repo.outbox_depth(s) == 0
+
+
+async def test_two_senders_open_one_direct_chat_for_one_person(db: Database) -> None:
+    await queue_private_answer(db, None)
+    await queue_private_answer(db, None)
+    client = FakeClient()
+
+    # Two senders, each with its own engine as in two bot processes, take the same rows at
+    # the same time (SQLite serves one process only; there the lock is in-process).
+    other = db if db.is_sqlite else Database(db.url)
+    try:
+        await asyncio.gather(
+            make_sender(db, client).flush_once(), make_sender(other, client).flush_once()
+        )
+    finally:
+        if other is not db:
+            await other.dispose()
+
+    assert client.created == ["!dm1:example.org"]
+    assert {sent.room_id for sent in client.sent} == {"!dm1:example.org"}
+
+
+async def test_exclusive_admits_one_holder_at_a_time(db: Database) -> None:
+    inside = 0
+    most = 0
+
+    async def hold() -> None:
+        nonlocal inside, most
+        async with db.exclusive("direct-room:@anna:example.org"):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.05)
+            inside -= 1
+
+    await asyncio.gather(*(hold() for _ in range(4)))
+
+    assert most == 1
