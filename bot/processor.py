@@ -18,13 +18,13 @@ from typing import Any
 
 from nio import AsyncClient
 
-from bot.messages import Message
 from bot.metrics import Metrics
 from bot.sync import Classifier
 from commands.context import Context
 from commands.errors import CommandError
 from commands.registry import Place, Registry
 from commands.services import Services
+from commands.text import Message
 from config.models import Settings
 from storage import Database, repo
 from storage.models import InboundEvent

@@ -23,6 +23,7 @@ from nio import (
 )
 
 from bot.metrics import Metrics
+from commands.text import strip_reply_fallback
 from storage import Database, repo
 
 log = logging.getLogger(__name__)
@@ -107,18 +108,6 @@ class Classifier:
         if etype == "m.room.member" and "member" in self.hook_kinds:
             return "member"
         return None
-
-
-def strip_reply_fallback(body: str) -> str:
-    """Remove the ``> <@user> quoted text`` lines some clients put before a reply."""
-    if not body.startswith("> "):
-        return body
-    lines = body.splitlines()
-    while lines and lines[0].startswith(">"):
-        lines.pop(0)
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    return "\n".join(lines)
 
 
 def after_own_join(events: list[dict[str, Any]], own_user: str) -> list[dict[str, Any]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.messages import Message
 from commands.args import Arg, ArgError, cop_code
 from commands.context import Context
 from commands.errors import CommandError, PermissionDenied
 from commands.events import add_exporter, csv_bytes
 from commands.registry import Place, Registry, Role
+from commands.text import Message
 from storage import announce as store
 from storage import repo
 

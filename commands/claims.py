@@ -20,7 +20,6 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.messages import Message
 from commands.args import Arg, ArgError, Tokenizer, cop_code, parse_arguments, prefixed_id
 from commands.claims_rules import (
     Action,
@@ -48,6 +47,7 @@ from commands.context import Context
 from commands.errors import CommandError, PermissionDenied, UsageError
 from commands.events import add_exporter, csv_bytes
 from commands.registry import Command, Place, Registry, Role
+from commands.text import Message
 from config.claims import ClaimsConfig
 from storage import claims as store
 from storage import events as events_store

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.messages import Message
 from commands.errors import CommandError, PermissionDenied
 from commands.registry import Place, Registry, Role
+from commands.text import Message
 from config.models import CopConfig, Settings
 from storage import repo
 

@@ -22,12 +22,12 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.messages import Message
 from commands.args import Arg, ArgError, cop_code
 from commands.context import Context
 from commands.errors import CommandError
 from commands.registry import Place, Registry, Role
 from commands.services import Services
+from commands.text import Message
 from config.digest import DigestSchedule
 from config.models import CopConfig, Settings
 from storage import digest as store

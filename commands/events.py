@@ -28,12 +28,12 @@ import icalendar
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.messages import Message
 from commands.args import Arg, ArgError, Options, positive_int, prefixed_id, user_id
 from commands.context import Context
 from commands.errors import CommandError, PermissionDenied, UsageError
 from commands.registry import Place, Registry, Role
 from commands.services import Services
+from commands.text import Message
 from config.events import EventsConfig
 from config.models import Settings
 from storage import events as store

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot.messages import Message
 from commands.args import Arg
 from commands.context import Context
 from commands.errors import UsageError
 from commands.registry import Registry
+from commands.text import Message
 
 SECTION_ORDER = ["General", "Membership", "Events", "Intel", "Claims", "Moderation", "Admin"]
 

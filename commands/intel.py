@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.messages import Message, defuse
 from commands.args import Arg, ArgError, Options, cop_code, positive_int, prefixed_id
 from commands.context import Context
 from commands.errors import CommandError, UsageError
 from commands.registry import Place, Registry, Role
+from commands.text import Message, defuse
 from storage import intel as store
 from storage import repo
 

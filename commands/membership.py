@@ -12,8 +12,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.messages import Message
-from bot.sync import strip_reply_fallback
 from commands.args import Arg, ArgError, Options, cop_code, positive_int, user_id
 from commands.context import Context
 from commands.errors import CommandError, UsageError
@@ -33,6 +31,7 @@ from commands.membership_rules import (
 )
 from commands.registry import Place, Registry, Role
 from commands.services import Services
+from commands.text import Message, strip_reply_fallback
 from config.models import CopConfig, Settings
 from storage import membership as ms
 from storage import repo

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.messages import Message
 from commands.context import Context
 from commands.registry import Place, Registry
+from commands.text import Message
 from storage import privacy as store
 from storage import repo
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from enum import Flag, IntEnum, auto
 from typing import TYPE_CHECKING, Any
 
-from bot.messages import Message
 from commands.args import Arg, ArgError, Options, parse_arguments
 from commands.errors import PermissionDenied, UsageError
+from commands.text import Message
 
 if TYPE_CHECKING:
     from commands.context import Context

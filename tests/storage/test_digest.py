@@ -358,7 +358,7 @@ async def test_upcoming_events_stop_at_the_limit_with_answers_counted(bench: Ben
 
 
 async def test_another_family_can_add_a_section(bench: Bench) -> None:
-    from bot.messages import Message
+    from commands.text import Message
 
     async def polls(session, scope):  # type: ignore[no-untyped-def]
         return digest.DigestSection("Open polls", [Message("Which charger standard?")])
