@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from commands.claims import claims_csv
+from commands.claims.finance import claims_csv
 from commands.registry import Place
 from storage import Database
 from storage import claims as store

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from commands.claims import claims_csv
+from commands.claims.finance import claims_csv
 from commands.registry import Place
 from storage import Database
 from storage import claims as store

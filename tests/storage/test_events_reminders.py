@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands.events import deliver_due, deliver_reminder, rebuild_reminder_jobs, setup
+from commands.events import setup
+from commands.events.reminders import deliver_due, deliver_reminder, rebuild_reminder_jobs
 from storage import Database
 from storage import events as store
 from tests.storage.events_support import ANNA, BEN, CARL, MOD, World, dms, in_days

@@ -10,8 +10,8 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from commands import membership
-from commands.membership import sync_power
-from commands.membership_rules import COUNTRY_CHOICES, TYPE_CHOICES
+from commands.membership.rooms import sync_power
+from commands.membership.rules import COUNTRY_CHOICES, TYPE_CHOICES
 from commands.registry import Place
 from commands.services import Services
 from storage import membership as ms
