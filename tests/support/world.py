@@ -40,7 +40,6 @@ from tests.support.cast import (
     NOW,
     ROOMS,
     SEEDED,
-    SOLAR_ROOM,
     dm_room,
     make_settings,
 )
@@ -74,6 +73,11 @@ class Sent:
         """Whom an invite, kick or power change is about."""
         user = self.payload.get("user_id")
         return user if isinstance(user, str) else None
+
+    @property
+    def recipient(self) -> str | None:
+        """The person whose direct chat it went to (None for a room)."""
+        return self.to_user or _owner(self.room_id)
 
     @property
     def is_reply(self) -> bool:
@@ -126,6 +130,11 @@ class Result:
 
 def _owner(room_id: str | None) -> str | None:
     return room_id[len(dm_room("")) :] if room_id and room_id.startswith(dm_room("")) else None
+
+
+def dms(sent: list[Sent], user: str) -> list[Sent]:
+    """What went to ``user``'s direct chat."""
+    return [s for s in sent if s.recipient == user]
 
 
 class FakeClient:
@@ -446,4 +455,4 @@ async def world(db: TestDatabase) -> World:
     return await World(db).seed()
 
 
-__all__ = ["SOLAR_ROOM", "Result", "Sent", "World", "world"]
+__all__ = ["Result", "Sent", "World", "dms", "world"]
