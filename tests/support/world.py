@@ -7,6 +7,7 @@ reactions can point at)."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,9 +30,12 @@ from commands.registry import Place, Registry
 from commands.services import Services
 from config.models import Settings
 from storage import events as events_store
+from storage import intel as intel_store
 from storage import repo
 from storage.models import AuditEntry, Cop, InboundEvent, Membership, OutboxMessage
 from tests.support.cast import (
+    ANNA,
+    BEN,
     BOT,
     HDEV_ROOM,
     MEMBERS,
@@ -130,6 +134,30 @@ class Result:
 
 def _owner(room_id: str | None) -> str | None:
     return room_id[len(dm_room("")) :] if room_id and room_id.startswith(dm_room("")) else None
+
+
+def file_event(name: str = "prices-2026.pdf", msgtype: str = "m.file") -> dict[str, Any]:
+    """A file Ben uploaded, as the homeserver returns it."""
+    return {
+        "type": "m.room.message",
+        "sender": BEN,
+        "event_id": "$file1",
+        "content": {
+            "msgtype": msgtype,
+            "body": name,
+            "url": "mxc://example.org/AbCdEf",
+            "info": {"mimetype": "application/pdf", "size": 123_456},
+        },
+    }
+
+
+def replying_to(event_id: str, body: str) -> dict[str, Any]:
+    """The content of a message that replies to ``event_id``."""
+    return {
+        "msgtype": "m.text",
+        "body": body,
+        "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
+    }
 
 
 def dms(sent: list[Sent], user: str) -> list[Sent]:
@@ -309,6 +337,23 @@ class World:
         assert replies, f"no reply to {text!r}: {result.sent}"
         return replies[-1].body
 
+    async def only(self, sender: str, text: str, room: str | None = None, **kw: Any) -> Sent:
+        """The one message a command queued (its reply)."""
+        sent = await self.run(sender, text, room, **kw)
+        assert len(sent) == 1, [s.body for s in sent]
+        return sent[0]
+
+    async def share(self, text: str, sender: str = ANNA, room: str = HDEV_ROOM) -> int:
+        """``!intel share <text>``; returns the item's number."""
+        reply = await self.only(sender, f"!intel share {text}", room)
+        match = re.search(r"\bI(\d+)\b", reply.body)
+        assert "Shared" in reply.body and match, reply.body
+        return int(match.group(1))
+
+    async def store_search(self, query: str, cops: tuple[str, ...] = ("HDEV",)) -> Any:
+        async with self.db.read() as s:
+            return await intel_store.search_items(s, list(cops), query)
+
     async def answer(self, sender: str, text: str) -> Result:
         """A plain message in the sender's direct chat (an answer in the join dialogue)."""
         event = {"type": "m.room.message", "content": {"msgtype": "m.text", "body": text}}
@@ -455,4 +500,4 @@ async def world(db: TestDatabase) -> World:
     return await World(db).seed()
 
 
-__all__ = ["Result", "Sent", "World", "dms", "world"]
+__all__ = ["Result", "Sent", "World", "dms", "file_event", "replying_to", "world"]
