@@ -406,9 +406,7 @@ async def test_a_digest_missed_while_down_is_posted_on_start_in_the_same_week(
 
 
 async def test_nothing_is_posted_before_the_due_moment(world: World) -> None:
-    world.now = (MONDAY_9 - timedelta(minutes=65)).astimezone(
-        UTC
-    )  # 07:55 in Brussels
+    world.now = (MONDAY_9 - timedelta(minutes=65)).astimezone(UTC)  # 07:55 in Brussels
 
     assert await digest.catch_up(world.services()) == {"HDEV": "not-due", "SOLAR": "not-due"}
     assert await digests_sent(world) == []

@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -494,10 +494,34 @@ class World:
             return event.id
 
 
+CLAIM_EVENT_START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+"""A study visit of 10 and 11 March in Brussels: claims for it close on 10 April."""
+
+
+async def claimable_event(world: World, **event: Any) -> int:
+    """An in-person event Anna said yes to and attended (travel claims need both)."""
+    values: dict[str, Any] = {
+        "start": CLAIM_EVENT_START,
+        "rsvp": {ANNA: "yes"},
+        "attended": (ANNA,),
+    }
+    values.update(event)
+    return await world.event(**values)
+
+
 @pytest.fixture
 async def world(db: TestDatabase) -> World:
     """The cast, seeded, on each backend."""
     return await World(db).seed()
 
 
-__all__ = ["Result", "Sent", "World", "dms", "file_event", "replying_to", "world"]
+__all__ = [
+    "Result",
+    "Sent",
+    "World",
+    "claimable_event",
+    "dms",
+    "file_event",
+    "replying_to",
+    "world",
+]
