@@ -437,10 +437,13 @@ class World:
 
     def context(self, session: AsyncSession, sender: str, room: str = MGMT) -> Context:
         """A context for calling a family's functions directly (not a command)."""
-        place, cop = self.processor.cop_rooms.get(room), None
-        where = Place.MANAGEMENT if room == MGMT else Place.DM
-        if place is not None:
-            where, cop = Place.COP_ROOM, place
+        cop = self.processor.cop_rooms.get(room)
+        if cop is not None:
+            where = Place.COP_ROOM
+        elif room == MGMT:
+            where = Place.MANAGEMENT
+        else:
+            where = Place.DM if room in self.client.rooms else Place.OTHER
         return Context(
             session=session,
             settings=self.settings,
