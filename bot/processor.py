@@ -18,7 +18,6 @@ from typing import Any
 
 from nio import AsyncClient
 
-from bot.messages import Message, excerpt
 from bot.metrics import Metrics
 from bot.rooms import MemberCache
 from bot.sync import Classifier
@@ -26,6 +25,7 @@ from commands.context import Context
 from commands.errors import CommandError
 from commands.registry import Place, Registry
 from commands.services import Services
+from commands.text import Message, excerpt
 from config.models import Settings
 from storage import Database, repo
 from storage.models import InboundEvent

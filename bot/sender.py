@@ -25,9 +25,9 @@ from nio import (
 )
 
 from bot.matrix import MatrixError, RoomFacts, room_facts
-from bot.messages import Message
 from bot.metrics import Metrics
 from bot.rooms import MemberCache
+from commands.text import Message
 from storage import Database, repo
 from storage.models import OutboxMessage
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.metrics import Metrics
+from commands.text import strip_reply_fallback
 from storage import Database, repo, rooms
 
 log = logging.getLogger(__name__)
@@ -112,18 +113,6 @@ class Classifier:
         if etype == "m.room.member" and "member" in self.hook_kinds:
             return "member"
         return None
-
-
-def strip_reply_fallback(body: str) -> str:
-    """Remove the ``> <@user> quoted text`` lines some clients put before a reply."""
-    if not body.startswith("> "):
-        return body
-    lines = body.splitlines()
-    while lines and lines[0].startswith(">"):
-        lines.pop(0)
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    return "\n".join(lines)
 
 
 def field(event: Any, *path: str) -> Any:

@@ -1,5 +1,7 @@
-"""Command families. Each module has ``register(registry)`` and may have
-``async def setup(services)``; :data:`FAMILIES` lists them in help order."""
+"""Command families. Each family (a module or a package) has ``register(registry)`` and may
+have ``async def setup(services)``; :data:`FAMILIES` lists them in help order. Importing a
+family declares its commands (module-level handlers under ``Family`` decorators) and its
+exports; ``register`` adds them to a registry."""
 
 from __future__ import annotations
 
@@ -8,7 +10,17 @@ from types import ModuleType
 
 from commands.registry import Registry
 
-FAMILIES = ("general", "membership", "events", "intel", "digest", "claims", "announce", "privacy")
+FAMILIES = (
+    "general",
+    "membership",
+    "events",
+    "intel",
+    "digest",
+    "claims",
+    "announce",
+    "export",
+    "privacy",
+)
 
 
 def families() -> list[ModuleType]:

@@ -89,7 +89,7 @@ class Arg:
         shown = self.metavar or f"<{self.name}>"
         if self.rest and not self.metavar:
             shown = f"<{self.name}…>"
-        return f"[{shown}]" if self.optional else shown
+        return f"[{shown}]" if self.optional and not shown.startswith("[") else shown
 
 
 @dataclass(frozen=True)
@@ -203,3 +203,31 @@ def cop_code(token: str) -> str:
     if not re.match(r"^[A-Z][A-Z0-9]{1,11}$", value):
         raise ArgError(f"{token!r} is not a CoP code such as HDEV")
     return value
+
+
+ALL = "ALL"
+"""What :func:`cop_or_all` gives for ``all``."""
+
+
+def cop_or_all(token: str) -> str:
+    """A CoP code, or ``all`` (as ``ALL``) for every CoP."""
+    value = token.strip().upper()
+    if value == ALL:
+        return value
+    if not re.match(r"^[A-Z][A-Z0-9]{1,11}$", value):
+        raise ArgError(f"{token!r} is not a CoP code such as HDEV, or all")
+    return value
+
+
+def word_list(text: str) -> list[str]:
+    """The words of a text as the tokenizer reads them (quotes group words)."""
+    tokens = Tokenizer(text)
+    words: list[str] = []
+    while (token := tokens.next()) is not None:
+        words.append(token)
+    return words
+
+
+def sentence(text: str) -> str:
+    """Free text, with quotation marks taken off: ``"not eligible"`` -> ``not eligible``."""
+    return " ".join(word_list(text)).strip()

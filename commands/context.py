@@ -1,4 +1,9 @@
-"""What a command handler gets: who asked, where, a database transaction and ways to reply."""
+"""What a command handler gets: who asked, where, a database transaction and ways to reply.
+
+Also the two "where does it go" helpers every family uses: :func:`queue_dm` (the one way
+to write to someone's direct chat, opened by the sender if there is none yet) and
+:func:`cop_room` (the room of a CoP).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.messages import Message
-from commands.errors import CommandError, PermissionDenied
-from commands.registry import Place, Registry, Role
-from config.models import CopConfig, Settings
+from commands.errors import UsageError
+from commands.registry import Place, Registry
+from commands.roles import Role, Roles
+from commands.scope import Scope
+from commands.text import Message
+from config.models import Settings
 from storage import repo
 
 if TYPE_CHECKING:
@@ -30,6 +37,32 @@ def file_payload(
         "data_b64": base64.b64encode(data).decode("ascii"),
         "reply_to": reply_to,
     }
+
+
+async def queue_dm(
+    session: AsyncSession,
+    user: str,
+    payload: dict[str, Any],
+    *,
+    now: datetime,
+    kind: str = "message",
+) -> None:
+    """Queue a message (or a ``file``) for ``user``'s direct chat; when the bot has none
+    with them yet, the sender opens one first. It is for ``user`` only: the sender checks,
+    when it goes out, that the room still holds just the bot and them."""
+    room_id = await repo.get_direct_room(session, user)
+    if room_id is not None:
+        await repo.enqueue(
+            session, room_id=room_id, kind=kind, payload=payload, private_to=user, now=now
+        )
+    else:
+        await repo.enqueue(session, to_user=user, kind=kind, payload=payload, now=now)
+
+
+async def cop_room(session: AsyncSession, code: str) -> str | None:
+    """The room of CoP ``code``, once the bot has set it up."""
+    cop = await repo.get_cop(session, code)
+    return cop.room_id if cop else None
 
 
 @dataclass
@@ -50,90 +83,67 @@ class Context:
     event_ts: datetime | None = None
     command: Command | None = None
     services: Services | None = None
-    _moderates: set[str] | None = field(default=None, repr=False)
-    _memberships: dict[str, str] | None = field(default=None, repr=False)
+    scope: Scope | None = None
+    """What the registry resolved before the handler: the CoP, the thing, the caller's role."""
+    redirected: bool = False
+    """Answers go to the caller's direct chat (a private command asked in a shared room)."""
+    _roles: Roles | None = field(default=None, repr=False)
+    _redirect_note: str | None = field(default=None, repr=False)
 
     @property
     def prefix(self) -> str:
         return self.settings.matrix.command_prefix
 
     # --- roles -----------------------------------------------------------------------------
+    async def roles(self) -> Roles:
+        if self._roles is None:
+            self._roles = await Roles.load(self.session, self.settings, self.sender)
+        return self._roles
+
     @property
     def is_admin(self) -> bool:
         return self.sender in self.settings.secretariat.admins
 
     async def moderates(self) -> set[str]:
-        if self._moderates is None:
-            self._moderates = await repo.moderated_cops(self.session, self.sender)
-        return self._moderates
+        return set((await self.roles()).moderates)
 
     async def memberships(self) -> dict[str, str]:
-        if self._memberships is None:
-            self._memberships = await repo.memberships_of(self.session, self.sender)
-        return self._memberships
+        return dict((await self.roles()).memberships)
 
     async def role_in(self, cop: str) -> Role:
-        if self.is_admin:
-            return Role.ADMIN
-        if cop in await self.moderates():
-            return Role.MODERATOR
-        if (await self.memberships()).get(cop) == "member":
-            return Role.MEMBER
-        return Role.ANYONE
+        return (await self.roles()).in_cop(cop)
 
     async def highest_role(self) -> Role:
-        if self.is_admin:
-            return Role.ADMIN
-        if await self.moderates():
-            return Role.MODERATOR
-        if "member" in (await self.memberships()).values():
-            return Role.MEMBER
-        return Role.ANYONE
+        return (await self.roles()).highest()
 
-    async def require(self, role: Role, cop: str) -> None:
-        """Refuse unless the caller has ``role`` (or higher) in ``cop``."""
-        if await self.role_in(cop) < role:
-            raise PermissionDenied(
-                f"Sorry, only {role.label} of {cop} can do that"
-                + (" (or the Secretariat)." if role < Role.ADMIN else ".")
-            )
-
-    # --- CoPs --------------------------------------------------------------------------------
-    def resolve_cop(self, code: str | None) -> CopConfig:
-        """The CoP named by ``code``, or the CoP of the current room when ``code`` is None."""
-        if code is None:
-            code = self.room_cop
-        if code is None:
-            raise CommandError(
-                Message("Which CoP? Add its code, e.g. ")
-                .code(f"{self.prefix}{self.command.name if self.command else 'cops'} HDEV")
-                .text(". ")
-                .append(self.known_cops_hint())
-            )
-        cop = self.settings.cop(code)
-        if cop is None:
-            raise CommandError(
-                Message("There is no CoP with the code ")
-                .code(code)
-                .text(". ")
-                .append(self.known_cops_hint())
-            )
-        return cop
-
-    def known_cops_hint(self) -> Message:
-        codes = ", ".join(cop.code for cop in self.settings.cops)
-        return Message(f"The CoPs are: {codes}. ").code(f"{self.prefix}cops").text(" lists them.")
+    def usage_error(self, problem: str) -> UsageError:
+        """A usage error of the command being run: what was wrong and its usage line."""
+        assert self.command is not None, "set by the registry before the handler runs"
+        return UsageError(self.registry.usage_message(self.command, problem))
 
     # --- replying ------------------------------------------------------------------------------
     @property
     def private_to(self) -> str | None:
         """In a direct chat every answer is for the caller only: if the room has gained
-        other people by the time it goes out, it goes to a new direct chat instead."""
+        other people by the time it goes out, it goes to a direct chat instead."""
         return self.sender if self.place is Place.DM else None
 
+    def redirect(self, note: str) -> None:
+        """From now on answer in the caller's direct chat; the first answer starts with
+        ``note`` (why the answer is there)."""
+        self.redirected = True
+        self._redirect_note = note
+
     async def reply(self, message: Message | str) -> None:
-        """Answer in the room the command came from, as a reply to it."""
+        """Answer in the room the command came from, as a reply to it (or, redirected, in
+        the caller's direct chat)."""
         msg = message if isinstance(message, Message) else Message(message)
+        if self.redirected:
+            if self._redirect_note is not None:
+                msg = Message(self._redirect_note).para().append(msg)
+                self._redirect_note = None
+            await self.dm(self.sender, msg)
+            return
         await repo.enqueue(
             self.session,
             room_id=self.room_id,
@@ -142,8 +152,24 @@ class Context:
             now=self.now,
         )
 
+    async def reply_content(self, content: dict[str, Any]) -> None:
+        """Post a ready-made message (a file already on the homeserver) where the answers go."""
+        if self.redirected:
+            await queue_dm(self.session, self.sender, content, now=self.now)
+            return
+        await repo.enqueue(
+            self.session,
+            room_id=self.room_id,
+            payload=content,
+            private_to=self.private_to,
+            now=self.now,
+        )
+
     async def reply_file(self, filename: str, mimetype: str, data: bytes) -> None:
         """Upload a file (an .ics, a CSV) and post it in this room as a reply."""
+        if self.redirected:
+            await self.dm_file(self.sender, filename, mimetype, data)
+            return
         await repo.enqueue(
             self.session,
             room_id=self.room_id,
@@ -156,20 +182,7 @@ class Context:
     async def dm_file(self, user_id: str, filename: str, mimetype: str, data: bytes) -> None:
         """Upload a file to a person's direct chat (opened first if there is none)."""
         payload = file_payload(filename, mimetype, data)
-        room_id = await repo.get_direct_room(self.session, user_id)
-        if room_id is not None:
-            await repo.enqueue(
-                self.session,
-                room_id=room_id,
-                kind="file",
-                payload=payload,
-                private_to=user_id,
-                now=self.now,
-            )
-        else:
-            await repo.enqueue(
-                self.session, to_user=user_id, kind="file", payload=payload, now=self.now
-            )
+        await queue_dm(self.session, user_id, payload, now=self.now, kind="file")
 
     async def private_file(
         self,
@@ -199,18 +212,25 @@ class Context:
     async def dm(self, user_id: str, message: Message | str) -> None:
         """A direct message; the sender opens the DM room first if there is none yet."""
         msg = message if isinstance(message, Message) else Message(message)
-        room_id = await repo.get_direct_room(self.session, user_id)
-        if room_id is not None:
-            await repo.enqueue(
-                self.session,
-                room_id=room_id,
-                payload=msg.content(),
-                private_to=user_id,
-                now=self.now,
-            )
-        else:
-            await repo.enqueue(self.session, to_user=user_id, payload=msg.content(), now=self.now)
+        await queue_dm(self.session, user_id, msg.content(), now=self.now)
 
     async def notify_management(self, message: Message | str) -> None:
         if self.management_room:
             await self.send(self.management_room, message)
+
+    async def cop_room(self, code: str) -> str | None:
+        return await cop_room(self.session, code)
+
+    # --- the message a command replies to ----------------------------------------------------
+    def replied_event_id(self) -> str | None:
+        """The event the command's message replies to (an uploaded file), if any."""
+        content = (self.event or {}).get("content") or {}
+        relates = content.get("m.relates_to") or {}
+        reply = relates.get("m.in_reply_to") if isinstance(relates, dict) else None
+        target = reply.get("event_id") if isinstance(reply, dict) else None
+        return target if isinstance(target, str) and target else None
+
+    async def fetch_event(self, event_id: str) -> dict[str, Any] | None:
+        """An event of this room read from the homeserver (None when it cannot be read)."""
+        fetch = self.services.fetch_event if self.services is not None else None
+        return await fetch(self.room_id, event_id) if fetch is not None else None

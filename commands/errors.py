@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.messages import Message
+from commands.text import Message
 
 
 class CommandError(Exception):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.messages import Message
 from commands.context import Context
-from commands.registry import Place, Registry
+from commands.registry import Family, Place, Registry
+from commands.text import Message
 from storage import privacy as store
 from storage import repo
 
+family = Family()
 CONTENTS = (
     "your profile, CoP memberships and applications, roles, event answers, attendance and "
     "guest invitations, the intel you shared, your travel claims, and the log entries about you"
@@ -70,61 +71,63 @@ def where(ctx: Context) -> str:
     return "another room"
 
 
-def register(reg: Registry) -> None:
-    p = reg.prefix
-
-    @reg.command(
-        "mydata",
-        help="Get a copy of everything I store about you, as a file in a direct message.\n"
-        f"It holds {CONTENTS}. Asked in a room, I still answer only in our direct chat.",
-        places=Place.ANYWHERE,
-        examples=[f"{p}mydata"],
+@family.command(
+    "mydata",
+    help="Get a copy of everything I store about you, as a file in a direct message.\n"
+    f"It holds {CONTENTS}. Asked in a room, I still answer only in our direct chat.",
+    places=Place.ANYWHERE,
+    examples=["!mydata"],
+)
+async def mydata(ctx: Context) -> None:
+    data = await store.export(ctx.session, ctx.sender, ctx.now)
+    blob = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
+    filename = f"bbwt-my-data-{ctx.now:%Y-%m-%d}.json"
+    msg = summary(data, ctx.prefix)
+    await ctx.private_file(
+        filename,
+        "application/json",
+        blob,
+        msg,
+        room_note="I have sent it to you in a direct message.",
     )
-    async def mydata(ctx: Context) -> None:
-        data = await store.export(ctx.session, ctx.sender, ctx.now)
-        blob = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
-        filename = f"bbwt-my-data-{ctx.now:%Y-%m-%d}.json"
-        msg = summary(data, p)
-        await ctx.private_file(
-            filename,
-            "application/json",
-            blob,
-            msg,
-            room_note="I have sent it to you in a direct message.",
-        )
 
-    @reg.command(
-        "forgetme",
-        help="Ask for your personal data to be erased.\n"
-        "For now the Secretariat handles erasure requests personally (some records, like "
-        "travel claims, must be kept for accounting); I pass your request on to them.",
-        places=Place.ANYWHERE,
-        examples=[f"{p}forgetme"],
+
+@family.command(
+    "forgetme",
+    help="Ask for your personal data to be erased.\n"
+    "For now the Secretariat handles erasure requests personally (some records, like "
+    "travel claims, must be kept for accounting); I pass your request on to them.",
+    places=Place.ANYWHERE,
+    examples=["!forgetme"],
+)
+async def forgetme(ctx: Context) -> None:
+    await repo.audit(
+        ctx.session,
+        actor=ctx.sender,
+        action="privacy.erasure-request",
+        target=ctx.sender,
+        detail=f"asked in {where(ctx)}",
+        now=ctx.now,
     )
-    async def forgetme(ctx: Context) -> None:
-        await repo.audit(
-            ctx.session,
-            actor=ctx.sender,
-            action="privacy.erasure-request",
-            target=ctx.sender,
-            detail=f"asked in {where(ctx)}",
-            now=ctx.now,
-        )
-        await ctx.notify_management(
-            Message("🔒 ")
-            .text(ctx.sender)
-            .text(" asked for their personal data to be erased (")
-            .code(f"{p}forgetme")
-            .text("). Please get in touch with them and handle the request; they can get a copy ")
-            .text("of their data with ")
-            .code(f"{p}mydata")
-            .text(".")
-        )
-        await ctx.reply(
-            Message("Thank you, I have passed your request on. I can't erase data myself yet: ")
-            .text("some records, such as travel claims, must be kept for accounting, so the ")
-            .text("Secretariat handles erasure requests personally and will contact you. ")
-            .text("Meanwhile, ")
-            .code(f"{p}mydata")
-            .text(f" sends you a copy of everything I store about you: {CONTENTS}.")
-        )
+    await ctx.notify_management(
+        Message("🔒 ")
+        .text(ctx.sender)
+        .text(" asked for their personal data to be erased (")
+        .code(f"{ctx.prefix}forgetme")
+        .text("). Please get in touch with them and handle the request; they can get a copy ")
+        .text("of their data with ")
+        .code(f"{ctx.prefix}mydata")
+        .text(".")
+    )
+    await ctx.reply(
+        Message("Thank you, I have passed your request on. I can't erase data myself yet: ")
+        .text("some records, such as travel claims, must be kept for accounting, so the ")
+        .text("Secretariat handles erasure requests personally and will contact you. ")
+        .text("Meanwhile, ")
+        .code(f"{ctx.prefix}mydata")
+        .text(f" sends you a copy of everything I store about you: {CONTENTS}.")
+    )
+
+
+def register(registry: Registry) -> None:
+    registry.register(family)

@@ -786,13 +786,23 @@ def last_day(event: Event) -> date:
     return last_moment.astimezone(zone).date()
 
 
-def claim_deadline(event: Event, deadline_days: int = 30) -> datetime:
-    """The last moment (UTC) to submit a travel claim: the end of the day ``deadline_days``
-    calendar days after the event's last day, in the event's time zone."""
-    zone = ZoneInfo(event.timezone)
-    day_after = last_day(event) + timedelta(days=deadline_days + 1)
+def claim_deadline_day(last: date, deadline_days: int) -> date:
+    """The last calendar day on which a travel claim may be made and submitted:
+    ``deadline_days`` calendar days after the event's last day."""
+    return last + timedelta(days=deadline_days)
+
+
+def claim_deadline_at(last: date, zone: ZoneInfo, deadline_days: int) -> datetime:
+    """The last moment (UTC) to submit a travel claim: the end of :func:`claim_deadline_day`
+    in the event's time zone ``zone``. The one deadline of claims and digests."""
+    day_after = claim_deadline_day(last, deadline_days) + timedelta(days=1)
     midnight = datetime.combine(day_after, time(0), tzinfo=zone)
     return midnight.astimezone(UTC) - timedelta(microseconds=1)
+
+
+def claim_deadline(event: Event, deadline_days: int = 30) -> datetime:
+    """:func:`claim_deadline_at` for an event."""
+    return claim_deadline_at(last_day(event), ZoneInfo(event.timezone), deadline_days)
 
 
 DEADLINE_MARGIN = timedelta(days=2)

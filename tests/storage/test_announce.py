@@ -8,35 +8,25 @@ import csv
 import io
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import select
 
 from commands import announce
-from storage import Database
+from commands.membership.lists import MEMBER_COLUMNS
 from storage import intel as intel_store
 from storage import membership as membership_store
 from storage.models import AuditEntry
-from tests.storage.events_support import (
+from tests.support.cast import (
     ADMIN,
     ANNA,
     HDEV_ROOM,
     MGMT,
     MOD,
     MOD_SOLAR,
-    SOLAR_MEMBER,
+    SOFIA,
     SOLAR_ROOM,
     STRANGER,
-    Sent,
-    World,
 )
-
-
-@pytest.fixture
-async def world(db: Database) -> World:
-    w = await World(db).prepare()
-    announce.register(w.registry)
-    await w.mark_all_sent()  # the invitations of the seeded members
-    return w
+from tests.support.world import Sent, World
 
 
 def posted_in(sent: list[Sent], room: str) -> list[Sent]:
@@ -143,14 +133,14 @@ async def test_moderators_export_members_with_profiles_and_statuses(world: World
     sent = await world.run(MOD, "!export members HDEV", MGMT)
 
     rows = csv_rows(sent)
-    assert list(rows[0]) == announce.MEMBER_COLUMNS
+    assert list(rows[0]) == MEMBER_COLUMNS
     by_user = {r["user"]: r for r in rows}
     assert set(by_user) == {"@anna:test", "@ben:test", "@carl:test", STRANGER}
     anna = by_user[ANNA]
     assert (anna["cop"], anna["organisation"], anna["country"], anna["type"]) == (
         "HDEV",
-        "Org of anna",
-        "BE",
+        "City of Oslo",
+        "NO",
         "local-authority",
     )
     assert anna["status"] == "member" and anna["applied_at_utc"].endswith("Z")
@@ -158,7 +148,7 @@ async def test_moderators_export_members_with_profiles_and_statuses(world: World
     assert stranger["status"] == "applied" and stranger["organisation"] == ""
     assert stranger["applied_at_utc"] == "2026-03-01T08:00:00Z"
     assert stranger["decided_at_utc"] == ""
-    assert SOLAR_MEMBER not in by_user
+    assert SOFIA not in by_user
 
 
 async def test_member_export_is_refused_to_members_and_to_moderators_of_another_cop(
@@ -169,7 +159,7 @@ async def test_member_export_is_refused_to_members_and_to_moderators_of_another_
     assert not [m for m in sent if m.kind == "file"]
     assert "only moderators of HDEV" in sent[-1].body
     own = csv_rows(await world.run(MOD_SOLAR, "!export members", MGMT))
-    assert [r["user"] for r in own] == [SOLAR_MEMBER]
+    assert [r["user"] for r in own] == [SOFIA]
 
 
 async def test_intel_export_lists_live_items_with_tags_and_links(world: World) -> None:
@@ -187,7 +177,7 @@ async def test_intel_export_lists_live_items_with_tags_and_links(world: World) -
             s, cop_code="HDEV", author=ANNA, title="Old", created_at=world.now
         )
         await intel_store.add_item(
-            s, cop_code="SOLAR", author=SOLAR_MEMBER, title="Panels", created_at=world.now
+            s, cop_code="SOLAR", author=SOFIA, title="Panels", created_at=world.now
         )
         await intel_store.remove_item(s, gone.id, by=MOD, now=world.now)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,20 +13,22 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from commands.claims import claims_csv
-from commands.registry import Place
-from storage import Database
+from commands.claims.finance import claims_csv
 from storage import claims as store
 from storage.models import Base
-from tests.storage.claims_support import ADMIN, MEMBER, MGMT, MOD, NOW, World
+from tests.support.cast import ADMIN, ANNA, MGMT, MOD
+from tests.support.database import TestDatabase
+from tests.support.world import World, claimable_event
+
+CLAIMS_NOW = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
 
 
-async def test_money_keeps_every_cent_and_rates_every_digit(db: Database) -> None:
-    world = await World(db).seed()
-    event = await world.event()
-    async with db.session() as s:
+async def test_money_keeps_every_cent_and_rates_every_digit(world: World) -> None:
+    world.now = CLAIMS_NOW
+    event = await claimable_event(world)
+    async with world.db.session() as s:
         claim = await store.create_claim(
-            s, user_id=MEMBER, event_id=event, cop_code="HDEV", days=2, now=NOW
+            s, user_id=ANNA, event_id=event, cop_code="HDEV", days=2, now=world.now
         )
         await store.add_line(
             s,
@@ -38,9 +41,9 @@ async def test_money_keeps_every_cent_and_rates_every_digit(db: Database) -> Non
             quantity=Decimal("12.5"),
             distance_km=None,
             note="",
-            now=NOW,
+            now=world.now,
         )
-    async with db.session() as s:
+    async with world.db.session() as s:
         [line] = await store.lines_of(s, claim.id)
         raw = (await s.execute(text("SELECT amount, eur, rate FROM claim_lines"))).one()
     assert line.amount == Decimal("9999999.99")
@@ -50,12 +53,12 @@ async def test_money_keeps_every_cent_and_rates_every_digit(db: Database) -> Non
     assert (int(raw[0]), int(raw[1]), raw[2]) == (999999999, 2589651, "386.123456")
 
 
-async def test_a_float_never_reaches_the_money_columns(db: Database) -> None:
-    world = await World(db).seed()
-    event = await world.event()
-    async with db.sessions() as s:
+async def test_a_float_never_reaches_the_money_columns(world: World) -> None:
+    world.now = CLAIMS_NOW
+    event = await claimable_event(world)
+    async with world.db.sessions() as s:
         claim = await store.create_claim(
-            s, user_id=MEMBER, event_id=event, cop_code="HDEV", days=1, now=NOW
+            s, user_id=ANNA, event_id=event, cop_code="HDEV", days=1, now=world.now
         )
         claim.claimed = 0.1  # type: ignore[assignment]
         with pytest.raises(Exception, match="never a float"):
@@ -63,7 +66,9 @@ async def test_a_float_never_reaches_the_money_columns(db: Database) -> None:
         await s.rollback()
 
 
-async def test_the_migration_creates_exactly_the_claim_tables_of_the_models(db: Database) -> None:
+async def test_the_migration_creates_exactly_the_claim_tables_of_the_models(
+    db: TestDatabase,
+) -> None:
     ours = {"claims", "claim_lines"}
 
     def include_name(name: str | None, type_: str, parent: object) -> bool:
@@ -84,27 +89,27 @@ async def test_the_migration_creates_exactly_the_claim_tables_of_the_models(db: 
     assert changes == []
 
 
-async def test_a_claim_goes_from_draft_to_paid_and_the_export_adds_up(db: Database) -> None:
-    world = await World(db).seed()
-    event = await world.event()
+async def test_a_claim_goes_from_draft_to_paid_and_the_export_adds_up(world: World) -> None:
+    world.now = CLAIMS_NOW
+    event = await claimable_event(world)
     steps = [
-        (MEMBER, f"claim new E{event}", Place.DM, None),
-        (MEMBER, "claim add C1 rail 1105 SEK Brussels-Oslo", Place.DM, None),
-        (MEMBER, "claim attach C1 1", Place.DM, "$ticket"),
-        (MEMBER, "claim add C1 accommodation 400 nights=2", Place.DM, None),
-        (MEMBER, "claim attach C1", Place.DM, "$hotel"),
-        (MEMBER, "claim add C1 car 123.4", Place.DM, None),
-        (MEMBER, "claim add C1 daily-allowance", Place.DM, None),
-        (MEMBER, "claim submit C1", Place.DM, None),
-        (MOD, 'claim approve C1 600.01 "one night less"', Place.MANAGEMENT, None),
-        (ADMIN, "claim paid C1", Place.MANAGEMENT, None),
+        (ANNA, f"claim new E{event}", None, None),
+        (ANNA, "claim add C1 rail 1105 SEK Brussels-Oslo", None, None),
+        (ANNA, "claim attach C1 1", None, "$ticket"),
+        (ANNA, "claim add C1 accommodation 400 nights=2", None, None),
+        (ANNA, "claim attach C1", None, "$hotel"),
+        (ANNA, "claim add C1 car 123.4", None, None),
+        (ANNA, "claim add C1 daily-allowance", None, None),
+        (ANNA, "claim submit C1", None, None),
+        (MOD, 'claim approve C1 600.01 "one night less"', MGMT, None),
+        (ADMIN, "claim paid C1", MGMT, None),
     ]
-    world.upload("$ticket", MEMBER)
-    world.upload("$hotel", MEMBER, mimetype="image/jpeg")
-    for sender, command, place, reply_to in steps:
-        result = await world.command(sender, command, place=place, reply_to=reply_to)
+    world.upload("$ticket", ANNA)
+    world.upload("$hotel", ANNA, mimetype="image/jpeg")
+    for sender, command, room, reply_to in steps:
+        result = await world.send(sender, command, room, reply_to=reply_to)
         assert result.outcome == "ok", (command, result.text)
-    async with db.session() as s:
+    async with world.db.session() as s:
         claim = await store.get_claim(s, 1)
         assert claim is not None
         # 100.00 + 336.00 (capped from 400) + 27.15 (123.4 km) + 226.00
@@ -115,7 +120,7 @@ async def test_a_claim_goes_from_draft_to_paid_and_the_export_adds_up(db: Databa
             Decimal("600.01"),
         )
         assert claim.paid_by == ADMIN
-        ctx = world.ctx(s, ADMIN, place=Place.MANAGEMENT, room_id=MGMT, room_cop=None, event={})
+        ctx = world.context(s, ADMIN)
         data, count = await claims_csv(ctx, {"HDEV"})
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     assert count == 4
@@ -127,27 +132,27 @@ async def test_a_claim_goes_from_draft_to_paid_and_the_export_adds_up(db: Databa
     assert actions == ["claim.new", "claim.submit", "claim.approve", "claim.paid"]
 
 
-async def test_two_decisions_on_one_claim_cannot_both_win(db: Database) -> None:
-    world = await World(db).seed()
-    event = await world.event()
+async def test_two_decisions_on_one_claim_cannot_both_win(world: World) -> None:
+    world.now = CLAIMS_NOW
+    event = await claimable_event(world)
     for command in (f"claim new E{event}", "claim add C1 other 10", "claim submit C1"):
-        await world.command(MEMBER, command)
-    first = await world.command(MOD, "claim approve C1", place=Place.MANAGEMENT)
-    second = await world.command(ADMIN, "claim reject C1 duplicate", place=Place.MANAGEMENT)
+        await world.send(ANNA, command)
+    first = await world.send(MOD, "claim approve C1", MGMT)
+    second = await world.send(ADMIN, "claim reject C1 duplicate", MGMT)
     assert first.outcome == "ok"
     assert "approved and is waiting to be paid" in second.here
-    async with db.session() as s:
+    async with world.db.session() as s:
         locked = await store.get_claim(s, 1, lock=True)
         assert locked is not None and locked.status == "approved"
 
 
-async def test_a_persons_claim_data_can_be_read_back_for_them(db: Database) -> None:
-    world = await World(db).seed()
-    event = await world.event()
-    await world.command(MEMBER, f"claim new E{event}")
-    await world.command(MEMBER, "claim add C1 other 10.50 parking")
-    async with db.session() as s:
-        data = await store.data_of(s, MEMBER)
+async def test_a_persons_claim_data_can_be_read_back_for_them(world: World) -> None:
+    world.now = CLAIMS_NOW
+    event = await claimable_event(world)
+    await world.send(ANNA, f"claim new E{event}")
+    await world.send(ANNA, "claim add C1 other 10.50 parking")
+    async with world.db.session() as s:
+        data = await store.data_of(s, ANNA)
     assert data == [
         {
             "claim": "C1",

@@ -12,13 +12,16 @@ import pytest
 from sqlalchemy import func, select, text
 
 from commands import digest
+from commands.digest.sections import _PROVIDERS
 from config.claims import ClaimsConfig
 from storage import Database
 from storage import digest as store
 from storage import events as events_store
 from storage import intel as intel_store
 from storage.models import Membership, OutboxMessage
-from tests.storage.intel_support import ANNA, BEN, ROOMS, Bench, make_bench
+from tests.support.cast import ANNA, BEN, ROOMS
+from tests.support.database import TestDatabase
+from tests.support.world import World
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 MONDAY_9 = datetime(2026, 11, 30, 9, 0, tzinfo=BRUSSELS)  # ISO week 49 of 2026
@@ -27,16 +30,17 @@ APPLICANT = "@paul:example.org"
 
 
 @pytest.fixture
-async def bench(db: Database) -> Bench:
-    bench = await make_bench(db)
-    bench.now = MONDAY_9.astimezone(UTC)
-    return bench
+async def world(db: TestDatabase) -> World:
+    """The world on Monday 09:00 in Brussels, when HDEV's digest is due."""
+    world = await World(db).seed()
+    world.now = MONDAY_9.astimezone(UTC)
+    return world
 
 
 async def add_membership(
-    bench: Bench, user: str, status: str, *, decided: datetime | None, applied: datetime
+    world: World, user: str, status: str, *, decided: datetime | None, applied: datetime
 ) -> None:
-    async with bench.db.session() as s:
+    async with world.db.session() as s:
         s.add(
             Membership(
                 cop_code="HDEV",
@@ -49,26 +53,26 @@ async def add_membership(
         )
 
 
-async def add_item(bench: Bench, title: str, *, days_ago: float, cop: str = "HDEV", **kw):  # type: ignore[no-untyped-def]
-    async with bench.db.session() as s:
+async def add_item(world: World, title: str, *, days_ago: float, cop: str = "HDEV", **kw):  # type: ignore[no-untyped-def]
+    async with world.db.session() as s:
         return await intel_store.add_item(
             s,
             cop_code=cop,
             author=ANNA,
             title=title,
-            created_at=bench.now - timedelta(days=days_ago),
+            created_at=world.now - timedelta(days=days_ago),
             **kw,
         )
 
 
-async def build(bench: Bench) -> digest.Digest:
-    async with bench.db.session() as s:
-        return await digest.build_digest(s, bench.settings, "HDEV", bench.now)
+async def build(world: World) -> digest.Digest:
+    async with world.db.session() as s:
+        return await digest.build_digest(s, world.settings, "HDEV", world.now)
 
 
-async def digests_sent(bench: Bench, cop: str = "HDEV") -> list[OutboxMessage]:
+async def digests_sent(world: World, cop: str = "HDEV") -> list[OutboxMessage]:
     return [
-        row for row in await bench.outbox_to(ROOMS[cop]) if (row.tag or "").startswith("digest:")
+        row for row in await world.outbox_to(ROOMS[cop]) if (row.tag or "").startswith("digest:")
     ]
 
 
@@ -76,26 +80,26 @@ async def digests_sent(bench: Bench, cop: str = "HDEV") -> list[OutboxMessage]:
 
 
 async def test_the_digest_shows_the_weeks_new_members_and_intel_and_nothing_older(
-    bench: Bench,
+    world: World,
 ) -> None:
-    week_ago = bench.now - timedelta(days=7)
+    week_ago = world.now - timedelta(days=7)
     await add_membership(
-        bench, NEWCOMER, "member", decided=bench.now - timedelta(days=2), applied=week_ago
+        world, NEWCOMER, "member", decided=world.now - timedelta(days=2), applied=week_ago
     )
     await add_membership(
-        bench, "@old:example.org", "member", decided=bench.now - timedelta(days=9), applied=week_ago
+        world, "@old:example.org", "member", decided=world.now - timedelta(days=9), applied=week_ago
     )
-    await add_membership(bench, APPLICANT, "applied", decided=None, applied=bench.now)
+    await add_membership(world, APPLICANT, "applied", decided=None, applied=world.now)
     await add_item(
-        bench, "Oslo bus tender", days_ago=3, urls=["https://example.org/t"], tags=["ebus"]
+        world, "Oslo bus tender", days_ago=3, urls=["https://example.org/t"], tags=["ebus"]
     )
-    await add_item(bench, "Old news", days_ago=8)
-    removed = await add_item(bench, "Taken back", days_ago=1)
-    await add_item(bench, "Solar matters", days_ago=1, cop="SOLAR")
-    async with bench.db.session() as s:
-        await intel_store.remove_item(s, removed.id, ANNA, now=bench.now)
+    await add_item(world, "Old news", days_ago=8)
+    removed = await add_item(world, "Taken back", days_ago=1)
+    await add_item(world, "Solar matters", days_ago=1, cop="SOLAR")
+    async with world.db.session() as s:
+        await intel_store.remove_item(s, removed.id, ANNA, now=world.now)
 
-    result = await build(bench)
+    result = await build(world)
 
     body = result.message.plain
     assert "Weekly digest · Heavy-duty electric vehicles (HDEV) — week 49" in body
@@ -110,33 +114,33 @@ async def test_the_digest_shows_the_weeks_new_members_and_intel_and_nothing_olde
     assert result.tag == "digest:HDEV:2026-W49"
 
 
-async def test_nothing_private_appears_in_the_digest(bench: Bench) -> None:
-    await add_membership(bench, APPLICANT, "applied", decided=None, applied=bench.now)
+async def test_nothing_private_appears_in_the_digest(world: World) -> None:
+    await add_membership(world, APPLICANT, "applied", decided=None, applied=world.now)
     await add_membership(
-        bench, "@rita:example.org", "rejected", decided=bench.now, applied=bench.now
+        world, "@rita:example.org", "rejected", decided=world.now, applied=world.now
     )
-    await add_item(bench, "Something shared", days_ago=1)
+    await add_item(world, "Something shared", days_ago=1)
 
-    body = (await build(bench)).message.plain
+    body = (await build(world)).message.plain
 
     assert APPLICANT not in body and "@rita:example.org" not in body
     assert "PRIVATE" not in body
 
 
 async def test_members_added_without_a_decision_count_from_when_they_were_added(
-    bench: Bench,
+    world: World,
 ) -> None:
     await add_membership(
-        bench, NEWCOMER, "member", decided=None, applied=bench.now - timedelta(days=1)
+        world, NEWCOMER, "member", decided=None, applied=world.now - timedelta(days=1)
     )
 
-    body = (await build(bench)).message.plain
+    body = (await build(world)).message.plain
 
     assert NEWCOMER in body
 
 
-async def test_new_members_are_shown_with_their_organisation_and_country(bench: Bench) -> None:
-    async with bench.db.session() as s:
+async def test_new_members_are_shown_with_their_organisation_and_country(world: World) -> None:
+    async with world.db.session() as s:
         from storage import repo
 
         await repo.seed_member(
@@ -146,19 +150,19 @@ async def test_new_members_are_shown_with_their_organisation_and_country(bench: 
             country="FI",
             authority_type="local-authority",
             cop_code="HDEV",
-            now=bench.now - timedelta(hours=1),
+            now=world.now - timedelta(hours=1),
         )
-    await bench.take_sent()
+    await world.deliver()
 
-    body = (await build(bench)).message.plain
+    body = (await build(world)).message.plain
 
     assert f"City of Turku (FI) · {NEWCOMER}" in body
 
 
-async def test_an_empty_week_says_so_in_one_line(bench: Bench) -> None:
-    await add_item(bench, "Old news", days_ago=10)
+async def test_an_empty_week_says_so_in_one_line(world: World) -> None:
+    await add_item(world, "Old news", days_ago=10)
 
-    result = await build(bench)
+    result = await build(world)
 
     assert result.empty
     assert "\n" not in result.message.plain
@@ -166,18 +170,18 @@ async def test_an_empty_week_says_so_in_one_line(bench: Bench) -> None:
     assert "!intel share" in result.message.plain
 
 
-async def test_a_long_week_is_cut_with_a_pointer_to_the_rest(bench: Bench) -> None:
+async def test_a_long_week_is_cut_with_a_pointer_to_the_rest(world: World) -> None:
     for number in range(20):
-        await add_item(bench, f"Item {number}", days_ago=1)
+        await add_item(world, f"Item {number}", days_ago=1)
 
-    body = (await build(bench)).message.plain
+    body = (await build(world)).message.plain
 
     assert body.count("• I") == 15
     assert "…and 5 more: !intel list" in body
 
 
 async def add_event(
-    bench: Bench,
+    world: World,
     title: str,
     *,
     starts: datetime,
@@ -189,7 +193,7 @@ async def add_event(
     answers: dict[str, str] | None = None,
     cancelled: bool = False,
 ) -> int:
-    async with bench.db.session() as s:
+    async with world.db.session() as s:
         event = await events_store.create_event(
             s,
             cop_code=cop,
@@ -200,24 +204,24 @@ async def add_event(
             timezone=tz,
             created_by=ANNA,
             capacity=capacity,
-            now=bench.now,
+            now=world.now,
         )
         for user, answer in (answers or {}).items():
-            await events_store.set_rsvp(s, event, user, answer, bench.now)
+            await events_store.set_rsvp(s, event, user, answer, world.now)
         if cancelled:
-            await events_store.cancel_event(s, event, "moved", bench.now)
+            await events_store.cancel_event(s, event, "moved", world.now)
         return event.id
 
 
-def claims_settings(bench: Bench, **claims: Any) -> None:
-    bench.settings = bench.settings.model_copy(update={"claims": ClaimsConfig(**claims)})
+def claims_settings(world: World, **claims: Any) -> None:
+    world.settings = world.settings.model_copy(update={"claims": ClaimsConfig(**claims)})
 
 
 async def test_the_digest_shows_upcoming_events_with_their_answers_and_closing_claims(
-    bench: Bench,
+    world: World,
 ) -> None:
     dialogue = await add_event(
-        bench,
+        world,
         "Market dialogue on e-trucks",
         kind="market-dialogue",
         starts=datetime(2026, 12, 3, 10, 0, tzinfo=BRUSSELS),
@@ -225,24 +229,24 @@ async def test_the_digest_shows_upcoming_events_with_their_answers_and_closing_c
         answers={ANNA: "yes", BEN: "yes", "@carl:example.org": "maybe", "@dan:example.org": "no"},
     )
     await add_event(
-        bench, "Called off", starts=datetime(2026, 12, 4, 10, 0, tzinfo=BRUSSELS), cancelled=True
+        world, "Called off", starts=datetime(2026, 12, 4, 10, 0, tzinfo=BRUSSELS), cancelled=True
     )
-    await add_event(bench, "Too far ahead", starts=datetime(2027, 1, 5, 10, 0, tzinfo=BRUSSELS))
+    await add_event(world, "Too far ahead", starts=datetime(2027, 1, 5, 10, 0, tzinfo=BRUSSELS))
     await add_event(
-        bench, "Solar fair", cop="SOLAR", starts=datetime(2026, 12, 3, 10, 0, tzinfo=BRUSSELS)
+        world, "Solar fair", cop="SOLAR", starts=datetime(2026, 12, 3, 10, 0, tzinfo=BRUSSELS)
     )
     oslo = await add_event(
-        bench, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS), hours=8
+        world, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS), hours=8
     )
     await add_event(
-        bench,
+        world,
         "Online kick-off",
         kind="online-meeting",
         starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS),
     )
-    await add_event(bench, "Closed already", starts=datetime(2026, 10, 26, 9, 0, tzinfo=BRUSSELS))
+    await add_event(world, "Closed already", starts=datetime(2026, 10, 26, 9, 0, tzinfo=BRUSSELS))
 
-    result = await build(bench)
+    result = await build(world)
 
     body = result.message.plain
     assert (
@@ -266,64 +270,64 @@ async def test_the_digest_shows_upcoming_events_with_their_answers_and_closing_c
     ],
 )
 async def test_claims_closing_follow_the_configured_deadline(
-    bench: Bench, deadline_days: int, listed: str, not_listed: str
+    world: World, deadline_days: int, listed: str, not_listed: str
 ) -> None:
-    claims_settings(bench, deadline_days=deadline_days)
-    await add_event(bench, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS))
+    claims_settings(world, deadline_days=deadline_days)
+    await add_event(world, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS))
     await add_event(
-        bench,
+        world,
         "Pitching Lisbon",
         kind="pitching-session",
         starts=datetime(2026, 11, 24, 14, 0, tzinfo=BRUSSELS),
     )
 
-    body = (await build(bench)).message.plain
+    body = (await build(world)).message.plain
 
     assert listed in body
     assert not_listed not in body
 
 
 async def test_claims_closing_are_listed_only_for_kinds_that_can_be_claimed(
-    bench: Bench,
+    world: World,
 ) -> None:
-    claims_settings(bench, eligible_kinds=["in-person-meeting"])
-    await add_event(bench, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS))
+    claims_settings(world, eligible_kinds=["in-person-meeting"])
+    await add_event(world, "Study visit Oslo", starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS))
     await add_event(
-        bench,
+        world,
         "Plenary in Brussels",
         kind="in-person-meeting",
         starts=datetime(2026, 11, 3, 9, 0, tzinfo=BRUSSELS),
     )
 
-    body = (await build(bench)).message.plain
+    body = (await build(world)).message.plain
 
     assert "Plenary in Brussels — claims until" in body
     assert "Study visit Oslo" not in body
 
 
 async def test_claim_deadlines_end_with_the_last_local_day_and_respect_the_limit(
-    bench: Bench,
+    world: World,
 ) -> None:
-    start, end = bench.now, bench.now + timedelta(days=7)  # Mon 30 Nov - Mon 7 Dec, 08:00 UTC
+    start, end = world.now, world.now + timedelta(days=7)  # Mon 30 Nov - Mon 7 Dec, 08:00 UTC
     # Many events whose deadline passed just before the week: they come first by end time.
     for number in range(25):
         await add_event(
-            bench, f"Passed {number}", starts=datetime(2026, 10, 30, 9, number, tzinfo=BRUSSELS)
+            world, f"Passed {number}", starts=datetime(2026, 10, 30, 9, number, tzinfo=BRUSSELS)
         )
     # Ends 30 Oct 10:30 UTC, almost a day before start - 30 days, yet its last local day
     # is 31 Oct: claims close at the end of 30 Nov there (09:59 UTC).
     kiritimati = await add_event(
-        bench,
+        world,
         "Pacific visit",
         tz="Pacific/Kiritimati",
         starts=datetime(2026, 10, 31, 0, 0, tzinfo=ZoneInfo("Pacific/Kiritimati")),
         hours=0.5,
     )
-    first = await add_event(bench, "First", starts=datetime(2026, 10, 31, 9, 0, tzinfo=BRUSSELS))
-    last = await add_event(bench, "Last", starts=datetime(2026, 11, 6, 9, 0, tzinfo=BRUSSELS))
-    await add_event(bench, "Next week", starts=datetime(2026, 11, 7, 9, 0, tzinfo=BRUSSELS))
+    first = await add_event(world, "First", starts=datetime(2026, 10, 31, 9, 0, tzinfo=BRUSSELS))
+    last = await add_event(world, "Last", starts=datetime(2026, 11, 6, 9, 0, tzinfo=BRUSSELS))
+    await add_event(world, "Next week", starts=datetime(2026, 11, 7, 9, 0, tzinfo=BRUSSELS))
 
-    async with bench.db.session() as s:
+    async with world.db.session() as s:
         everything = await events_store.digest_claim_deadlines(s, "HDEV", start, end)
         two = await events_store.digest_claim_deadlines(s, "HDEV", start, end, limit=2)
         shorter = await events_store.digest_claim_deadlines(
@@ -337,37 +341,37 @@ async def test_claim_deadlines_end_with_the_last_local_day_and_respect_the_limit
     assert shorter == []
 
 
-async def test_upcoming_events_stop_at_the_limit_with_answers_counted(bench: Bench) -> None:
+async def test_upcoming_events_stop_at_the_limit_with_answers_counted(world: World) -> None:
     monday = datetime(2026, 12, 7, 10, 0, tzinfo=BRUSSELS)
     for day in (3, 1, 2, 0):
         await add_event(
-            bench,
+            world,
             f"Meeting {day}",
             kind="online-meeting",
             starts=monday + timedelta(days=day),
             answers={ANNA: "yes", BEN: "maybe"} if day == 1 else None,
         )
 
-    async with bench.db.session() as s:
+    async with world.db.session() as s:
         found = await events_store.digest_upcoming_events(
-            s, "HDEV", bench.now, bench.now + timedelta(days=28), limit=2
+            s, "HDEV", world.now, world.now + timedelta(days=28), limit=2
         )
 
     assert [e.title for e in found] == ["Meeting 0", "Meeting 1"]
     assert [(e.yes, e.maybe) for e in found] == [(0, 0), (1, 1)]
 
 
-async def test_another_family_can_add_a_section(bench: Bench) -> None:
-    from bot.messages import Message
+async def test_another_family_can_add_a_section(world: World) -> None:
+    from commands.text import Message
 
     async def polls(session, scope):  # type: ignore[no-untyped-def]
         return digest.DigestSection("Open polls", [Message("Which charger standard?")])
 
     digest.add_section("polls-test", polls, order=25)
     try:
-        body = (await build(bench)).message.plain
+        body = (await build(world)).message.plain
     finally:
-        digest._PROVIDERS.pop("polls-test")
+        _PROVIDERS.pop("polls-test")
 
     assert "Open polls" in body and "Which charger standard?" in body
 
@@ -375,74 +379,77 @@ async def test_another_family_can_add_a_section(bench: Bench) -> None:
 # --- once per week -----------------------------------------------------------------------------
 
 
-async def test_a_week_is_posted_once_and_the_next_week_again(bench: Bench) -> None:
-    services = bench.services()
+async def test_a_week_is_posted_once_and_the_next_week_again(world: World) -> None:
+    services = world.services()
 
     first = await digest.run_scheduled(services, "HDEV")
     second = await digest.run_scheduled(services, "HDEV")
-    bench.now += timedelta(days=7)
+    world.now += timedelta(days=7)
     next_week = await digest.run_scheduled(services, "HDEV")
 
     assert (first, second, next_week) == ("posted", "claimed", "posted")
-    sent = await digests_sent(bench)
+    sent = await digests_sent(world)
     assert [row.tag for row in sent] == ["digest:HDEV:2026-W49", "digest:HDEV:2026-W50"]
 
 
 async def test_a_digest_missed_while_down_is_posted_on_start_in_the_same_week(
-    bench: Bench,
+    world: World,
 ) -> None:
-    bench.now = (MONDAY_9 + timedelta(days=2)).astimezone(UTC)  # Wednesday
+    world.now = (MONDAY_9 + timedelta(days=2)).astimezone(UTC)  # Wednesday
 
-    first_start = await digest.catch_up(bench.services())
-    restart = await digest.catch_up(bench.services())
+    first_start = await digest.catch_up(world.services())
+    restart = await digest.catch_up(world.services())
 
     assert first_start == {"HDEV": "posted", "SOLAR": "posted"}
     assert restart == {"HDEV": "claimed", "SOLAR": "claimed"}
-    assert len(await digests_sent(bench)) == 1
+    assert len(await digests_sent(world)) == 1
 
 
-async def test_nothing_is_posted_before_the_due_moment(bench: Bench) -> None:
-    bench.now = (MONDAY_9 - timedelta(minutes=65)).astimezone(UTC)  # 08:55 in Helsinki
+async def test_nothing_is_posted_before_the_due_moment(world: World) -> None:
+    world.now = (MONDAY_9 - timedelta(minutes=65)).astimezone(UTC)  # 07:55 in Brussels
 
-    assert await digest.catch_up(bench.services()) == {"HDEV": "not-due", "SOLAR": "not-due"}
-    assert await digests_sent(bench) == []
+    assert await digest.catch_up(world.services()) == {"HDEV": "not-due", "SOLAR": "not-due"}
+    assert await digests_sent(world) == []
 
 
-async def test_a_new_installation_waits_for_the_next_regular_digest(bench: Bench) -> None:
+async def test_a_new_installation_waits_for_the_next_regular_digest(world: World) -> None:
     from sqlalchemy import update
 
     from storage.models import Cop
 
-    async with bench.db.session() as s:
-        await s.execute(update(Cop).values(created_at=bench.now + timedelta(hours=1)))
-    bench.now += timedelta(hours=2)
+    async with world.db.session() as s:
+        await s.execute(update(Cop).values(created_at=world.now + timedelta(hours=1)))
+    world.now += timedelta(hours=2)
 
-    assert (await digest.catch_up(bench.services()))["HDEV"] == "new-cop"
-    assert await digests_sent(bench) == []
+    assert (await digest.catch_up(world.services()))["HDEV"] == "new-cop"
+    assert await digests_sent(world) == []
 
 
-async def test_an_empty_week_can_be_skipped_and_still_counts_as_done(db: Database) -> None:
-    bench = await make_bench(db, empty_week="skip")
-    bench.now = MONDAY_9.astimezone(UTC)
+async def test_an_empty_week_can_be_skipped_and_still_counts_as_done(db: TestDatabase) -> None:
+    world = await World(db, digest=dict(empty_week="skip")).seed()
+    world.now = MONDAY_9.astimezone(UTC)
 
-    first = await digest.run_scheduled(bench.services(), "HDEV")
-    again = await digest.run_scheduled(bench.services(), "HDEV")
+    first = await digest.run_scheduled(world.services(), "HDEV")
+    again = await digest.run_scheduled(world.services(), "HDEV")
 
     assert (first, again) == ("skipped", "claimed")
-    assert await digests_sent(bench) == []
+    assert await digests_sent(world) == []
 
 
-async def test_a_cop_with_digests_switched_off_gets_none(db: Database) -> None:
-    bench = await make_bench(db, cops={"HDEV": {"enabled": False}})
-    bench.now = MONDAY_9.astimezone(UTC)
+async def test_a_cop_with_digests_switched_off_gets_none(db: TestDatabase) -> None:
+    world = await World(db, digest=dict(cops={"HDEV": {"enabled": False}})).seed()
+    world.now = MONDAY_9.astimezone(UTC)
 
-    assert await digest.run_scheduled(bench.services(), "HDEV") == "disabled"
-    assert await digest.run_scheduled(bench.services(), "SOLAR") == "posted"
+    assert await digest.run_scheduled(world.services(), "HDEV") == "disabled"
+    world.now += timedelta(hours=1)  # 09:00 in Lisbon
+    assert await digest.run_scheduled(world.services(), "SOLAR") == "posted"
 
 
-async def test_the_schedule_is_rebuilt_from_the_configuration(db: Database) -> None:
-    bench = await make_bench(db, weekday="friday", time="14:30", cops={"SOLAR": {"enabled": False}})
-    services = bench.services()
+async def test_the_schedule_is_rebuilt_from_the_configuration(db: TestDatabase) -> None:
+    world = await World(
+        db, digest=dict(weekday="friday", time="14:30", cops={"SOLAR": {"enabled": False}})
+    ).seed()
+    services = world.services()
 
     ids = digest.schedule_jobs(services)
     again = digest.schedule_jobs(services)  # a second start replaces, never duplicates
@@ -464,37 +471,37 @@ async def second_process(db: Database) -> AsyncIterator[Database]:
 
 
 async def test_two_bot_processes_racing_for_a_week_post_it_exactly_once(
-    bench: Bench, second_process: Database
+    world: World, second_process: Database
 ) -> None:
-    one = bench.services()
-    two = bench.services(db=second_process)
+    one = world.services()
+    two = world.services(db=second_process)
 
     results = await asyncio.gather(
         *(digest.run_scheduled(services, "HDEV") for services in [one, two] * 5)
     )
 
     assert sorted(results) == ["claimed"] * 9 + ["posted"]
-    assert len(await digests_sent(bench)) == 1
-    async with bench.db.session() as s:
+    assert len(await digests_sent(world)) == 1
+    async with world.db.session() as s:
         assert await store.count_posts(s, "HDEV") == 1
 
 
 async def test_on_postgresql_a_second_claim_waits_for_the_first_and_then_gives_way(
-    bench: Bench, second_process: Database
+    world: World, second_process: Database
 ) -> None:
-    if bench.db.is_sqlite:
+    if world.db.is_sqlite:
         pytest.skip("row locks are a PostgreSQL matter; SQLite runs one writer at a time")
 
     async def other_claim() -> bool:
         async with second_process.session() as s:
             return (
-                await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=bench.now)
+                await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=world.now)
                 is not None
             )
 
-    async with bench.db.session() as s:
+    async with world.db.session() as s:
         assert (
-            await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=bench.now) is not None
+            await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=world.now) is not None
         )
         racing = asyncio.create_task(other_claim())
         # Wait until the second process is really blocked on our uncommitted row.
@@ -512,28 +519,29 @@ async def test_on_postgresql_a_second_claim_waits_for_the_first_and_then_gives_w
         assert waiting == 1
     assert await racing is False  # our transaction committed first: theirs found the row
 
-    async with bench.db.session() as s:
+    async with world.db.session() as s:
         rows = await s.scalar(select(func.count()).select_from(store.DigestPost))
     assert rows == 1
 
 
-async def test_a_claim_that_rolls_back_leaves_the_week_free(bench: Bench) -> None:
+async def test_a_claim_that_rolls_back_leaves_the_week_free(world: World) -> None:
     class Boom(Exception):
         pass
 
     async def claim_then_fail() -> None:
-        async with bench.db.session() as s:
-            await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=bench.now)
+        async with world.db.session() as s:
+            await store.claim_week(s, "HDEV", 2026, 49, kind="scheduled", at=world.now)
             raise Boom
 
     with pytest.raises(Boom):
         await claim_then_fail()
 
-    assert await digest.run_scheduled(bench.services(), "HDEV") == "posted"
+    assert await digest.run_scheduled(world.services(), "HDEV") == "posted"
 
 
-async def test_digest_posts_go_to_the_cops_own_room(bench: Bench) -> None:
-    await digest.run_scheduled(bench.services(), "SOLAR")
+async def test_digest_posts_go_to_the_cops_own_room(world: World) -> None:
+    world.now += timedelta(hours=1)  # 09:00 in Lisbon
+    await digest.run_scheduled(world.services(), "SOLAR")
 
-    assert len(await digests_sent(bench, "SOLAR")) == 1
-    assert await digests_sent(bench, "HDEV") == []
+    assert len(await digests_sent(world, "SOLAR")) == 1
+    assert await digests_sent(world, "HDEV") == []

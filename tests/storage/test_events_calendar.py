@@ -7,26 +7,12 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import icalendar
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from commands.events import setup
-from storage import Database
 from storage import events as store
-from tests.storage.events_support import (
-    ANNA,
-    GUEST,
-    MOD,
-    MOD_SOLAR,
-    STRANGER,
-    World,
-    in_days,
-)
-
-
-@pytest.fixture
-async def world(db: Database) -> World:
-    return await World(db).prepare()
+from tests.support.cast import ANNA, GUEST, MOD, MOD_SOLAR, STRANGER, in_days
+from tests.support.world import World
 
 
 def parse(data: bytes) -> dict[str, icalendar.Event]:

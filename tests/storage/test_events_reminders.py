@@ -9,15 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands.events import deliver_due, deliver_reminder, rebuild_reminder_jobs, setup
-from storage import Database
+from commands.events import setup
+from commands.events.reminders import deliver_due, deliver_reminder, rebuild_reminder_jobs
 from storage import events as store
-from tests.storage.events_support import ANNA, BEN, CARL, MOD, World, dms, in_days
-
-
-@pytest.fixture
-async def world(db: Database) -> World:
-    return await World(db).prepare()
+from tests.support.cast import ANNA, BEN, CARL, MOD, in_days
+from tests.support.world import World, dms
 
 
 async def event_with_answers(world: World, days: int = 3) -> store.Event:
@@ -37,7 +33,7 @@ async def due(world: World, at: datetime) -> tuple[dict[str, int], list]:
     before = await world.last_outbox_id()
     async with world.db.session() as s:
         counts = await deliver_due(s, at, world.settings)
-    return counts, await world.sent_since(before)
+    return counts, await world.deliver(after=before)
 
 
 async def test_reminders_go_to_people_who_said_yes_24_hours_and_1_hour_before(
@@ -53,7 +49,7 @@ async def test_reminders_go_to_people_who_said_yes_24_hours_and_1_hour_before(
     assert early == {} and nothing == []
     assert day_before == {"sent": 1} and hour_before == {"sent": 1}
     for sent, text in ((first, "starts in 24 hours"), (second, "starts in 59 minutes")):
-        assert [m.to_user for m in sent] == [ANNA]
+        assert [m.recipient for m in sent] == [ANNA]
         assert text in sent[0].body and "Charging standards" in sent[0].body
         assert "Europe/Brussels" in sent[0].body
 
@@ -85,7 +81,7 @@ async def test_two_processes_firing_the_same_reminder_send_it_once(world: World)
     results = await asyncio.gather(fire(), fire(), fire())
 
     assert sorted(results) == ["sent", "skipped", "skipped"]
-    assert len(dms(await world.sent_since(before), ANNA)) == 1
+    assert len(dms(await world.deliver(after=before), ANNA)) == 1
 
 
 async def test_a_reminder_missed_while_down_is_sent_late_if_the_event_has_not_started(
@@ -131,7 +127,7 @@ async def test_jobs_are_rebuilt_from_the_database_after_a_restart(world: World) 
     before = await world.last_outbox_id()
     assert await late.func(*late.args) == "sent"
     assert await late.func(*late.args) == "skipped"
-    sent = await world.sent_since(before)
+    sent = await world.deliver(after=before)
     assert len(sent) == 1 and "starts in 5 hours" in sent[0].body
 
     # After the next restart only the 1 h reminder is left to schedule.
@@ -149,7 +145,7 @@ async def test_the_periodic_check_sends_what_another_process_scheduled(world: Wo
     before = await world.last_outbox_id()
 
     assert await sweep.func(*sweep.args) == {"superseded": 1, "sent": 1}
-    assert [m.to_user for m in await world.sent_since(before)] == [ANNA]
+    assert [m.recipient for m in await world.deliver(after=before)] == [ANNA]
 
 
 async def test_clock_changes_do_not_shift_reminders(world: World) -> None:

@@ -6,40 +6,24 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
-
-from storage import Database
 from storage import intel as store
-from tests.storage.intel_support import (
-    ADMIN,
-    ANNA,
-    BEN,
-    MOD,
-    SOFIA,
-    Bench,
-    file_event,
-    make_bench,
-    replying_to,
-    share,
-)
+from tests.support.cast import ADMIN, ANNA, BEN, HDEV_ROOM, MGMT, MOD, SOFIA, SOLAR_ROOM
+from tests.support.world import World, file_event, replying_to
 
 
-@pytest.fixture
-async def bench(db: Database) -> Bench:
-    return await make_bench(db)
-
-
-async def test_a_member_shares_a_multi_line_note_and_gets_its_number(bench: Bench) -> None:
-    reply = await bench.reply(
+async def test_a_member_shares_a_multi_line_note_and_gets_its_number(world: World) -> None:
+    reply = await world.only(
+        ANNA,
         "!intel share Oslo tenders 40 e-buses #EBus\n"
-        "Deadline 12 January, see https://example.org/tender.\n#procurement"
+        "Deadline 12 January, see https://example.org/tender.\n#procurement",
+        HDEV_ROOM,
     )
 
     assert "Shared with HDEV as I1" in reply.body
     assert "tags #ebus #procurement" in reply.body
     assert "1 link" in reply.body
     assert '<a href="https://example.org/tender">' in reply.html
-    item = await bench.in_session(lambda s: store.get_item(s, 1))
+    item = await world.in_session(lambda s: store.get_item(s, 1))
     assert item.title == "Oslo tenders 40 e-buses #EBus"
     assert item.note.startswith("Deadline 12 January")
     assert item.tag_list == ["ebus", "procurement"]
@@ -47,17 +31,19 @@ async def test_a_member_shares_a_multi_line_note_and_gets_its_number(bench: Benc
     assert item.author == ANNA and item.cop_code == "HDEV"
 
 
-async def test_replying_to_a_file_shares_the_file(bench: Bench) -> None:
-    bench.fetched["$file1"] = file_event()
+async def test_replying_to_a_file_shares_the_file(world: World) -> None:
+    world.fetched["$file1"] = file_event()
 
-    reply = await bench.reply(
+    reply = await world.only(
+        ANNA,
         "!intel share Supplier price list #prices",
+        HDEV_ROOM,
         content=replying_to("$file1", "!intel share Supplier price list #prices"),
     )
 
     assert "Shared with HDEV as I1" in reply.body
     assert "the file prices-2026.pdf (120.6 KB)" in reply.body
-    item = await bench.in_session(lambda s: store.get_item(s, 1))
+    item = await world.in_session(lambda s: store.get_item(s, 1))
     assert (item.file_url, item.file_name, item.file_size, item.file_mimetype) == (
         "mxc://example.org/AbCdEf",
         "prices-2026.pdf",
@@ -67,14 +53,16 @@ async def test_replying_to_a_file_shares_the_file(bench: Bench) -> None:
     assert item.title == "Supplier price list #prices"
 
 
-async def test_show_gives_the_whole_item_and_posts_the_file_again(bench: Bench) -> None:
-    bench.fetched["$file1"] = file_event(msgtype="m.image")
-    await bench.reply(
+async def test_show_gives_the_whole_item_and_posts_the_file_again(world: World) -> None:
+    world.fetched["$file1"] = file_event(msgtype="m.image")
+    await world.only(
+        ANNA,
         "!intel share Charger photo\nsee https://example.org/c",
+        HDEV_ROOM,
         content=replying_to("$file1", "!intel share Charger photo\nsee https://example.org/c"),
     )
 
-    text, file = await bench.run("!intel show i1", sender=BEN)
+    text, file = await world.run(BEN, "!intel show i1", HDEV_ROOM)
 
     assert "I1 · Charger photo" in text.body
     assert "https://example.org/c" in text.body
@@ -86,13 +74,13 @@ async def test_show_gives_the_whole_item_and_posts_the_file_again(bench: Bench) 
     assert file.payload["info"] == {"mimetype": "application/pdf", "size": 123_456}
 
 
-async def test_the_list_is_newest_first_ten_at_a_time(bench: Bench) -> None:
+async def test_the_list_is_newest_first_ten_at_a_time(world: World) -> None:
     for number in range(1, 13):
-        bench.now += timedelta(minutes=1)
-        await share(bench, f"Item number {number}")
+        world.now += timedelta(minutes=1)
+        await world.share(f"Item number {number}")
 
-    first = await bench.reply("!intel list")
-    second = await bench.reply("!intel list page=2")
+    first = await world.only(ANNA, "!intel list", HDEV_ROOM)
+    second = await world.only(ANNA, "!intel list page=2", HDEV_ROOM)
 
     titles = re.findall(r"Item number (\d+)", first.body)
     assert titles == [str(n) for n in range(12, 2, -1)]
@@ -103,25 +91,25 @@ async def test_the_list_is_newest_first_ten_at_a_time(bench: Bench) -> None:
     assert "Showing 11–12 of 12" in second.body
 
 
-async def test_the_list_can_be_narrowed_to_a_tag(bench: Bench) -> None:
-    await share(bench, "Bus tender #ebus")
-    await share(bench, "Solar study #pv")
+async def test_the_list_can_be_narrowed_to_a_tag(world: World) -> None:
+    await world.share("Bus tender #ebus")
+    await world.share("Solar study #pv")
 
-    reply = await bench.reply("!intel list #EBUS")
+    reply = await world.only(ANNA, "!intel list #EBUS", HDEV_ROOM)
 
     assert "Bus tender" in reply.body
     assert "Solar study" not in reply.body
     assert "tagged #ebus" in reply.body
 
 
-async def test_each_cop_sees_only_its_own_items(bench: Bench) -> None:
-    await share(bench, "Bus tender Oslo")
-    await share(bench, "Solar tender Espoo", sender=SOFIA, where="SOLAR")
+async def test_each_cop_sees_only_its_own_items(world: World) -> None:
+    await world.share("Bus tender Oslo")
+    await world.share("Solar tender Espoo", sender=SOFIA, room=SOLAR_ROOM)
 
-    hdev = await bench.reply("!intel list")
-    solar = await bench.reply("!intel list", sender=SOFIA, where="SOLAR")
-    search = await bench.reply("!intel search tender", sender=SOFIA, where="dm")
-    show = await bench.reply("!intel show I1", sender=SOFIA, where="dm")
+    hdev = await world.only(ANNA, "!intel list", HDEV_ROOM)
+    solar = await world.only(SOFIA, "!intel list", SOLAR_ROOM)
+    search = await world.only(SOFIA, "!intel search tender")
+    show = await world.only(SOFIA, "!intel show I1")
 
     assert "Bus tender" in hdev.body and "Solar tender" not in hdev.body
     assert "Solar tender" in solar.body and "Bus tender" not in solar.body
@@ -130,14 +118,14 @@ async def test_each_cop_sees_only_its_own_items(bench: Bench) -> None:
 
 
 async def test_admins_see_every_cop_in_a_direct_message_but_only_the_rooms_cop_in_a_room(
-    bench: Bench,
+    world: World,
 ) -> None:
-    await share(bench, "Bus tender Oslo")
-    await share(bench, "Solar tender Espoo", sender=SOFIA, where="SOLAR")
+    await world.share("Bus tender Oslo")
+    await world.share("Solar tender Espoo", sender=SOFIA, room=SOLAR_ROOM)
 
-    in_dm = await bench.reply("!intel list", sender=ADMIN, where="dm")
-    in_room = await bench.reply("!intel list", sender=ADMIN, where="HDEV")
-    one_cop = await bench.reply("!intel list cop=solar", sender=ADMIN, where="management")
+    in_dm = await world.only(ADMIN, "!intel list")
+    in_room = await world.only(ADMIN, "!intel list", HDEV_ROOM)
+    one_cop = await world.only(ADMIN, "!intel list cop=solar", MGMT)
 
     assert "Bus tender" in in_dm.body and "Solar tender" in in_dm.body
     assert "all CoPs" in in_dm.body
@@ -145,12 +133,12 @@ async def test_admins_see_every_cop_in_a_direct_message_but_only_the_rooms_cop_i
     assert "Solar tender" in one_cop.body and "Bus tender" not in one_cop.body
 
 
-async def test_search_ranks_a_title_match_above_a_mention_in_the_note(bench: Bench) -> None:
-    await share(bench, "Market study\nA short remark about hydrogen among other things.")
-    await share(bench, "Hydrogen buses: tender results\nOslo and Bergen.")
-    await share(bench, "Unrelated\nNothing to see.")
+async def test_search_ranks_a_title_match_above_a_mention_in_the_note(world: World) -> None:
+    await world.share("Market study\nA short remark about hydrogen among other things.")
+    await world.share("Hydrogen buses: tender results\nOslo and Bergen.")
+    await world.share("Unrelated\nNothing to see.")
 
-    reply = await bench.reply("!intel search hydrogen")
+    reply = await world.only(ANNA, "!intel search hydrogen", HDEV_ROOM)
 
     assert "Hydrogen buses" in reply.body and "Market study" in reply.body
     assert reply.body.index("Hydrogen buses") < reply.body.index("Market study")
@@ -158,13 +146,13 @@ async def test_search_ranks_a_title_match_above_a_mention_in_the_note(bench: Ben
 
 
 async def test_search_ranks_items_with_all_the_words_first_and_finds_word_forms(
-    bench: Bench,
+    world: World,
 ) -> None:
-    await share(bench, "Charging points for electric trucks")
-    await share(bench, "Electric bus tender")
+    await world.share("Charging points for electric trucks")
+    await world.share("Electric bus tender")
 
-    both = await bench.store_search("electric tenders")
-    some = await bench.store_search("tender zeppelin")
+    both = await world.store_search("electric tenders")
+    some = await world.store_search("tender zeppelin")
 
     assert [item.title for item in both.items] == ["Electric bus tender"]
     assert both.all_words
@@ -172,38 +160,38 @@ async def test_search_ranks_items_with_all_the_words_first_and_finds_word_forms(
     assert not some.all_words
 
 
-async def test_search_words_never_break_the_query(bench: Bench) -> None:
-    await share(bench, "Bus tender")
+async def test_search_words_never_break_the_query(world: World) -> None:
+    await world.share("Bus tender")
 
     for query in ('"unclosed', "AND OR NOT", "a* (b", "title:x", "-minus", "x' OR 1=1 --"):
-        reply = await bench.reply(f"!intel search {query} bus")
+        reply = await world.only(ANNA, f"!intel search {query} bus", HDEV_ROOM)
         assert "Bus tender" in reply.body, (query, reply.body)
 
 
-async def test_search_results_come_ten_at_a_time(bench: Bench) -> None:
+async def test_search_results_come_ten_at_a_time(world: World) -> None:
     for number in range(12):
-        await share(bench, f"Tender {number}")
+        await world.share(f"Tender {number}")
 
-    first = await bench.reply("!intel search tender")
-    second = await bench.reply("!intel search tender page=2")
+    first = await world.only(ANNA, "!intel search tender", HDEV_ROOM)
+    second = await world.only(ANNA, "!intel search tender page=2", HDEV_ROOM)
 
     assert "Showing 1–10 of 12" in first.body
     assert "!intel search tender page=2" in first.body
     assert "Showing 11–12 of 12" in second.body
 
 
-async def test_the_author_removes_an_item_and_it_vanishes_everywhere(bench: Bench) -> None:
-    await share(bench, "Bus tender #ebus")
-    await share(bench, "Truck tender #ebus")
+async def test_the_author_removes_an_item_and_it_vanishes_everywhere(world: World) -> None:
+    await world.share("Bus tender #ebus")
+    await world.share("Truck tender #ebus")
 
-    reply = await bench.reply("!intel remove 1")
+    reply = await world.only(ANNA, "!intel remove 1", HDEV_ROOM)
 
     assert "Removed I1 (Bus tender #ebus)" in reply.body
-    listed = await bench.reply("!intel list")
-    tagged = await bench.reply("!intel list #ebus")
-    found = await bench.reply("!intel search bus")
-    shown = await bench.reply("!intel show I1")
-    again = await bench.reply("!intel remove I1")
+    listed = await world.only(ANNA, "!intel list", HDEV_ROOM)
+    tagged = await world.only(ANNA, "!intel list #ebus", HDEV_ROOM)
+    found = await world.only(ANNA, "!intel search bus", HDEV_ROOM)
+    shown = await world.only(ANNA, "!intel show I1", HDEV_ROOM)
+    again = await world.only(ANNA, "!intel remove I1", HDEV_ROOM)
     assert "Bus tender" not in listed.body and "Truck tender" in listed.body
     assert "Bus tender" not in tagged.body
     assert "Nothing in HDEV matches" in found.body
@@ -211,31 +199,31 @@ async def test_the_author_removes_an_item_and_it_vanishes_everywhere(bench: Benc
     assert "cannot find the intel item I1" in again.body
 
 
-async def test_another_member_cannot_remove_an_item_but_a_moderator_can(bench: Bench) -> None:
-    await share(bench, "Bus tender")
+async def test_another_member_cannot_remove_an_item_but_a_moderator_can(world: World) -> None:
+    await world.share("Bus tender")
 
-    refused = await bench.reply("!intel remove I1", sender=BEN)
-    removed = await bench.reply("!intel remove I1", sender=MOD, where="management")
+    refused = await world.only(BEN, "!intel remove I1", HDEV_ROOM)
+    removed = await world.only(MOD, "!intel remove I1", MGMT)
 
     assert f"Only {ANNA}, who shared I1, or a moderator of HDEV can remove it" in refused.body
     assert "Removed I1" in removed.body
 
 
 async def test_forgetting_a_person_deletes_what_they_shared_from_list_and_search(
-    bench: Bench,
+    world: World,
 ) -> None:
-    await share(bench, "Bus tender #ebus")
-    await share(bench, "Truck tender #ebus", sender=BEN)
+    await world.share("Bus tender #ebus")
+    await world.share("Truck tender #ebus", sender=BEN)
 
     async def erase(s):  # type: ignore[no-untyped-def]
         mine = await store.items_by_author(s, ANNA)
         return [item.title for item in mine], await store.erase_author(s, ANNA)
 
-    titles, erased = await bench.in_session(erase)
+    titles, erased = await world.in_session(erase)
 
     assert (titles, erased) == (["Bus tender #ebus"], 1)
-    assert [item.title for item in (await bench.store_search("tender")).items] == [
+    assert [item.title for item in (await world.store_search("tender")).items] == [
         "Truck tender #ebus"
     ]
-    listed = await bench.reply("!intel list #ebus")
+    listed = await world.only(ANNA, "!intel list #ebus", HDEV_ROOM)
     assert "Bus tender" not in listed.body and "Truck tender" in listed.body

@@ -3,43 +3,33 @@ members-only rooms, moderators and their power levels, member lists and the audi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
-from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from commands import membership
-from commands.membership import sync_power
-from commands.membership_rules import COUNTRY_CHOICES, TYPE_CHOICES
-from commands.registry import Place
-from commands.services import Services
+from commands.membership.rooms import sync_power
+from commands.membership.rules import COUNTRY_CHOICES, TYPE_CHOICES
 from storage import membership as ms
 from storage import repo
-from tests.storage.membership_support import (
+from tests.support.cast import (
     ADMIN,
-    ANYONE,
+    ANNA,
     APPLICANT,
     BOT,
     HDEV_ROOM,
-    MEMBER,
-    MEMBER_OTHER,
     MGMT,
     MOD,
-    MOD_OTHER,
-    NOW,
+    MOD_SOLAR,
+    OTHER_ROOM,
+    SOFIA,
     SOLAR_ROOM,
-    World,
-    shared_db,
-    world,
+    STRANGER,
 )
-
-__all__ = ["shared_db", "world"]  # fixtures used by the tests below
+from tests.support.world import World
 
 
 async def apply(world: World, user: str = APPLICANT, cop: str = "HDEV") -> None:
     await world.profile(user, "City of Gdańsk", "PL", "local-authority")
-    result = await world.command(user, f"join {cop} We buy electric buses.")
+    result = await world.send(user, f"join {cop} We buy electric buses.")
     assert result.outcome == "ok", result.reply
 
 
@@ -47,33 +37,33 @@ async def apply(world: World, user: str = APPLICANT, cop: str = "HDEV") -> None:
 
 
 async def test_a_profile_is_set_and_shown(world: World) -> None:
-    result = await world.command(
+    result = await world.send(
         APPLICANT, 'profile set org="City of Athens" country=EL type=local-authority'
     )
     assert result.outcome == "ok"
     assert "City of Athens" in result.reply and "Greece (GR)" in result.reply
     assert "!join" in result.reply
 
-    shown = await world.command(APPLICANT, "profile")
+    shown = await world.send(APPLICANT, "profile")
     assert "Organisation: City of Athens" in shown.reply
     assert "Type: local authority" in shown.reply
 
 
 async def test_a_profile_asked_for_in_a_room_is_sent_by_direct_message(world: World) -> None:
     await world.profile(APPLICANT, "City of Athens", "GR", "local-authority")
-    result = await world.command(APPLICANT, "profile", place=Place.OTHER)
+    result = await world.send(APPLICANT, "profile", OTHER_ROOM)
     assert "direct message" in result.reply
     assert "City of Athens" not in result.reply
     assert any("City of Athens" in s.body for s in result.to(APPLICANT))
 
 
 async def test_an_unknown_country_or_type_gets_the_valid_values(world: World) -> None:
-    result = await world.command(APPLICANT, "profile set country=US")
+    result = await world.send(APPLICANT, "profile set country=US")
     assert result.outcome == "usage"
     assert "US is not an EU or EEA country" in result.reply and "AT, BE" in result.reply
     assert "Usage: !profile set" in result.reply
 
-    result = await world.command(APPLICANT, "profile set type=bakery")
+    result = await world.send(APPLICANT, "profile set type=bakery")
     assert result.outcome == "usage"
     assert "local-authority" in result.reply and "central-purchasing-body" in result.reply
     async with world.db.session() as s:
@@ -81,7 +71,7 @@ async def test_an_unknown_country_or_type_gets_the_valid_values(world: World) ->
 
 
 async def test_profile_set_without_anything_to_set_shows_the_usage(world: World) -> None:
-    result = await world.command(APPLICANT, "profile set")
+    result = await world.send(APPLICANT, "profile set")
     assert result.outcome == "usage"
     assert "Tell me what to set" in result.reply
 
@@ -93,7 +83,7 @@ async def test_a_complete_profile_files_an_application_and_tells_the_management_
     world: World,
 ) -> None:
     await world.profile(APPLICANT, "City of Gdańsk", "PL", "local-authority")
-    result = await world.command(APPLICANT, "join hdev We buy electric buses.")
+    result = await world.send(APPLICANT, "join hdev We buy electric buses.")
 
     assert result.outcome == "ok"
     assert "Thank you" in result.reply and "HDEV" in result.reply
@@ -110,7 +100,7 @@ async def test_a_complete_profile_files_an_application_and_tells_the_management_
 
 async def test_a_borderline_organisation_is_filed_but_flagged(world: World) -> None:
     await world.profile(APPLICANT, "Oslo Sporveier", "NO", "public-company")
-    result = await world.command(APPLICANT, "join HDEV")
+    result = await world.send(APPLICANT, "join HDEV")
     assert result.outcome == "ok"
     assert "Secretariat will first check" in result.reply
     assert "Flagged for the Secretariat" in result.to(MGMT)[0].body
@@ -123,7 +113,7 @@ async def test_a_market_actor_is_refused_with_the_reason_and_a_word_on_guests(
     world: World,
 ) -> None:
     await world.profile(APPLICANT, "Acme Buses", "DE", "market-actor")
-    result = await world.command(APPLICANT, "join HDEV")
+    result = await world.send(APPLICANT, "join HDEV")
     assert result.outcome == "refused"
     assert "open only to contracting authorities" in result.reply
     assert "guests" in result.reply
@@ -134,38 +124,36 @@ async def test_a_market_actor_is_refused_with_the_reason_and_a_word_on_guests(
 
 async def test_applying_twice_or_as_a_member_is_answered_sensibly(world: World) -> None:
     await apply(world)
-    again = await world.command(APPLICANT, "join HDEV")
+    again = await world.send(APPLICANT, "join HDEV")
     assert again.outcome == "refused"
     assert "already applied" in again.reply
     assert again.to(MGMT) == []
 
-    await world.joins(MEMBER, HDEV_ROOM, "HDEV")
-    member = await world.command(MEMBER, "join HDEV")
+    await world.member_event(ANNA, HDEV_ROOM)
+    member = await world.send(ANNA, "join HDEV")
     assert "already a member" in member.reply and "in its room" in member.reply
     assert member.of_kind("invite") == []
 
-    admin = await world.command(ADMIN, "join HDEV")
+    admin = await world.send(ADMIN, "join HDEV")
     assert "already have access" in admin.reply
-    moderator = await world.command(MOD, "join HDEV")
+    moderator = await world.send(MOD, "join HDEV")
     assert "You moderate" in moderator.reply
 
 
 async def test_a_member_who_left_the_room_gets_a_new_invitation(world: World) -> None:
     await world.hook(
         "member",
-        MEMBER,
-        {"type": "m.room.member", "state_key": MEMBER, "content": {"membership": "leave"}},
-        place=Place.COP_ROOM,
-        room_id=HDEV_ROOM,
-        room_cop="HDEV",
+        ANNA,
+        {"type": "m.room.member", "state_key": ANNA, "content": {"membership": "leave"}},
+        HDEV_ROOM,
     )
-    result = await world.command(MEMBER, "join HDEV")
+    result = await world.send(ANNA, "join HDEV")
     assert "new invitation" in result.reply
-    assert [s.user for s in result.of_kind("invite")] == [MEMBER]
+    assert [s.user for s in result.of_kind("invite")] == [ANNA]
 
 
 async def test_an_unknown_cop_lists_the_known_ones(world: World) -> None:
-    result = await world.command(APPLICANT, "join NOPE")
+    result = await world.send(APPLICANT, "join NOPE")
     assert result.outcome == "refused"
     assert "HDEV, SOLAR" in result.reply
 
@@ -174,7 +162,7 @@ async def test_an_unknown_cop_lists_the_known_ones(world: World) -> None:
 
 
 async def test_without_a_profile_the_bot_asks_one_question_at_a_time(world: World) -> None:
-    started = await world.command(APPLICANT, "join HDEV Hello from Tallinn", place=Place.OTHER)
+    started = await world.send(APPLICANT, "join HDEV Hello from Tallinn", OTHER_ROOM)
     assert "direct message" in started.reply
     first = started.to(APPLICANT)[0]
     assert "full name of your organisation" in first.body and "!cancel" in first.body
@@ -203,9 +191,9 @@ async def test_without_a_profile_the_bot_asks_one_question_at_a_time(world: Worl
 
 
 async def test_joining_again_during_the_dialogue_repeats_the_question(world: World) -> None:
-    await world.command(APPLICANT, "join HDEV Hello from Tallinn")
+    await world.send(APPLICANT, "join HDEV Hello from Tallinn")
     await world.answer(APPLICANT, "Tallinn City Government")
-    again = await world.command(APPLICANT, "join HDEV")
+    again = await world.send(APPLICANT, "join HDEV")
     assert "In which country" in again.reply
     await world.answer(APPLICANT, "EE")
     done = await world.answer(APPLICANT, "1")
@@ -213,13 +201,13 @@ async def test_joining_again_during_the_dialogue_repeats_the_question(world: Wor
 
 
 async def test_the_dialogue_only_asks_for_missing_facts(world: World) -> None:
-    await world.command(APPLICANT, 'profile set org="Comune di Milano" country=IT')
-    started = await world.command(APPLICANT, "join HDEV")
+    await world.send(APPLICANT, 'profile set org="Comune di Milano" country=IT')
+    started = await world.send(APPLICANT, "join HDEV")
     assert "one question" in started.reply and "What kind of organisation" in started.reply
 
 
 async def test_the_dialogue_is_kept_in_the_database_for_a_restart(world: World) -> None:
-    await world.command(APPLICANT, "join HDEV")
+    await world.send(APPLICANT, "join HDEV")
     await world.answer(APPLICANT, "Tallinn City Government")
 
     restarted = World(world.db)  # a new process: empty registry, state from the database
@@ -231,14 +219,14 @@ async def test_the_dialogue_is_kept_in_the_database_for_a_restart(world: World) 
 
 
 async def test_cancel_stops_the_dialogue_and_files_nothing(world: World) -> None:
-    await world.command(APPLICANT, "join HDEV")
-    result = await world.command(APPLICANT, "cancel")
+    await world.send(APPLICANT, "join HDEV")
+    result = await world.send(APPLICANT, "cancel")
     assert "Stopped: nothing was filed" in result.reply
     assert APPLICANT not in world.registry.listening
-    nothing = await world.command(APPLICANT, "cancel")
+    nothing = await world.send(APPLICANT, "cancel")
     assert nothing.outcome == "refused" and "nothing to cancel" in nothing.reply
 
-    await world.command(APPLICANT, "join HDEV")
+    await world.send(APPLICANT, "join HDEV")
     typed = await world.answer(APPLICANT, "cancel")
     assert "Stopped" in typed.reply
     async with world.db.session() as s:
@@ -246,7 +234,7 @@ async def test_cancel_stops_the_dialogue_and_files_nothing(world: World) -> None
 
 
 async def test_a_market_actor_in_the_dialogue_is_refused_at_the_end(world: World) -> None:
-    await world.command(APPLICANT, "join HDEV")
+    await world.send(APPLICANT, "join HDEV")
     await world.answer(APPLICANT, "Acme Consulting")
     await world.answer(APPLICANT, "BE")
     result = await world.answer(APPLICANT, str(TYPE_CHOICES.index("market-actor") + 1))
@@ -257,17 +245,17 @@ async def test_a_market_actor_in_the_dialogue_is_refused_at_the_end(world: World
 async def test_answers_outside_the_direct_chat_or_without_a_dialogue_are_ignored(
     world: World,
 ) -> None:
-    await world.command(APPLICANT, "join HDEV")
+    await world.send(APPLICANT, "join HDEV")
     event = {"type": "m.room.message", "content": {"msgtype": "m.text", "body": "Some City"}}
-    elsewhere = await world.hook("dialogue", APPLICANT, event, place=Place.OTHER)
+    elsewhere = await world.hook("dialogue", APPLICANT, event, OTHER_ROOM)
     assert elsewhere.sent == []
-    stray = await world.answer(ANYONE, "hello bot")
+    stray = await world.answer(STRANGER, "hello bot")
     assert stray.sent == []
 
 
 async def test_profile_set_during_the_dialogue_carries_it_on(world: World) -> None:
-    await world.command(APPLICANT, "join HDEV")
-    result = await world.command(
+    await world.send(APPLICANT, "join HDEV")
+    result = await world.send(
         APPLICANT, 'profile set org="Gemeente Utrecht" country=NL type=local-authority'
     )
     assert any("Your application to HDEV" in s.body for s in result.sent)
@@ -281,7 +269,7 @@ async def test_approving_makes_a_member_invites_them_and_writes_the_audit_log(
     world: World,
 ) -> None:
     await apply(world)
-    result = await world.command(MOD, f"approve {APPLICANT} HDEV", place=Place.MANAGEMENT)
+    result = await world.send(MOD, f"approve {APPLICANT} HDEV", MGMT)
     assert result.outcome == "ok"
     assert "is now a member of HDEV" in result.reply
     invite = result.of_kind("invite")
@@ -292,18 +280,18 @@ async def test_approving_makes_a_member_invites_them_and_writes_the_audit_log(
         entry = (await repo.recent_audit(s, 1))[0]
         assert (entry.actor, entry.action, entry.target) == (MOD, "approve", APPLICANT)
 
-    twice = await world.command(MOD, f"approve {APPLICANT} HDEV", place=Place.MANAGEMENT)
+    twice = await world.send(MOD, f"approve {APPLICANT} HDEV", MGMT)
     assert twice.outcome == "refused" and "already a member" in twice.reply
 
 
 async def test_approving_someone_who_never_applied_is_refused(world: World) -> None:
-    result = await world.command(MOD, f"approve {ANYONE} HDEV")
+    result = await world.send(MOD, f"approve {STRANGER} HDEV")
     assert result.outcome == "refused" and "has not applied" in result.reply
 
 
 async def test_rejecting_sends_the_reason_to_the_applicant(world: World) -> None:
     await apply(world)
-    result = await world.command(MOD, f"reject {APPLICANT} HDEV Please apply with your city.")
+    result = await world.send(MOD, f"reject {APPLICANT} HDEV Please apply with your city.")
     assert result.outcome == "ok"
     told = result.to(APPLICANT)[0].body
     assert "was not accepted" in told and "Please apply with your city." in told
@@ -311,95 +299,83 @@ async def test_rejecting_sends_the_reason_to_the_applicant(world: World) -> None
         row = await ms.get_membership(s, APPLICANT, "HDEV")
         assert row is not None and row.status == "rejected"
         assert (await repo.recent_audit(s, 1))[0].detail == "Please apply with your city."
-    again = await world.command(APPLICANT, "join HDEV")
+    again = await world.send(APPLICANT, "join HDEV")
     assert again.outcome == "ok"  # a rejected applicant may try again
 
 
 async def test_reject_needs_a_reason(world: World) -> None:
     await apply(world)
-    result = await world.command(MOD, f"reject {APPLICANT} HDEV")
+    result = await world.send(MOD, f"reject {APPLICANT} HDEV")
     assert result.outcome == "usage" and "<reason…> is missing" in result.reply
 
 
 async def test_removing_a_member_kicks_and_tells_them_why(world: World) -> None:
-    result = await world.command(MOD, f"remove {MEMBER} HDEV Spamming the room")
+    result = await world.send(MOD, f"remove {ANNA} HDEV Spamming the room")
     assert result.outcome == "ok"
     kick = result.of_kind("kick")
-    assert [(s.room_id, s.user) for s in kick] == [(HDEV_ROOM, MEMBER)]
+    assert [(s.room_id, s.user) for s in kick] == [(HDEV_ROOM, ANNA)]
     assert "Spamming the room" in kick[0].payload["reason"]
-    assert "Spamming the room" in result.to(MEMBER)[0].body
+    assert "Spamming the room" in result.to(ANNA)[0].body
     async with world.db.session() as s:
-        assert (await repo.memberships_of(s, MEMBER)) == {"HDEV": "removed"}
+        assert (await repo.memberships_of(s, ANNA)) == {"HDEV": "removed"}
         assert (await repo.recent_audit(s, 1))[0].action == "remove"
 
 
 async def test_moderators_and_admins_cannot_be_removed_as_members(world: World) -> None:
-    assert "admins can't be removed" in (await world.command(MOD, f"remove {ADMIN} HDEV")).reply
-    assert "mod remove" in (await world.command(ADMIN, f"remove {MOD} HDEV")).reply
+    assert "admins can't be removed" in (await world.send(MOD, f"remove {ADMIN} HDEV")).reply
+    assert "mod remove" in (await world.send(ADMIN, f"remove {MOD} HDEV")).reply
 
 
 async def test_leaving_ends_the_membership_and_takes_the_member_out_of_the_room(
     world: World,
 ) -> None:
-    result = await world.command(MEMBER, "leave HDEV")
+    result = await world.send(ANNA, "leave HDEV")
     assert "You have left HDEV" in result.reply
-    assert [s.user for s in result.of_kind("kick")] == [MEMBER]
+    assert [s.user for s in result.of_kind("kick")] == [ANNA]
     async with world.db.session() as s:
-        assert (await repo.memberships_of(s, MEMBER)) == {"HDEV": "left"}
-    again = await world.command(MEMBER, "leave HDEV")
+        assert (await repo.memberships_of(s, ANNA)) == {"HDEV": "left"}
+    again = await world.send(ANNA, "leave HDEV")
     assert again.outcome == "refused"
 
 
 async def test_leaving_after_the_member_left_the_room_does_not_kick(world: World) -> None:
     await world.hook(
         "member",
-        MEMBER,
-        {"type": "m.room.member", "state_key": MEMBER, "content": {"membership": "leave"}},
-        place=Place.COP_ROOM,
-        room_id=HDEV_ROOM,
-        room_cop="HDEV",
+        ANNA,
+        {"type": "m.room.member", "state_key": ANNA, "content": {"membership": "leave"}},
+        HDEV_ROOM,
     )
-    result = await world.command(MEMBER, "leave HDEV")
+    result = await world.send(ANNA, "leave HDEV")
     assert result.of_kind("kick") == []
 
 
 async def test_leave_withdraws_a_pending_application(world: World) -> None:
     await apply(world)
-    result = await world.command(APPLICANT, "leave HDEV")
+    result = await world.send(APPLICANT, "leave HDEV")
     assert "withdrawn your application" in result.reply
     assert "withdrew" in result.to(MGMT)[0].body
 
 
 async def test_applications_lists_what_is_waiting_for_the_moderators_cops(world: World) -> None:
     await apply(world, cop="HDEV")
-    await apply(world, user=ANYONE, cop="SOLAR")
-    mine = await world.command(MOD, "applications")
-    assert APPLICANT in mine.reply and ANYONE not in mine.reply
-    everything = await world.command(ADMIN, "applications")
-    assert APPLICANT in everything.reply and ANYONE in everything.reply
-    empty = await world.command(MOD_OTHER, "applications SOLAR")
-    assert ANYONE in empty.reply
-    await world.command(MOD_OTHER, f"approve {ANYONE} SOLAR")
-    empty = await world.command(MOD_OTHER, "applications")
+    await apply(world, user=STRANGER, cop="SOLAR")
+    mine = await world.send(MOD, "applications")
+    assert APPLICANT in mine.reply and STRANGER not in mine.reply
+    everything = await world.send(ADMIN, "applications")
+    assert APPLICANT in everything.reply and STRANGER in everything.reply
+    empty = await world.send(MOD_SOLAR, "applications SOLAR")
+    assert STRANGER in empty.reply
+    await world.send(MOD_SOLAR, f"approve {STRANGER} SOLAR")
+    empty = await world.send(MOD_SOLAR, "applications")
     assert "No applications are waiting" in empty.reply
 
 
 async def test_applications_are_never_shown_in_a_cop_room(world: World) -> None:
-    result = await world.command(
-        MOD, "applications", place=Place.COP_ROOM, room_id=HDEV_ROOM, room_cop="HDEV"
-    )
+    result = await world.send(MOD, "applications", HDEV_ROOM)
     assert result.outcome == "denied" and "management room" in result.reply
 
 
 # --- reacting ✅ ---------------------------------------------------------------------------
-
-
-async def _notice_event(world: World, tag: str) -> str:
-    async with world.db.session() as s:
-        row = await repo.tagged_message(s, tag, MGMT)
-        assert row is not None
-        await repo.mark_sent(s, row.id, f"$notice-{row.id}", now=NOW)
-        return f"$notice-{row.id}"
 
 
 def _reaction(event_id: str, key: str = "✅") -> dict[str, object]:
@@ -409,23 +385,21 @@ def _reaction(event_id: str, key: str = "✅") -> dict[str, object]:
 
 async def test_a_check_mark_on_the_notice_approves(world: World) -> None:
     await world.profile(APPLICANT, "City of Gdańsk", "PL", "local-authority")
-    filed = await world.command(APPLICANT, "join HDEV")
+    filed = await world.send(APPLICANT, "join HDEV")
     tag = filed.to(MGMT)[0].tag
     assert tag is not None
-    notice = await _notice_event(world, tag)
+    notice = await world.sent_event(tag)
 
-    outsider = await world.hook("reaction", MOD_OTHER, _reaction(notice), place=Place.MANAGEMENT)
-    assert "only moderators of HDEV" in outsider.to(MOD_OTHER)[0].body
-    other_emoji = await world.hook("reaction", MOD, _reaction(notice, "👀"), place=Place.MANAGEMENT)
+    outsider = await world.hook("reaction", MOD_SOLAR, _reaction(notice), MGMT)
+    assert "only moderators of HDEV" in outsider.to(MOD_SOLAR)[0].body
+    other_emoji = await world.hook("reaction", MOD, _reaction(notice, "👀"), MGMT)
     assert other_emoji.sent == []
 
-    result = await world.hook(
-        "reaction", MOD, _reaction(notice, "✅\ufe0f"), place=Place.MANAGEMENT
-    )
+    result = await world.hook("reaction", MOD, _reaction(notice, "✅\ufe0f"), MGMT)
     assert "is now a member of HDEV" in result.to(MGMT)[0].body
     assert [s.user for s in result.of_kind("invite")] == [APPLICANT]
 
-    late = await world.hook("reaction", ADMIN, _reaction(notice), place=Place.MANAGEMENT)
+    late = await world.hook("reaction", ADMIN, _reaction(notice), MGMT)
     assert "came too late" in late.to(ADMIN)[0].body
     assert late.of_kind("invite") == []
 
@@ -436,30 +410,30 @@ async def test_a_check_mark_on_the_notice_approves(world: World) -> None:
 async def test_an_intruder_who_joins_a_cop_room_is_removed_and_told_how_to_apply(
     world: World,
 ) -> None:
-    result = await world.joins(ANYONE, HDEV_ROOM, "HDEV")
-    assert [(s.room_id, s.user) for s in result.of_kind("kick")] == [(HDEV_ROOM, ANYONE)]
-    assert "!join HDEV" in result.to(ANYONE)[0].body
+    result = await world.member_event(STRANGER, HDEV_ROOM)
+    assert [(s.room_id, s.user) for s in result.of_kind("kick")] == [(HDEV_ROOM, STRANGER)]
+    assert "!join HDEV" in result.to(STRANGER)[0].body
     assert "without being a member" in result.to(MGMT)[0].body
 
 
-@pytest.mark.parametrize("user", [MEMBER, MOD, ADMIN, BOT])
+@pytest.mark.parametrize("user", [ANNA, MOD, ADMIN, BOT])
 async def test_members_moderators_admins_and_the_bot_may_be_in_the_room(
     world: World, user: str
 ) -> None:
-    result = await world.joins(user, HDEV_ROOM, "HDEV")
+    result = await world.member_event(user, HDEV_ROOM)
     assert result.sent == []
 
 
 async def test_a_member_of_another_cop_is_removed_from_this_one(world: World) -> None:
-    result = await world.joins(MEMBER_OTHER, HDEV_ROOM, "HDEV")
-    assert [s.user for s in result.of_kind("kick")] == [MEMBER_OTHER]
+    result = await world.member_event(SOFIA, HDEV_ROOM)
+    assert [s.user for s in result.of_kind("kick")] == [SOFIA]
 
 
 async def test_joins_in_the_management_room_are_only_recorded(world: World) -> None:
-    result = await world.joins(ANYONE, MGMT, None)
+    result = await world.member_event(STRANGER, MGMT)
     assert result.sent == []
     async with world.db.session() as s:
-        assert await ms.room_membership(s, MGMT, ANYONE) == "join"
+        assert await ms.room_membership(s, MGMT, STRANGER) == "join"
 
 
 # --- roles and power levels -------------------------------------------------------------------
@@ -467,22 +441,22 @@ async def test_joins_in_the_management_room_are_only_recorded(world: World) -> N
 
 async def test_adding_a_moderator_gives_power_and_invites_them(world: World) -> None:
     async with world.db.session() as s:
-        await sync_power(s, world.settings, NOW)  # as on start
-    await world.joins(MEMBER, HDEV_ROOM, "HDEV")
-    result = await world.command(ADMIN, f"mod add {MEMBER} HDEV", place=Place.MANAGEMENT)
+        await sync_power(s, world.settings, world.now)  # as on start
+    await world.member_event(ANNA, HDEV_ROOM)
+    result = await world.send(ADMIN, f"mod add {ANNA} HDEV", MGMT)
     assert result.outcome == "ok"
     power = result.of_kind("power")
-    assert [(s.room_id, s.payload) for s in power] == [(HDEV_ROOM, {"set": {MEMBER: 50}})]
-    assert [(s.room_id, s.user) for s in result.of_kind("invite")] == [(MGMT, MEMBER)]
-    assert "You are now a moderator of HDEV" in result.to(MEMBER)[0].body
-    member_ctx = await world.command(MEMBER, "applications HDEV")
+    assert [(s.room_id, s.payload) for s in power] == [(HDEV_ROOM, {"set": {ANNA: 50}})]
+    assert [(s.room_id, s.user) for s in result.of_kind("invite")] == [(MGMT, ANNA)]
+    assert "You are now a moderator of HDEV" in result.to(ANNA)[0].body
+    member_ctx = await world.send(ANNA, "applications HDEV")
     assert member_ctx.outcome == "ok"
 
-    removed = await world.command(ADMIN, f"mod remove {MEMBER} HDEV", place=Place.MANAGEMENT)
-    assert [s.payload for s in removed.of_kind("power")] == [{"set": {MEMBER: None}}]
+    removed = await world.send(ADMIN, f"mod remove {ANNA} HDEV", MGMT)
+    assert [s.payload for s in removed.of_kind("power")] == [{"set": {ANNA: None}}]
     # Still a member of HDEV, so they stay in its room, but leave the management room.
-    assert [(s.room_id, s.user) for s in removed.of_kind("kick")] == [(MGMT, MEMBER)]
-    denied = await world.command(MEMBER, "applications HDEV")
+    assert [(s.room_id, s.user) for s in removed.of_kind("kick")] == [(MGMT, ANNA)]
+    denied = await world.send(ANNA, "applications HDEV")
     assert denied.outcome == "denied"
     async with world.db.session() as s:
         actions = [e.action for e in await repo.recent_audit(s, 2)]
@@ -490,27 +464,27 @@ async def test_adding_a_moderator_gives_power_and_invites_them(world: World) -> 
 
 
 async def test_config_moderators_are_not_removed_by_command(world: World) -> None:
-    result = await world.command(ADMIN, f"mod remove {MOD} HDEV")
+    result = await world.send(ADMIN, f"mod remove {MOD} HDEV")
     assert result.outcome == "refused" and "configuration file" in result.reply
-    again = await world.command(ADMIN, f"mod add {MOD} HDEV")
+    again = await world.send(ADMIN, f"mod add {MOD} HDEV")
     assert again.outcome == "refused" and "already moderates" in again.reply
 
 
 async def test_power_levels_are_kept_in_step_with_the_roles(world: World) -> None:
     async with world.db.session() as s:
-        await sync_power(s, world.settings, NOW)
+        await sync_power(s, world.settings, world.now)
     async with world.db.session() as s:
         assert await ms.power_grants(s, HDEV_ROOM) == {MOD: 50, ADMIN: 100}
-        assert await ms.power_grants(s, SOLAR_ROOM) == {MOD_OTHER: 50, ADMIN: 100}
+        assert await ms.power_grants(s, SOLAR_ROOM) == {MOD_SOLAR: 50, ADMIN: 100}
         before = await repo.outbox_depth(s)
-        await sync_power(s, world.settings, NOW)  # nothing changed: nothing queued
+        await sync_power(s, world.settings, world.now)  # nothing changed: nothing queued
         assert await repo.outbox_depth(s) == before
 
     fewer = world.settings.model_copy(update={"secretariat": world.settings.secretariat})
     async with world.db.session() as s:
-        await repo.sync_config_moderators(s, {"HDEV": [], "SOLAR": [MOD_OTHER]}, now=NOW)
+        await repo.sync_config_moderators(s, {"HDEV": [], "SOLAR": [MOD_SOLAR]}, now=world.now)
         rows_before = await repo.outbox_depth(s)
-        await sync_power(s, fewer, NOW, ["HDEV"])
+        await sync_power(s, fewer, world.now, ["HDEV"])
         assert await repo.outbox_depth(s) == rows_before + 1
         assert await ms.power_grants(s, HDEV_ROOM) == {ADMIN: 100}
 
@@ -519,48 +493,44 @@ async def test_power_levels_are_kept_in_step_with_the_roles(world: World) -> Non
 
 
 async def test_members_shows_matrix_ids_only_inside_the_cop(world: World) -> None:
-    inside = await world.command(MEMBER, "members HDEV")
-    assert "City of Oslo — Norway (NO) — " + MEMBER in inside.reply
+    inside = await world.send(ANNA, "members HDEV")
+    assert "City of Oslo — Norway (NO) — " + ANNA in inside.reply
     assert MOD in inside.reply
 
-    outside = await world.command(MEMBER_OTHER, "members HDEV")
+    outside = await world.send(SOFIA, "members HDEV")
     assert outside.outcome == "ok"
     assert "City of Oslo — Norway (NO)" in outside.reply
-    assert MEMBER not in outside.reply and MOD not in outside.reply
+    assert ANNA not in outside.reply and MOD not in outside.reply
 
-    in_other_room = await world.command(
-        MEMBER, "members HDEV", place=Place.COP_ROOM, room_id=SOLAR_ROOM, room_cop="SOLAR"
-    )
-    assert MEMBER not in in_other_room.reply
+    in_other_room = await world.send(ANNA, "members HDEV", SOLAR_ROOM)
+    assert ANNA not in in_other_room.reply
 
-    in_own_room = await world.command(
-        MEMBER, "members", place=Place.COP_ROOM, room_id=HDEV_ROOM, room_cop="HDEV"
-    )
-    assert MEMBER in in_own_room.reply
+    in_own_room = await world.send(ANNA, "members", HDEV_ROOM)
+    assert ANNA in in_own_room.reply
 
-    nobody = await world.command(ANYONE, "members HDEV")
+    nobody = await world.send(STRANGER, "members HDEV")
     assert nobody.outcome == "denied"
 
 
 async def test_cops_still_shows_the_callers_status(world: World) -> None:
     await apply(world)
-    result = await world.command(APPLICANT, "cops")
-    assert "HDEV — Heavy-duty electric vehicles · 1 member · you: applied" in result.reply
+    result = await world.send(APPLICANT, "cops")
+    assert "HDEV — Heavy-duty electric vehicles · 3 members · you: applied" in result.reply
 
 
 async def test_audit_shows_admins_everything_and_moderators_their_cops(world: World) -> None:
     await apply(world, cop="HDEV")
-    await world.command(MOD, f"approve {APPLICANT} HDEV")
-    await world.command(MOD_OTHER, f"remove {MEMBER_OTHER} SOLAR")
+    await world.send(MOD, f"approve {APPLICANT} HDEV")
+    await world.send(MOD_SOLAR, f"remove {SOFIA} SOLAR")
 
-    admin = await world.command(ADMIN, "audit")
-    assert "approved " + APPLICANT in admin.reply and "removed " + MEMBER_OTHER in admin.reply
+    admin = await world.send(ADMIN, "audit")
+    assert "approved " + APPLICANT in admin.reply and "removed " + SOFIA in admin.reply
     assert "Europe/Brussels" in admin.reply
-    hdev = await world.command(MOD, "audit 5")
-    assert APPLICANT in hdev.reply and MEMBER_OTHER not in hdev.reply
-    one = await world.command(ADMIN, "audit 1")
+    hdev = await world.send(MOD, "audit 5")
+    assert APPLICANT in hdev.reply and SOFIA not in hdev.reply
+    one = await world.send(ADMIN, "audit 1")
     assert "The last 1 actions" in one.reply and APPLICANT not in one.reply
-    bad = await world.command(ADMIN, "audit zero")
+    bad = await world.send(ADMIN, "audit zero")
     assert bad.outcome == "usage"
 
 
@@ -570,20 +540,9 @@ async def test_audit_shows_admins_everything_and_moderators_their_cops(world: Wo
 async def test_on_start_open_dialogues_are_listened_to_and_power_levels_are_set(
     world: World,
 ) -> None:
-    await world.command(APPLICANT, "join HDEV")
+    await world.send(APPLICANT, "join HDEV")
     fresh = World(world.db)  # what a restarted process has: nothing in memory
-    services = Services(
-        settings=fresh.settings,
-        db=world.db,
-        registry=fresh.registry,
-        scheduler=AsyncIOScheduler(timezone="UTC"),
-        http=web.Application(),
-        clock=lambda: datetime.now(UTC),
-        wake_sender=lambda: None,
-        cop_rooms={HDEV_ROOM: "HDEV", SOLAR_ROOM: "SOLAR"},
-        management_room=MGMT,
-        bot_user=BOT,
-    )
+    services = fresh.services()
     await membership.setup(services)
 
     assert fresh.registry.listening == {APPLICANT}
@@ -591,8 +550,8 @@ async def test_on_start_open_dialogues_are_listened_to_and_power_levels_are_set(
         assert await ms.power_grants(s, HDEV_ROOM) == {MOD: 50, ADMIN: 100}
 
     # Another process opens a dialogue; the periodic refresh picks it up.
-    await world.command(ANYONE, "join SOLAR")
+    await world.send(STRANGER, "join SOLAR")
     job = services.scheduler.get_job("membership-dialogues")
     assert job is not None
     await job.func()
-    assert fresh.registry.listening == {APPLICANT, ANYONE}
+    assert fresh.registry.listening == {APPLICANT, STRANGER}

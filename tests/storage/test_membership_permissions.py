@@ -10,26 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.storage.membership_support import (
-    ADMIN,
-    ANYONE,
-    APPLICANT,
-    MEMBER,
-    MEMBER_OTHER,
-    MOD,
-    MOD_OTHER,
-    World,
-    shared_db,
-    world,
-)
-
-__all__ = ["shared_db", "world"]  # fixtures used by the tests below
+from tests.support.cast import ADMIN, ANNA, APPLICANT, MOD, MOD_SOLAR, SOFIA, STRANGER
+from tests.support.world import World
 
 CALLERS = {
-    "anyone": ANYONE,
-    "member of another CoP": MEMBER_OTHER,
-    "member": MEMBER,
-    "moderator of another CoP": MOD_OTHER,
+    "anyone": STRANGER,
+    "member of another CoP": SOFIA,
+    "member": ANNA,
+    "moderator of another CoP": MOD_SOLAR,
     "moderator": MOD,
     "admin": ADMIN,
 }
@@ -41,7 +29,7 @@ MATRIX = {
     "applications HDEV": MODERATORS_AND_ADMINS,
     f"approve {APPLICANT} HDEV": MODERATORS_AND_ADMINS,
     f"reject {APPLICANT} HDEV Not a public buyer.": MODERATORS_AND_ADMINS,
-    f"remove {MEMBER} HDEV Asked to leave.": MODERATORS_AND_ADMINS,
+    f"remove {ANNA} HDEV Asked to leave.": MODERATORS_AND_ADMINS,
     # Moderators of other CoPs may read the audit log, but only of their own CoPs (below).
     "audit": {"moderator of another CoP", "moderator", "admin"},
     f"mod add {APPLICANT} HDEV": {"admin"},
@@ -54,8 +42,8 @@ MATRIX = {
 async def prepare(world: World) -> None:
     """An application waiting in HDEV, an audited decision, a moderator added by command."""
     await world.profile(APPLICANT, "Miasto Gdańsk", "PL", "local-authority")
-    assert (await world.command(APPLICANT, "join HDEV")).outcome == "ok"
-    assert (await world.command(ADMIN, f"mod add {EXTRA_MOD} HDEV")).outcome == "ok"
+    assert (await world.send(APPLICANT, "join HDEV")).outcome == "ok"
+    assert (await world.send(ADMIN, f"mod add {EXTRA_MOD} HDEV")).outcome == "ok"
 
 
 @pytest.mark.parametrize("command", list(MATRIX))
@@ -63,7 +51,7 @@ async def test_each_command_is_allowed_exactly_for_its_roles(world: World, comma
     await prepare(world)
     allowed: dict[str, bool] = {}
     for label, caller in CALLERS.items():
-        result = await world.command(caller, command, keep=False)
+        result = await world.send(caller, command, keep=False)
         allowed[label] = result.outcome != "denied"
         if allowed[label]:
             assert result.outcome == "ok", f"{label}: {result.reply}"
@@ -75,7 +63,7 @@ async def test_each_command_is_allowed_exactly_for_its_roles(world: World, comma
 
 async def test_a_denied_command_changes_nothing(world: World) -> None:
     await prepare(world)
-    result = await world.command(MOD_OTHER, f"approve {APPLICANT} HDEV")
+    result = await world.send(MOD_SOLAR, f"approve {APPLICANT} HDEV")
     assert result.outcome == "denied"
     assert result.reply == "Sorry, only moderators of HDEV can do that (or the Secretariat)."
     assert [s for s in result.sent if s.kind != "message"] == []
@@ -84,16 +72,16 @@ async def test_a_denied_command_changes_nothing(world: World) -> None:
 
 async def test_moderators_read_the_audit_log_of_their_own_cops_only(world: World) -> None:
     await prepare(world)
-    await world.command(MOD, f"approve {APPLICANT} HDEV")
-    hdev = await world.command(MOD, "audit")
-    other = await world.command(MOD_OTHER, "audit")
+    await world.send(MOD, f"approve {APPLICANT} HDEV")
+    hdev = await world.send(MOD, "audit")
+    other = await world.send(MOD_SOLAR, "audit")
     assert APPLICANT in hdev.reply
     assert APPLICANT not in other.reply and EXTRA_MOD not in other.reply
 
 
 async def test_matrix_ids_of_members_go_only_to_people_inside_the_cop(world: World) -> None:
     seen = {
-        label: MEMBER in (await world.command(caller, "members HDEV")).reply
+        label: ANNA in (await world.send(caller, "members HDEV")).reply
         for label, caller in CALLERS.items()
         if label != "anyone"
     }

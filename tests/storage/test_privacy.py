@@ -9,33 +9,21 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from commands.registry import Place
-from storage import Database, privacy, repo
 from storage import claims as claims_store
 from storage import events as events_store
 from storage import intel as intel_store
 from storage import membership as ms
-from tests.storage.membership_support import (
-    ADMIN,
-    DM_ROOM,
-    HDEV_ROOM,
-    MEMBER,
-    MEMBER_OTHER,
-    MGMT,
-    MOD,
-    MOD_OTHER,
-    NOW,
-    Result,
-    World,
-)
+from storage import privacy, repo
+from tests.support.cast import ADMIN, ANNA, HDEV_ROOM, MGMT, MOD, MOD_SOLAR, SOFIA
+from tests.support.world import Result, World
 
 
 async def seed_everything(world: World) -> None:
-    """The same kinds of data for the caller (MEMBER) and for someone else (MEMBER_OTHER)."""
+    """The same kinds of data for the caller (ANNA) and for someone else (SOFIA)."""
     async with world.db.session() as s:
         for user, cop, mod, words in [
-            (MEMBER, "HDEV", MOD, "oslo"),
-            (MEMBER_OTHER, "SOLAR", MOD_OTHER, "paris"),
+            (ANNA, "HDEV", MOD, "oslo"),
+            (SOFIA, "SOLAR", MOD_SOLAR, "paris"),
         ]:
             other_cop = "SOLAR" if cop == "HDEV" else "HDEV"
             await ms.file_application(
@@ -45,45 +33,45 @@ async def seed_everything(world: World) -> None:
                 message=f"application-{words}",
                 flagged=False,
                 flag_reason="",
-                now=NOW,
+                now=world.now,
             )
-            await ms.add_moderator(s, user, cop, now=NOW)
+            await ms.add_moderator(s, user, cop, now=world.now)
             await ms.start_dialogue(
                 s,
                 user_id=user,
                 cop_code=other_cop,
                 message=f"dialogue-{words}",
                 asked="org",
-                now=NOW,
+                now=world.now,
             )
             event = await events_store.create_event(
                 s,
                 cop_code=cop,
                 kind="in-person-meeting",
                 title=f"event-{words}",
-                starts_at=NOW + timedelta(days=1),
-                ends_at=NOW + timedelta(days=1, hours=2),
+                starts_at=world.now + timedelta(days=1),
+                ends_at=world.now + timedelta(days=1, hours=2),
                 timezone="Europe/Brussels",
                 created_by=mod,
-                now=NOW,
+                now=world.now,
             )
             locked = await events_store.lock_event(s, event.id)
             assert locked is not None
-            await events_store.set_rsvp(s, locked, user, "yes", NOW)
-            await events_store.mark_attended(s, event.id, user, mod, NOW)
+            await events_store.set_rsvp(s, locked, user, "yes", world.now)
+            await events_store.mark_attended(s, event.id, user, mod, world.now)
             guest_event = await events_store.create_event(
                 s,
                 cop_code=other_cop,
                 kind="webinar",
                 title=f"guest-event-{words}",
-                starts_at=NOW + timedelta(days=2),
-                ends_at=NOW + timedelta(days=2, hours=1),
+                starts_at=world.now + timedelta(days=2),
+                ends_at=world.now + timedelta(days=2, hours=1),
                 timezone="Europe/Brussels",
                 created_by=ADMIN,
-                now=NOW,
+                now=world.now,
             )
-            await events_store.add_guest(s, guest_event.id, user, ADMIN, now=NOW)
-            await events_store.calendar_token(s, user, now=NOW)
+            await events_store.add_guest(s, guest_event.id, user, ADMIN, now=world.now)
+            await events_store.calendar_token(s, user, now=world.now)
             await intel_store.add_item(
                 s,
                 cop_code=cop,
@@ -91,10 +79,10 @@ async def seed_everything(world: World) -> None:
                 title=f"intel-{words}",
                 note="a note",
                 tags=["bus"],
-                created_at=NOW,
+                created_at=world.now,
             )
             claim = await claims_store.create_claim(
-                s, user_id=user, event_id=event.id, cop_code=cop, days=1, now=NOW
+                s, user_id=user, event_id=event.id, cop_code=cop, days=1, now=world.now
             )
             await claims_store.add_line(
                 s,
@@ -107,19 +95,21 @@ async def seed_everything(world: World) -> None:
                 quantity=None,
                 distance_km=None,
                 note=f"train-{words}",
-                now=NOW,
+                now=world.now,
             )
-            await repo.audit(s, actor=mod, action="approve", cop_code=cop, target=user, now=NOW)
+            await repo.audit(
+                s, actor=mod, action="approve", cop_code=cop, target=user, now=world.now
+            )
             await repo.audit(
                 s,
                 actor=mod,
                 action="claim.approve",
                 cop_code=cop,
                 target=f"{claim.code} {user}",
-                now=NOW,
+                now=world.now,
             )
             await repo.audit(
-                s, actor=user, action="intel.remove", cop_code=cop, target="I99", now=NOW
+                s, actor=user, action="intel.remove", cop_code=cop, target="I99", now=world.now
             )
         await s.commit()
 
@@ -131,15 +121,14 @@ def exported(result: Result) -> dict[str, Any]:
     return data
 
 
-async def test_the_export_holds_every_kind_of_data_about_the_caller(db: Database) -> None:
-    world = await World(db).seed()
+async def test_the_export_holds_every_kind_of_data_about_the_caller(world: World) -> None:
     await seed_everything(world)
 
-    result = await world.command(MEMBER, "mydata", place=Place.DM, room_id=DM_ROOM)
+    result = await world.send(ANNA, "mydata")
 
     assert result.outcome == "ok"
     data = exported(result)
-    assert data["user_id"] == MEMBER
+    assert data["user_id"] == ANNA
     assert data["profile"]["organisation"] == "City of Oslo"
     assert data["profile"]["country"] == "NO"
     assert {(m["cop"], m["status"]) for m in data["memberships"]} == {
@@ -163,17 +152,16 @@ async def test_the_export_holds_every_kind_of_data_about_the_caller(db: Database
 
 
 async def test_the_export_holds_nothing_about_anyone_else_nor_the_calendar_secret(
-    db: Database,
+    world: World,
 ) -> None:
-    world = await World(db).seed()
     await seed_everything(world)
-    async with db.session() as s:
-        token = await events_store.calendar_token(s, MEMBER, now=NOW)
+    async with world.db.session() as s:
+        token = await events_store.calendar_token(s, ANNA, now=world.now)
 
-    text = json.dumps(exported(await world.command(MEMBER, "mydata", place=Place.DM)))
+    text = json.dumps(exported(await world.send(ANNA, "mydata")))
 
     for foreign in [
-        MEMBER_OTHER,
+        SOFIA,
         "Île-de-France",
         "paris",  # every title, note and message of the other person contains it
     ]:
@@ -181,10 +169,9 @@ async def test_the_export_holds_nothing_about_anyone_else_nor_the_calendar_secre
     assert token not in text
 
 
-async def test_someone_the_bot_knows_nothing_about_gets_an_empty_export(db: Database) -> None:
-    world = await World(db).seed()
+async def test_someone_the_bot_knows_nothing_about_gets_an_empty_export(world: World) -> None:
 
-    result = await world.command("@stranger:test", "mydata", place=Place.DM)
+    result = await world.send("@stranger:test", "mydata")
 
     data = exported(result)
     assert data["profile"] is None
@@ -193,13 +180,10 @@ async def test_someone_the_bot_knows_nothing_about_gets_an_empty_export(db: Data
     assert "Profile: none" in result.reply
 
 
-async def test_asked_in_a_cop_room_the_data_goes_to_the_direct_chat_only(db: Database) -> None:
-    world = await World(db).seed()
+async def test_asked_in_a_cop_room_the_data_goes_to_the_direct_chat_only(world: World) -> None:
     await seed_everything(world)
 
-    result = await world.command(
-        MEMBER, "mydata", place=Place.COP_ROOM, room_id=HDEV_ROOM, room_cop="HDEV"
-    )
+    result = await world.send(ANNA, "mydata", HDEV_ROOM)
 
     assert result.reply == "I have sent it to you in a direct message."
     in_room = result.to(HDEV_ROOM)
@@ -207,28 +191,25 @@ async def test_asked_in_a_cop_room_the_data_goes_to_the_direct_chat_only(db: Dat
     assert "City of Oslo" not in str(in_room[0].payload)
     private = [s for s in result.sent if s.room_id != HDEV_ROOM]
     assert {s.kind for s in private} == {"file", "message"}
-    assert all(s.to_user == MEMBER for s in private)
+    assert all(s.to_user == ANNA for s in private)
     assert exported(result)["profile"]["organisation"] == "City of Oslo"
 
 
 async def test_forgetme_explains_the_secretariat_handles_it_and_tells_them(
-    db: Database,
+    world: World,
 ) -> None:
-    world = await World(db).seed()
 
-    result = await world.command(
-        MEMBER, "forgetme", place=Place.COP_ROOM, room_id=HDEV_ROOM, room_cop="HDEV"
-    )
+    result = await world.send(ANNA, "forgetme", HDEV_ROOM)
 
     assert result.outcome == "ok"
     assert "Secretariat" in result.reply
     assert "!mydata" in result.reply
     (notice,) = result.to(MGMT)
-    assert MEMBER in notice.body
+    assert ANNA in notice.body
     assert "erased" in notice.body
-    async with db.session() as s:
-        data = await privacy.export(s, MEMBER, NOW)
+    async with world.db.session() as s:
+        data = await privacy.export(s, ANNA, world.now)
     assert [(e["action"], e["target"]) for e in data["audit_log"]] == [
-        ("privacy.erasure-request", MEMBER)
+        ("privacy.erasure-request", ANNA)
     ]
     assert data["profile"] is not None  # nothing was erased

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.messages import Message
 from bot.metrics import Metrics
 from bot.rooms import MemberCache
 from bot.sender import Sender
+from commands.text import Message
 from storage import Database, repo, rooms
 
 BOT = "@bot:example.org"

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from commands.announce import ALL, announce_target, announcement
-from commands.args import ArgError
+from commands.announce import announcement
+from commands.args import ALL, ArgError
+from commands.args import cop_or_all as announce_target
 from commands.context import Context
 from commands.registry import Place, Registry
 from config.models import Settings

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands.claims_rules import (
+from commands.claims.rules import (
     LineInput,
     MoneyError,
     allocate,

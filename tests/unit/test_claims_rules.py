@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from commands.claims_rules import (
+from commands.claims.rules import (
     TRANSITIONS,
     Action,
     Actor,

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from commands.args import ArgError, parse_arguments
-from commands.events import (
+from commands.events import register
+from commands.events.parse import (
     Length,
-    end_of,
     parse_answer,
     parse_capacity,
     parse_date,
@@ -20,11 +20,8 @@ from commands.events import (
     parse_time,
     parse_url,
     parse_zone,
-    plan_times,
-    register,
-    resolve_local,
-    when_text,
 )
+from commands.events.times import end_of, plan_times, resolve_local, when_text
 from commands.registry import Registry
 from config.events import EventsConfig
 from storage.events import KINDS

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from commands.args import ArgError
-from commands.intel import (
+from commands.intel.parse import (
     MAX_TITLE,
+    Search,
     find_tags,
     find_urls,
     human_size,
+    parse_search,
     parse_share,
-    split_search_options,
     split_text,
     tag_arg,
 )
@@ -114,10 +115,7 @@ def test_a_search_of_only_small_words_keeps_them() -> None:
 
 
 def test_page_and_cop_are_taken_out_of_search_words() -> None:
-    assert split_search_options("electric buses page=2 cop=hdev") == (
-        "electric buses",
-        {"page": 2, "cop": "HDEV"},
-    )
+    assert parse_search("electric buses page=2 cop=hdev") == Search("electric buses", 2, "HDEV")
 
 
 def test_a_long_note_is_split_at_word_ends_and_nothing_is_lost() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from commands.args import ArgError
-from commands.membership import parse_answer
-from commands.membership_rules import (
+from commands.membership.apply import parse_answer
+from commands.membership.rules import (
     BORDERLINE_TYPES,
     COUNTRIES,
     COUNTRY_CHOICES,

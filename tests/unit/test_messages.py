@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.messages import Message
+from commands.text import Message
 
 
 def test_user_text_is_escaped_in_the_html_body() -> None:

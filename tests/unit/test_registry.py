@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.messages import Message
 from commands import general
 from commands.args import Arg, positive_int
 from commands.context import Context
 from commands.errors import PermissionDenied, UsageError
 from commands.registry import Place, Registry, Role
+from commands.text import Message
 from config.models import CopConfig, SecretariatConfig, Settings
 from storage import Database, repo
 from storage.models import OutboxMessage

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.sync import Classifier, after_own_join, strip_reply_fallback
+from bot.sync import Classifier, after_own_join
+from commands.text import strip_reply_fallback
 
 BOT = "@bot:example.org"
 

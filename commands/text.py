@@ -1,4 +1,5 @@
-"""Building replies: a plain-text body and an HTML body in step, with user text escaped.
+"""Text in and out: replies built with a plain-text body and an HTML body in step (user
+text escaped), and the reply fallback stripped from what people send.
 
 Every piece of text that did not come from the bot's own source code must go through
 :meth:`Message.text` (or another method that escapes). ``@room`` is defused everywhere, and
@@ -134,3 +135,15 @@ class Message:
 def m(text: str = "") -> Message:
     """Shorthand: ``m("Hello ").bold(name)``."""
     return Message(text)
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Remove the ``> <@user> quoted text`` lines some clients put before a reply."""
+    if not body.startswith("> "):
+        return body
+    lines = body.splitlines()
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    return "\n".join(lines)
