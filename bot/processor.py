@@ -140,6 +140,7 @@ class Processor:
         outcome = "ok"
         try:
             place, room_cop = await self.place_of(row.room_id, row.sender)
+            replied = await self._replied_event(row)
             async with self.db.session() as s:
                 if not await repo.claim_inbound(s, row.id, "handling", now=self.clock()):
                     return  # another worker or process got it first
@@ -159,6 +160,7 @@ class Processor:
                     event=row.content,
                     event_ts=row.origin_ts,
                     services=self.services,
+                    replied_event=replied,
                 )
                 if row.kind == "command":
                     command_name, outcome = await self._command(ctx, row)
@@ -179,6 +181,20 @@ class Processor:
         self.metrics.commands.labels(command_name, outcome).inc()
         self.metrics.command_seconds.labels(command_name).observe(time.monotonic() - started)
         self.on_committed()
+
+    async def _replied_event(self, row: InboundEvent) -> dict[str, Any] | None:
+        """For a command that works on the message it replies to: that message, read now,
+        before the transaction (None for every other event, or when it cannot be read)."""
+        if row.kind != "command" or self.services is None or self.services.fetch_event is None:
+            return None
+        content = (row.content or {}).get("content") or {}
+        command, _ = self.registry.find(self.classifier.command_text(content) or "")
+        relates = content.get("m.relates_to")
+        reply = relates.get("m.in_reply_to") if isinstance(relates, dict) else None
+        target = reply.get("event_id") if isinstance(reply, dict) else None
+        if command is None or not command.reads_replied_event or not isinstance(target, str):
+            return None
+        return await self.services.fetch_event(row.room_id, target)
 
     async def _command(self, ctx: Context, row: InboundEvent) -> tuple[str, str]:
         content: dict[str, Any] = (row.content or {}).get("content") or {}

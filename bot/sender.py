@@ -38,6 +38,33 @@ MAX_ATTEMPTS = 8
 QUEUES_AT_ONCE = 8
 
 
+PART_BYTES = 16_000
+
+
+def split_plain(payload: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """A message's plain body as several plain messages of at most ``limit`` bytes, cut at
+    line ends (a line longer than that is cut where it must). The first keeps the reply."""
+    body = str(payload.get("body", ""))
+    chunks: list[str] = [""]
+    for whole_line in body.splitlines(keepends=True):
+        rest = whole_line
+        while len(rest.encode()) > limit:
+            head = rest.encode()[:limit].decode("utf-8", errors="ignore")
+            chunks.append(head)
+            rest = rest[len(head) :]
+        if len((chunks[-1] + rest).encode()) > limit:
+            chunks.append("")
+        chunks[-1] += rest
+    parts = []
+    for chunk in (c.strip("\n") for c in chunks):
+        if chunk:
+            parts.append({"msgtype": payload.get("msgtype", "m.notice"), "body": chunk})
+            parts[-1]["m.mentions"] = {}
+    if parts and "m.relates_to" in payload:
+        parts[0]["m.relates_to"] = payload["m.relates_to"]
+    return parts
+
+
 class SendFailed(Exception):
     def __init__(self, error: str, retry_after: float | None, permanent: bool) -> None:
         super().__init__(error)
@@ -153,6 +180,21 @@ class Sender:
                     not_before=self.clock() + timedelta(seconds=backoff),
                     failed=give_up,
                 )
+                if give_up and row.kind == "file" and exc.error.startswith("M_TOO_LARGE"):
+                    # Never dropped in silence: the person hears that the file did not go.
+                    note = Message(
+                        "Sorry, the file I prepared for you was too large for the chat server "
+                        "to accept, so it was not sent. Please ask for a smaller part (one CoP "
+                        "or a shorter period), or ask the Secretariat for it."
+                    )
+                    await repo.enqueue(
+                        s,
+                        room_id=row.room_id,
+                        to_user=None if row.room_id else row.to_user,
+                        payload=note.content(reply_to=row.payload.get("reply_to")),
+                        private_to=row.private_to,
+                        now=self.clock(),
+                    )
             if give_up:
                 self.metrics.errors.labels("send_gave_up").inc()
             log.warning("outbox %d to %s not sent: %s", row.id, room_id, exc.error)
@@ -186,9 +228,14 @@ class Sender:
         payload = row.payload
         txn = f"{self.txn_prefix}-{row.id}"
         if row.kind == "message":
-            resp = await self._call(
-                lambda: self.client.room_send(room_id, "m.room.message", payload, tx_id=txn)
-            )
+            try:
+                resp = await self._call(
+                    lambda: self.client.room_send(room_id, "m.room.message", payload, tx_id=txn)
+                )
+            except SendFailed as exc:
+                if not exc.error.startswith("M_TOO_LARGE"):
+                    raise
+                return await self._send_in_parts(room_id, payload, txn)
             return str(resp.event_id)
         if row.kind == "reaction":
             content = payload
@@ -219,6 +266,24 @@ class Sender:
             )
             return str(getattr(resp, "event_id", "") or "") or None
         raise SendFailed(f"unknown outbox kind {row.kind!r}", None, True)
+
+    async def _send_in_parts(self, room_id: str, payload: dict[str, Any], txn: str) -> str:
+        """A message the homeserver found too large: its text in parts, never dropped.
+
+        Replies are split before they are queued; this is the safety net for what was not
+        (the formatting is left out, the words are all there).
+        """
+        log.warning("a message to %s was too large; sending it in parts", room_id)
+        first: str | None = None
+        for index, content in enumerate(split_plain(payload, PART_BYTES)):
+            part_txn = f"{txn}-part{index}"  # the same parts again after a crash
+            resp = await self._call(
+                lambda c=content, t=part_txn: self.client.room_send(  # type: ignore[misc]
+                    room_id, "m.room.message", c, tx_id=t
+                )
+            )
+            first = first or str(resp.event_id)
+        return first or ""
 
     async def _reaction_to_tag(self, room_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """``{"relates_to_tag": tag, "key": "✅"}``: a reaction to the bot's own message with

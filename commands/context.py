@@ -87,6 +87,9 @@ class Context:
     """What the registry resolved before the handler: the CoP, the thing, the caller's role."""
     redirected: bool = False
     """Answers go to the caller's direct chat (a private command asked in a shared room)."""
+    replied_event: dict[str, Any] | None = None
+    """The message this command replies to, read from the homeserver before the command's
+    transaction began (only for commands declared with ``reads_replied_event``)."""
     _roles: Roles | None = field(default=None, repr=False)
     _redirect_note: str | None = field(default=None, repr=False)
 
@@ -144,13 +147,14 @@ class Context:
                 self._redirect_note = None
             await self.dm(self.sender, msg)
             return
-        await repo.enqueue(
-            self.session,
-            room_id=self.room_id,
-            payload=msg.content(reply_to=self.event_id),
-            private_to=self.private_to,
-            now=self.now,
-        )
+        for content in msg.contents(reply_to=self.event_id):
+            await repo.enqueue(
+                self.session,
+                room_id=self.room_id,
+                payload=content,
+                private_to=self.private_to,
+                now=self.now,
+            )
 
     async def reply_content(self, content: dict[str, Any]) -> None:
         """Post a ready-made message (a file already on the homeserver) where the answers go."""
@@ -205,14 +209,17 @@ class Context:
 
     async def send(self, room_id: str, message: Message | str, *, tag: str | None = None) -> None:
         msg = message if isinstance(message, Message) else Message(message)
-        await repo.enqueue(
-            self.session, room_id=room_id, payload=msg.content(), tag=tag, now=self.now
-        )
+        for index, content in enumerate(msg.contents()):
+            part_tag = tag if index == 0 else None  # reactions go to the first part
+            await repo.enqueue(
+                self.session, room_id=room_id, payload=content, tag=part_tag, now=self.now
+            )
 
     async def dm(self, user_id: str, message: Message | str) -> None:
         """A direct message; the sender opens the DM room first if there is none yet."""
         msg = message if isinstance(message, Message) else Message(message)
-        await queue_dm(self.session, user_id, msg.content(), now=self.now)
+        for content in msg.contents():
+            await queue_dm(self.session, user_id, content, now=self.now)
 
     async def notify_management(self, message: Message | str) -> None:
         if self.management_room:
@@ -231,6 +238,10 @@ class Context:
         return target if isinstance(target, str) and target else None
 
     async def fetch_event(self, event_id: str) -> dict[str, Any] | None:
-        """An event of this room read from the homeserver (None when it cannot be read)."""
-        fetch = self.services.fetch_event if self.services is not None else None
-        return await fetch(self.room_id, event_id) if fetch is not None else None
+        """The message this command replies to (None when it could not be read).
+
+        It was read before the command's transaction began: a handler never waits for the
+        homeserver while holding the database (and every other room's work) up.
+        """
+        event = self.replied_event
+        return event if event is not None and event_id == self.replied_event_id() else None

@@ -92,6 +92,9 @@ class Command:
     examples: Sequence[str] = ()
     listed: bool = True
     """Shown in the ``!help`` list (``!help <name>`` explains it either way)."""
+    reads_replied_event: bool = False
+    """The command works on the message it replies to (an uploaded file): the processor
+    reads that message before the command's transaction (``Context.fetch_event``)."""
 
     def usage(self, prefix: str) -> str:
         parts = [f"{prefix}{self.name}"]

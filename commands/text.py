@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 _ROOM_PING = re.compile(r"@room\b", re.IGNORECASE)
+MAX_MESSAGE_BYTES = 24_000
+"""Text per message: Matrix events are at most 64 KiB, and an encrypted one is about a
+third larger than its content (base64), so a reply longer than this is sent in parts."""
 WORD_JOINER = "\u2060"
 
 
@@ -94,18 +97,19 @@ class Message:
         return self
 
     def bullets(self, items: Iterable[Message | str]) -> Message:
-        plain_items: list[str] = []
-        html_items: list[str] = []
-        for item in items:
-            msg = item if isinstance(item, Message) else Message(item)
-            plain_items.append("• " + msg.plain)
-            html_items.append(f"<li>{msg.html}</li>")
-        if plain_items:
+        entries = [item if isinstance(item, Message) else Message(item) for item in items]
+        if entries:
             if self._plain and not self._plain[-1].endswith("\n"):
-                self._plain.append("\n")
-            self._plain.append("\n".join(plain_items) + "\n")
-            self._html.append("<ul>" + "".join(html_items) + "</ul>")
+                self._piece("\n", "")
+            self._piece("", "<ul>")
+            for entry in entries:  # one piece each, so a long list can be split between items
+                self._piece("• " + entry.plain + "\n", f"<li>{entry.html}</li>")
+            self._piece("", "</ul>")
         return self
+
+    def _piece(self, plain: str, markup: str) -> None:
+        self._plain.append(plain)
+        self._html.append(markup)
 
     # results ---------------------------------------------------------------------------------
     @property
@@ -118,6 +122,45 @@ class Message:
         while out.endswith("<br>"):
             out = out[: -len("<br>")]
         return out
+
+    def size(self) -> int:
+        """Bytes of text the message carries (its plain and its HTML body)."""
+        return sum(len(piece.encode()) for piece in (*self._plain, *self._html))
+
+    def split(self, limit: int = MAX_MESSAGE_BYTES) -> list[Message]:
+        """This message as one or more messages of at most ``limit`` bytes of text each,
+        cut only at line ends or between list items (a list goes on in the next part)."""
+        if self.size() <= limit:
+            return [self]
+        units: list[list[int]] = [[]]
+        for index, (plain, markup) in enumerate(zip(self._plain, self._html, strict=True)):
+            units[-1].append(index)
+            if "\n" in plain or markup.endswith(("<br>", "</li>", "</ul>")):
+                units.append([])
+        parts = [Message()]
+        used = depth = 0
+        for unit in units:
+            needed = sum(len(self._plain[i].encode()) + len(self._html[i].encode()) for i in unit)
+            if parts[-1]._plain and used + needed > limit:
+                if depth:
+                    parts[-1]._piece("", "</ul>")
+                parts.append(Message())
+                used = 0
+                if depth:
+                    parts[-1]._piece("", "<ul>")
+            for i in unit:
+                parts[-1]._piece(self._plain[i], self._html[i])
+                depth += (self._html[i] == "<ul>") - (self._html[i] == "</ul>")
+            used += needed
+        return [part for part in parts if part.plain or part.html]
+
+    def contents(self, *, reply_to: str | None = None) -> list[dict[str, Any]]:
+        """The message's content, split to fit into Matrix events; only the first part is
+        a reply (the rest follow it in order)."""
+        return [
+            part.content(reply_to=reply_to if index == 0 else None)
+            for index, part in enumerate(self.split())
+        ]
 
     def content(self, *, reply_to: str | None = None, msgtype: str = "m.notice") -> dict[str, Any]:
         content: dict[str, Any] = {

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from config.models import COP_CODE_RE, _Section
+from config.models import COP_CODE_RE, Duration, _Section
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _TIME_RE = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
@@ -77,6 +77,9 @@ class DigestConfig(_Section):
     """A week with nothing new: ``say`` posts one line, ``skip`` posts nothing."""
     max_items: int = Field(15, ge=1, le=50)
     """At most this many lines per section; the rest is summed up with a pointer."""
+    retry_every: Duration = dt.timedelta(minutes=10)
+    """How often a digest that is due but not posted (its run failed, say on a database
+    hiccup) is tried again, without waiting for a restart. Posting stays once a week."""
     cops: dict[str, DigestOverride] = Field(default_factory=dict)
     """Per-CoP overrides keyed by CoP code: ``[digest.cops.HDEV]``."""
 

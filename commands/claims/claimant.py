@@ -242,6 +242,7 @@ async def claim_add(ctx: Context, claim: Claim, category: str, details: list[str
     cop=numbered("claim", CLAIM, lock=True),
     places=Place.PRIVATE,
     private=PRIVATE_NOTE,
+    reads_replied_event=True,
     examples=["!claim attach C7 2"],
 )
 async def claim_attach(ctx: Context, claim: Claim, line: int | None) -> None:

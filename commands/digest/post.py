@@ -173,7 +173,8 @@ async def run_scheduled(services: Services, code: str, *, catch_up: bool = False
 
 
 async def catch_up(services: Services) -> dict[str, str]:
-    """On start: post each CoP's digest that was due this week and not posted yet."""
+    """On start and every ``digest.retry_every``: post each CoP's digest that was due this
+    week and not posted yet (a no-op for the weeks already posted)."""
     results: dict[str, str] = {}
     for cop in services.settings.cops:
         try:
@@ -188,7 +189,7 @@ async def _job(services: Services, code: str) -> None:
     try:
         await run_scheduled(services, code)
     except Exception:
-        log.exception("the scheduled digest of %s failed; it is retried on the next start", code)
+        log.exception("the scheduled digest of %s failed; the periodic catch-up retries it", code)
 
 
 def schedule_jobs(services: Services) -> list[str]:

@@ -173,10 +173,12 @@ async def create(
         msg.text(f"I announced it in the {cop_cfg.code} room. ")
     else:
         msg.text(f"The {cop_cfg.code} room is not set up, so I could not announce it. ")
-    if config.reminders:
-        msg.text(f"People who say yes get a reminder {reminder_list(config)} before. ")
-    msg.text("Change it with ").code("!event edit {event.code} field=value")
-    msg.text(", cancel it with ").code("!event cancel {event.code} [reason]").text(".")
+    reminders = reminder_list(config, event.starts_at, ctx.now)
+    if reminders:
+        msg.text(f"People who say yes get a reminder {reminders} before. ")
+    msg.text("Change it with ").code(f"{ctx.prefix}event edit {event.code} field=value")
+    msg.text(", cancel it with ").code(f"{ctx.prefix}event cancel {event.code} [reason]")
+    msg.text(".")
     await ctx.reply(msg)
 
 
@@ -272,9 +274,9 @@ async def edit(ctx: Context, event: Event, changes: dict[str, Any]) -> None:
     dm = Message("📅 ").append(event_heading(ev)).text(" has changed:").bullets(changed)
     dm.append(details(ev, cop_zone))
     dm.para().text("Your answer stays as it was; to change it send ")
-    dm.code("!rsvp {ev.code} yes|no|maybe").text(".")
+    dm.code(f"{ctx.prefix}rsvp {ev.code} yes|no|maybe").text(".")
     note_msg = Message("📅 ").append(event_heading(ev)).text(" has changed:").bullets(changed)
-    note_msg.text("Details: ").code("!event {ev.code}")
+    note_msg.text("Details: ").code(f"{ctx.prefix}event {ev.code}")
     told = await notify(ctx, ev, dm, room_note=note_msg)
     await repo.audit(
         ctx.session,

@@ -71,7 +71,9 @@ def promotion_message(prefix: str, event: Event, zone_name: str) -> Message:
     return msg
 
 
-def outcome_message(settings: Settings, event: Event, outcome: RsvpOutcome) -> Message:
+def outcome_message(
+    settings: Settings, event: Event, outcome: RsvpOutcome, now: datetime
+) -> Message:
     """What someone is told after answering (by command or by reaction)."""
     zone = settings.cop_timezone(event.cop_code)
     msg = Message()
@@ -81,8 +83,9 @@ def outcome_message(settings: Settings, event: Event, outcome: RsvpOutcome) -> M
         else:
             msg.text("You're going to ").append(event_heading(event)).text(". See you there!")
         msg.br().append(details(event, zone))
-        if settings.events.reminders:
-            msg.br().text(f"I'll remind you {reminder_list(settings.events)} before.")
+        reminders = reminder_list(settings.events, event.starts_at, now)
+        if reminders:  # only the reminders that will really go out
+            msg.br().text(f"I'll remind you {reminders} before.")
     elif outcome.answer == WAITING:
         msg.append(event_heading(event)).text(f" is full ({seats_text(event.capacity)}), so ")
         msg.text("you are ").bold(f"number {outcome.position}").text(" on the waiting list. ")

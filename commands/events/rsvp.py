@@ -208,7 +208,7 @@ async def list_(ctx: Context, cop: CopConfig | CopSet) -> None:
 )
 async def rsvp(ctx: Context, event: Event, answer: str) -> None:
     ev, outcome = await answer_event(ctx, event.id, answer)
-    await ctx.reply(outcome_message(ctx.settings, ev, outcome))
+    await ctx.reply(outcome_message(ctx.settings, ev, outcome, ctx.now))
 
 
 @family.on("reaction")
@@ -228,7 +228,7 @@ async def on_reaction(ctx: Context, raw: dict[str, Any]) -> None:
     await ctx.registry.authorize(ctx, "rsvp", event=number)  # as if sent as !rsvp
     ev, outcome = await answer_event(ctx, number, answer, reaction_event_id=ctx.event_id)
     if outcome.changed or outcome.answer == WAITING:
-        await ctx.dm(ctx.sender, outcome_message(ctx.settings, ev, outcome))
+        await ctx.dm(ctx.sender, outcome_message(ctx.settings, ev, outcome, ctx.now))
 
 
 @family.on("redaction")
@@ -241,6 +241,6 @@ async def on_redaction(ctx: Context, raw: dict[str, Any]) -> None:
         return
     ev, outcome = await answer_event(ctx, answer_row.event_id, None, user=answer_row.user_id)
     msg = Message("You removed your reaction, so ")
-    msg.append(outcome_message(ctx.settings, ev, outcome))
+    msg.append(outcome_message(ctx.settings, ev, outcome, ctx.now))
     msg.text(" Answer again with ").code(f"{ctx.prefix}rsvp {ev.code} yes|no|maybe").text(".")
     await ctx.dm(answer_row.user_id, msg)

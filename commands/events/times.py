@@ -106,9 +106,12 @@ def duration_of(event: Event) -> Length:
     return Length(minutes=int((event.ends_at - event.starts_at).total_seconds() // 60))
 
 
-def reminder_list(config: EventsConfig) -> str:
-    """``24 hours and 1 hour``: when reminders go out before an event."""
-    return " and ".join(offset_text(offset) for offset in config.reminders)
+def reminder_list(config: EventsConfig, starts_at: datetime, now: datetime) -> str:
+    """``24 hours and 1 hour``: the reminders that will still go out before an event that
+    starts at ``starts_at`` (empty when it starts too soon for any)."""
+    return " and ".join(
+        offset_text(offset) for offset in config.reminders if starts_at - offset > now
+    )
 
 
 def offset_text(offset: timedelta) -> str:

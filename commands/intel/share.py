@@ -32,6 +32,7 @@ FILE_MSGTYPES = ("m.file", "m.image", "m.video", "m.audio")
     role=Role.MEMBER,
     cop=room_cop(topic="items"),
     places=Place.COP_ROOM,
+    reads_replied_event=True,
     examples=[
         "!intel share Oslo tenders 40 e-buses #ebus https://example.org/tender",
         "!intel share Supplier price list 2026   (as a reply to an uploaded file)",

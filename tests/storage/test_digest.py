@@ -545,3 +545,31 @@ async def test_digest_posts_go_to_the_cops_own_room(world: World) -> None:
 
     assert len(await digests_sent(world, "SOLAR")) == 1
     assert await digests_sent(world, "HDEV") == []
+
+
+async def test_a_scheduled_digest_that_failed_is_posted_by_the_periodic_retry(
+    world: World,
+) -> None:
+    world.now = MONDAY_9.astimezone(UTC)
+    services = world.services()
+    await digest.setup(services)  # on start: the jobs and a first catch-up (which posts)
+    retry = services.scheduler.get_job("digest-catch-up")
+    assert retry is not None
+    assert retry.trigger.interval == world.settings.digest.retry_every
+    world.now += timedelta(days=7)  # next Monday, 09:00: the cron job fires ...
+    real_run = services.run
+
+    async def failing_run(work):  # type: ignore[no-untyped-def]
+        raise ConnectionError("the database went away for a moment")
+
+    services.run = failing_run  # type: ignore[method-assign]
+    await digest.post._job(services, "HDEV")  # ... and fails, logged, nothing posted
+    services.run = real_run  # type: ignore[method-assign]
+    assert len(await digests_sent(world)) == 1
+    world.now += timedelta(minutes=10)
+
+    results = await retry.func(*retry.args)  # the retry job runs, ten minutes on
+
+    assert results["HDEV"] == "posted"
+    assert [row.tag for row in await digests_sent(world)][-1] == "digest:HDEV:2026-W50"
+    assert (await retry.func(*retry.args))["HDEV"] == "claimed"  # once per week

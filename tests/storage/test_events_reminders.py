@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -181,3 +182,33 @@ async def test_cancelled_events_send_no_reminders_and_moved_events_are_reschedul
     await world.run(MOD, "!event cancel E1")
     counts, sent = await due(world, moved.starts_at - timedelta(minutes=30))
     assert counts == {} and sent == []
+
+
+async def test_an_event_23_hours_ahead_gets_its_1_hour_reminder_and_promises_only_that(
+    world: World,
+) -> None:
+    start = world.now + timedelta(hours=23)
+    local = start.astimezone(ZoneInfo("Europe/Brussels"))
+    created = await world.reply(
+        MOD,
+        f'!event create HDEV online-meeting {local:%Y-%m-%d} {local:%H:%M} 1h "Last-minute call"',
+    )
+    answer = await world.reply(ANNA, "!rsvp E1 yes")
+
+    assert "reminder 1 hour before" in created and "24 hours" not in created
+    assert "I'll remind you 1 hour before." in answer and "24 hours" not in answer
+    counts, sent = await due(world, start - timedelta(minutes=59))
+    assert counts == {"sent": 1}
+    assert [m.recipient for m in sent] == [ANNA]
+    assert "Last-minute call" in sent[0].body
+
+
+async def test_an_event_starting_in_30_minutes_promises_no_reminder(world: World) -> None:
+    local = (world.now + timedelta(minutes=30)).astimezone(ZoneInfo("Europe/Brussels"))
+    await world.run(
+        MOD, f'!event create HDEV online-meeting {local:%Y-%m-%d} {local:%H:%M} 1h "Now-ish"'
+    )
+
+    answer = await world.reply(ANNA, "!rsvp E1 yes")
+
+    assert "remind" not in answer

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nio import RoomSendError
+
 from bot.metrics import Metrics
 from bot.rooms import MemberCache
 from bot.sender import Sender
@@ -135,3 +137,31 @@ async def test_exclusive_admits_one_holder_at_a_time(db: Database) -> None:
     await asyncio.gather(*(hold() for _ in range(4)))
 
     assert most == 1
+
+
+@dataclass
+class PickyClient(FakeClient):
+    """A homeserver that refuses events over 20,000 bytes of body, as Synapse does over 64 KiB."""
+
+    async def room_send(self, room_id: str, _type: str, content: dict[str, Any], tx_id: str) -> Any:
+        if len(str(content.get("body", "")).encode()) > 20_000:
+            return RoomSendError("event too large", "M_TOO_LARGE")
+        return await super().room_send(room_id, _type, content, tx_id)
+
+
+async def test_a_message_the_homeserver_finds_too_large_goes_out_in_parts(db: Database) -> None:
+    lines = [f"line {n:05d} " + "x" * 80 for n in range(600)]  # about 54 KB
+    content = {"msgtype": "m.notice", "body": "\n".join(lines), "m.mentions": {}}
+    content["m.relates_to"] = {"m.in_reply_to": {"event_id": "$cmd"}}
+    async with db.session() as s:
+        await repo.enqueue(s, room_id=CHAT, payload=content, now=NOW)
+    client = PickyClient()
+
+    await make_sender(db, client).flush_once()
+
+    assert len(client.sent) >= 3
+    assert "\n".join(sent.content["body"] for sent in client.sent).splitlines() == lines
+    assert client.sent[0].content["m.relates_to"] == {"m.in_reply_to": {"event_id": "$cmd"}}
+    assert len({sent.txn for sent in client.sent}) == len(client.sent)
+    async with db.read() as s:
+        assert await repo.outbox_depth(s) == 0
