@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     run = sub.add_parser("run", help="run the bot")
     run.add_argument("--config", default=None, help="path of bbwt_bot.toml")
     check = sub.add_parser("check-config", help="validate the configuration and summarise it")
-    check.add_argument("path", nargs="?", default=None)
+    check.add_argument("path", nargs="?", default=None, help="path of bbwt_bot.toml")
+    check.add_argument("--config", default=None, help="the same, as for run and db")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
     db.add_argument("--config", default=None)
@@ -97,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("nio.responses").setLevel(logging.ERROR)
 
     if args.cmd == "check-config":
-        settings = _load(args.path)
-        print(_summary(settings, args.path or "bbwt_bot.toml"))
+        path = args.path or args.config
+        settings = _load(path)
+        print(_summary(settings, path or "bbwt_bot.toml"))
         raise SystemExit(0)
     if args.cmd == "db":
         raise SystemExit(asyncio.run(_upgrade(_load(args.config))))
