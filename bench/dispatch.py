@@ -1,0 +1,213 @@
+"""Benchmark: the bot's own cost per command, with no homeserver in the loop.
+
+    .venv/bin/python bench/dispatch.py [--rsvp 4000] [--help-cmds 4000] [--backend both]
+
+Real storage (a fresh SQLite file, or a throwaway PostgreSQL database on BBWT_BENCH_PG,
+default postgresql://postgres@127.0.0.1:5432/test), the real registry and the real
+``Processor.handle``; the Matrix side is a stand-in that only says who the bot is. The
+commands are stored as inbound events first (as the sync loop does), then handled one after
+the other, each in its own transaction with its reply written to the outbox, exactly as in
+the running bot. Printed: commands per second and the per-command median and p95.
+
+Targets (issue 13): ``!rsvp`` >= 2,000/s on SQLite and >= 1,000/s on PostgreSQL;
+``!help`` >= 5,000/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncpg  # noqa: E402
+from aiohttp import web  # noqa: E402
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # noqa: E402
+
+from bot.metrics import Metrics  # noqa: E402
+from bot.processor import Processor  # noqa: E402
+from bot.rooms import MemberCache  # noqa: E402
+from bot.sync import Classifier  # noqa: E402
+from commands import build_registry  # noqa: E402
+from commands.services import Services  # noqa: E402
+from config.models import Settings  # noqa: E402
+from storage import Database, repo  # noqa: E402
+from storage import events as events_store  # noqa: E402
+from storage.models import InboundEvent  # noqa: E402
+
+PG_ADMIN = os.environ.get("BBWT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+BOT = "@bot:bench"
+ROOM = "!hdev:bench"
+MGMT = "!mgmt:bench"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+MEMBERS = 200
+
+
+class StandIn:
+    """All the processor asks of the Matrix client here: who the bot is."""
+
+    user_id = BOT
+    client_session = None
+
+
+def settings() -> Settings:
+    return Settings(
+        matrix={"user_id": BOT},
+        secretariat={"admins": ["@sec:bench"]},
+        cops=[{"code": "HDEV", "name": "Heavy-duty electric vehicles"}],
+    )
+
+
+async def prepare(db: Database, config: Settings) -> list[str]:
+    await db.upgrade()
+    members = [f"@member{n:03d}:bench" for n in range(MEMBERS)]
+    async with db.session() as s:
+        await repo.sync_cops(s, [("HDEV", "Heavy-duty electric vehicles")], now=NOW)
+        await repo.set_cop_room(s, "HDEV", ROOM)
+        for user in members:
+            await repo.seed_member(
+                s,
+                user_id=user,
+                org=f"City {user}",
+                country="BE",
+                authority_type="local-authority",
+                cop_code="HDEV",
+                now=NOW,
+            )
+        start = NOW + timedelta(days=10)
+        await events_store.create_event(
+            s,
+            cop_code="HDEV",
+            kind="online-meeting",
+            title="Charging standards",
+            starts_at=start,
+            ends_at=start + timedelta(hours=1),
+            timezone="Europe/Brussels",
+            created_by="@sec:bench",
+            capacity=50,
+            now=NOW,
+        )
+    return members
+
+
+async def store_commands(db: Database, members: list[str], texts: list[str]) -> list[InboundEvent]:
+    async with db.session() as s:
+        for n, text in enumerate(texts):
+            await repo.add_inbound(
+                s,
+                event_id=f"${uuid.uuid4().hex}",
+                room_id=ROOM,
+                sender=members[n % len(members)],
+                origin_ts=NOW,
+                content={"type": "m.room.message", "content": {"msgtype": "m.text", "body": text}},
+                kind="command",
+                now=NOW,
+            )
+    async with db.read() as s:
+        return await repo.pending_inbound(s, limit=len(texts) + 10)
+
+
+async def measure(db: Database, config: Settings, members: list[str], texts: list[str]) -> Any:
+    registry = build_registry("!")
+    client = StandIn()
+    clock = lambda: NOW  # noqa: E731
+    processor = Processor(
+        db=db,
+        settings=config,
+        registry=registry,
+        client=client,  # type: ignore[arg-type]
+        classifier=Classifier(BOT, "!", registry.hooks, listening=registry.listening),
+        metrics=Metrics(),
+        cop_rooms={ROOM: "HDEV"},
+        management_room=MGMT,
+        on_committed=lambda: None,
+        clock=clock,
+        members=MemberCache(client, db, clock),  # type: ignore[arg-type]
+    )
+    processor.services = Services(
+        settings=config,
+        db=db,
+        registry=registry,
+        scheduler=AsyncIOScheduler(timezone="UTC"),
+        http=web.Application(),
+        clock=clock,
+        wake_sender=lambda: None,
+        cop_rooms={ROOM: "HDEV"},
+        management_room=MGMT,
+        bot_user=BOT,
+    )
+    rows = await store_commands(db, members, texts)
+    times: list[float] = []
+    started = time.perf_counter()
+    for row in rows:
+        one = time.perf_counter()
+        await processor.handle(row)
+        times.append(time.perf_counter() - one)
+    total = time.perf_counter() - started
+    async with db.read() as s:
+        done = await repo.count_inbound(s, "done")
+    return total, times, done
+
+
+def describe(name: str, count: int, total: float, times: list[float]) -> str:
+    ordered = sorted(times)
+    p50 = statistics.median(ordered) * 1000
+    p95 = ordered[int(len(ordered) * 0.95) - 1] * 1000
+    return f"  {name:<8} {count / total:8.0f} commands/s   p50 {p50:6.2f} ms   p95 {p95:6.2f} ms"
+
+
+async def one_backend(backend: str, rsvp: int, helps: int) -> None:
+    folder = tempfile.mkdtemp(prefix="bbwt-dispatch-")
+    pg_name = None
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{folder}/bench.db"
+    else:
+        pg_name = f"bbwt_bench_{uuid.uuid4().hex[:8]}"
+        conn = await asyncpg.connect(PG_ADMIN)
+        await conn.execute(f'CREATE DATABASE "{pg_name}"')
+        await conn.close()
+        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        url = f"{base}/{pg_name}"
+    db = Database(url)
+    try:
+        config = settings()
+        members = await prepare(db, config)
+        print(f"{backend}:")
+        answers = ["yes", "no", "maybe"]
+        texts = [f"!rsvp E1 {answers[n % 3]}" for n in range(rsvp)]
+        total, times, _ = await measure(db, config, members, texts)
+        print(describe("!rsvp", rsvp, total, times))
+        total, times, done = await measure(db, config, members, ["!help"] * helps)
+        print(describe("!help", helps, total, times))
+        assert done == rsvp + helps, f"only {done} of {rsvp + helps} commands were handled"
+    finally:
+        await db.dispose()
+        if pg_name is not None:
+            conn = await asyncpg.connect(PG_ADMIN)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rsvp", type=int, default=4000)
+    parser.add_argument("--help-cmds", type=int, default=4000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    print(f"load at start: {os.getloadavg()[0]:.2f}")
+    for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
+        await one_backend(backend, args.rsvp, args.help_cmds)
+    print(f"load at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
