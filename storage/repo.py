@@ -288,13 +288,6 @@ async def count_inbound(session: AsyncSession, status: str | None = None) -> int
     return int(await session.scalar(query) or 0)
 
 
-async def prune_inbound(session: AsyncSession, before: datetime) -> int:
-    result = await session.execute(
-        delete(InboundEvent).where(InboundEvent.status == "done", InboundEvent.handled_at < before)
-    )
-    return int(getattr(result, "rowcount", 0))
-
-
 # --- outbox --------------------------------------------------------------------------------
 
 
