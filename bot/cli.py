@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from commands.privacy.notice import span
 from config import ConfigError, Settings, load_config
 from storage import Database, DatabaseTooNew
 
@@ -36,8 +37,23 @@ def _summary(settings: Settings, source: str) -> str:
         room = cop.room or f"#{m.alias_prefix}-{cop.code.lower()}:{m.server_name} (created)"
         mods = ", ".join(cop.moderators) or "no moderators"
         lines.append(f"    {cop.code:7} {cop.name} — {room}; {mods}")
+    p = settings.privacy
+    lines += [
+        "  Retention (deleted or erased after):",
+        f"    commands received (their text) {span(p.inbound_retention)}; "
+        f"messages sent (their copy) {span(p.outbox_retention)}",
+        f"    audit log {span(p.audit_retention)}; people who left {span(p.member_retention)}; "
+        f"settled travel claims {span(settings.claims.retention)}",
+        "  Pseudonyms of erased people: "
+        + ("key from the environment" if p.pseudonym_key else "key kept in the database"),
+    ]
     if login == "NOT SET":
         lines.append("  Warning: set BBWT_MATRIX__PASSWORD or BBWT_MATRIX__ACCESS_TOKEN to run.")
+    if p.pseudonym_key is None:
+        lines.append(
+            "  Warning: set BBWT_PRIVACY__PSEUDONYM_KEY (e.g. openssl rand -hex 32), so that "
+            "a copy of the database alone cannot tell whose the kept claims were."
+        )
     return "\n".join(lines)
 
 

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
 MAX_ATTEMPTS = 8
+ONCE = ("invite", "kick", "power", "state", "redact", "leave")
+"""Kinds a homeserver that refuses them once will refuse again: given up at once."""
 QUEUES_AT_ONCE = 8
 
 
@@ -170,7 +172,7 @@ class Sender:
                 # A refused invite/kick/power change will not succeed later (the person is
                 # not there, or already is): drop it at once so the room's queue moves on.
                 # A refused message is tried a few times (e.g. the bot is still joining).
-                patience = 1 if row.kind in ("invite", "kick", "power", "state") else 3
+                patience = 1 if row.kind in ONCE else 3
                 give_up = attempts >= MAX_ATTEMPTS or (exc.permanent and attempts >= patience)
                 backoff = exc.retry_after or min(2**attempts, 300)
                 await repo.mark_attempt(
@@ -179,6 +181,7 @@ class Sender:
                     error=exc.error,
                     not_before=self.clock() + timedelta(seconds=backoff),
                     failed=give_up,
+                    now=self.clock(),
                 )
                 if give_up and row.kind == "file" and exc.error.startswith("M_TOO_LARGE"):
                     # Never dropped in silence: the person hears that the file did not go.
@@ -265,6 +268,16 @@ class Sender:
                 )
             )
             return str(getattr(resp, "event_id", "") or "") or None
+        if row.kind == "redact":  # the bot's own message: {"event_id": …, "reason": …}
+            resp = await self._call(
+                lambda: self.client.room_redact(
+                    room_id, payload["event_id"], payload.get("reason"), tx_id=txn
+                )
+            )
+            return str(getattr(resp, "event_id", "") or "") or None
+        if row.kind == "leave":
+            await self._call(lambda: self.client.room_leave(room_id))
+            return None
         raise SendFailed(f"unknown outbox kind {row.kind!r}", None, True)
 
     async def _send_in_parts(self, room_id: str, payload: dict[str, Any], txn: str) -> str:

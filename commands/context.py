@@ -46,17 +46,29 @@ async def queue_dm(
     *,
     now: datetime,
     kind: str = "message",
+    tag: str | None = None,
 ) -> None:
     """Queue a message (or a ``file``) for ``user``'s direct chat; when the bot has none
     with them yet, the sender opens one first. It is for ``user`` only: the sender checks,
-    when it goes out, that the room still holds just the bot and them."""
+    when it goes out, that the room still holds just the bot and them.
+
+    Someone whose data was erased is known only by a pseudonym (no ``@``): nothing can be
+    sent to them, and nothing is queued (a claim of theirs paid later, for instance)."""
+    if not user.startswith("@"):
+        return
     room_id = await repo.get_direct_room(session, user)
     if room_id is not None:
         await repo.enqueue(
-            session, room_id=room_id, kind=kind, payload=payload, private_to=user, now=now
+            session,
+            room_id=room_id,
+            kind=kind,
+            payload=payload,
+            private_to=user,
+            tag=tag,
+            now=now,
         )
     else:
-        await repo.enqueue(session, to_user=user, kind=kind, payload=payload, now=now)
+        await repo.enqueue(session, to_user=user, kind=kind, payload=payload, tag=tag, now=now)
 
 
 async def cop_room(session: AsyncSession, code: str) -> str | None:
@@ -137,15 +149,15 @@ class Context:
         self.redirected = True
         self._redirect_note = note
 
-    async def reply(self, message: Message | str) -> None:
+    async def reply(self, message: Message | str, *, tag: str | None = None) -> None:
         """Answer in the room the command came from, as a reply to it (or, redirected, in
-        the caller's direct chat)."""
+        the caller's direct chat). ``tag``: what the answer is about (see the outbox)."""
         msg = message if isinstance(message, Message) else Message(message)
         if self.redirected:
             if self._redirect_note is not None:
                 msg = Message(self._redirect_note).para().append(msg)
                 self._redirect_note = None
-            await self.dm(self.sender, msg)
+            await self.dm(self.sender, msg, tag=tag)
             return
         for content in msg.contents(reply_to=self.event_id):
             await repo.enqueue(
@@ -153,6 +165,7 @@ class Context:
                 room_id=self.room_id,
                 payload=content,
                 private_to=self.private_to,
+                tag=tag,
                 now=self.now,
             )
 
@@ -215,11 +228,11 @@ class Context:
                 self.session, room_id=room_id, payload=content, tag=part_tag, now=self.now
             )
 
-    async def dm(self, user_id: str, message: Message | str) -> None:
+    async def dm(self, user_id: str, message: Message | str, *, tag: str | None = None) -> None:
         """A direct message; the sender opens the DM room first if there is none yet."""
         msg = message if isinstance(message, Message) else Message(message)
         for content in msg.contents():
-            await queue_dm(self.session, user_id, content, now=self.now)
+            await queue_dm(self.session, user_id, content, now=self.now, tag=tag)
 
     async def notify_management(self, message: Message | str) -> None:
         if self.management_room:

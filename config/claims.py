@@ -4,12 +4,13 @@ of the Commission's rules for experts (Decision C(2007)5858 as updated)."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from config.models import _Section
+from config.models import DAYS_PER_YEAR, Duration, _Section
 
 CATEGORIES = ("rail", "air", "car", "accommodation", "daily-allowance", "other")
 """Every category the bot knows how to price. ``categories`` picks the allowed ones."""
@@ -103,6 +104,9 @@ class ClaimsConfig(_Section):
     rates: dict[str, Rate] = Field(default_factory=_default_rates)
     """Currencies accepted besides EUR: how many units of the currency one euro buys
     (the InforEuro / ECB convention), e.g. ``SEK = 11.05``."""
+    retention: Duration = timedelta(days=5 * DAYS_PER_YEAR)
+    """Claims are financial records: a claim is deleted this long after it was paid,
+    rejected or withdrawn (the Financial Regulation asks for at least five years)."""
 
     @field_validator("eligible_kinds")
     @classmethod
@@ -165,6 +169,8 @@ class ClaimsConfig(_Section):
         if eur is not None and eur != 1:
             raise ValueError("rates.EUR must be 1 (amounts are converted to EUR)")
         self.rates.setdefault("EUR", Decimal(1))
+        if self.retention < timedelta(days=1):
+            raise ValueError("retention must be at least 1d, e.g. 5y")
         return self
 
     @property

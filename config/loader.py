@@ -10,7 +10,11 @@ from pydantic import ValidationError
 
 from config.models import Settings
 
-SECRET_KEYS = {("matrix", "password"), ("matrix", "access_token")}
+SECRET_KEYS = {
+    ("matrix", "password"),
+    ("matrix", "access_token"),
+    ("privacy", "pseudonym_key"),
+}
 DEFAULT_PATH = Path("bbwt_bot.toml")
 
 

@@ -21,8 +21,19 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 USER_ID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d+)?$")
 ROOM_REF_RE = re.compile(r"^[#!][^:\s]+(:[A-Za-z0-9.\-]+(:\d+)?)?$")
 COP_CODE_RE = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
-DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
+DAYS_PER_YEAR = 366
+"""A year in a duration (``5y``) counts 366 days, so that a period written in years is never
+shorter than that many calendar years (retention periods must last at least that long)."""
+_UNIT_SECONDS = {
+    "": 1,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+    "y": DAYS_PER_YEAR * 86400,
+}
 
 AUTHORITY_TYPES = (
     "state-authority",
@@ -35,11 +46,12 @@ AUTHORITY_TYPES = (
 
 
 def _parse_duration(value: Any) -> Any:
-    """Accept ``90``, ``"90s"``, ``"15m"``, ``"24h"``, ``"2d"`` as well as timedeltas."""
+    """Accept ``90``, ``"90s"``, ``"15m"``, ``"24h"``, ``"2d"``, ``"3w"``, ``"5y"`` as well as
+    timedeltas (see :data:`DAYS_PER_YEAR`)."""
     if isinstance(value, str):
         match = DURATION_RE.match(value)
         if not match:
-            raise ValueError("use a number with a unit, e.g. 90s, 15m, 24h or 2d")
+            raise ValueError("use a number with a unit, e.g. 90s, 15m, 24h, 2d, 3w or 5y")
         return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
     if isinstance(value, int | float):
         return timedelta(seconds=value)
@@ -160,6 +172,7 @@ class CopConfig(_Section):
 from config.claims import ClaimsConfig  # noqa: E402
 from config.digest import DigestConfig  # noqa: E402
 from config.events import EventsConfig  # noqa: E402
+from config.privacy import PrivacyConfig  # noqa: E402
 
 
 class Settings(BaseSettings):
@@ -180,6 +193,7 @@ class Settings(BaseSettings):
     digest: DigestConfig = Field(default_factory=DigestConfig)
     claims: ClaimsConfig = Field(default_factory=ClaimsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -199,6 +213,11 @@ class Settings(BaseSettings):
         duplicates = sorted({code for code in codes if codes.count(code) > 1})
         if duplicates:
             raise ValueError(f"CoP codes must be unique; repeated: {', '.join(duplicates)}")
+        if self.privacy.inbound_retention <= self.matrix.offline_window:
+            raise ValueError(
+                "privacy.inbound_retention must be longer than matrix.offline_window: a "
+                "command is only forgotten once it is too old to be carried out again"
+            )
         return self
 
     def cop(self, code: str) -> CopConfig | None:

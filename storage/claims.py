@@ -8,7 +8,8 @@ are stored as decimal text. Nothing here is ever a float.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -21,8 +22,12 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    and_,
+    delete,
     func,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -366,6 +371,89 @@ def record_approval(
     for line, share in zip(lines, shares, strict=True):
         line.approved = share
     claim.approved = total
+
+
+# --- privacy: erasure and retention ------------------------------------------------------------
+
+
+def closed_at(claim: Claim) -> datetime | None:
+    """When a claim was settled for good (paid, rejected or withdrawn); None while open.
+    Its retention period runs from then."""
+    if claim.status == PAID:
+        return claim.paid_at
+    if claim.status == REJECTED:
+        return claim.decided_at
+    if claim.status == WITHDRAWN:
+        return claim.withdrawn_at
+    return None
+
+
+@dataclass(frozen=True)
+class KeptClaim:
+    """A claim kept, under a pseudonym, after its claimant's data was erased."""
+
+    code: str
+    status: str
+    until: datetime | None
+    """When it is deleted; None while it is approved and not yet paid (then it is kept
+    until the retention period after the payment ends)."""
+    withdrawn_now: bool = False
+
+
+async def _delete_claims(session: AsyncSession, claim_ids: Sequence[int]) -> None:
+    if claim_ids:
+        await session.execute(delete(ClaimLine).where(ClaimLine.claim_id.in_(list(claim_ids))))
+        await session.execute(delete(Claim).where(Claim.id.in_(list(claim_ids))))
+
+
+async def pseudonymise(
+    session: AsyncSession, user_id: str, pseudonym: str, *, retention: timedelta, now: datetime
+) -> tuple[list[KeptClaim], int]:
+    """Erase a claimant's identity from their claims (returns the kept claims and how many
+    were deleted).
+
+    Drafts (never submitted) are no financial record: they are deleted. A submitted claim
+    still waiting for a decision is withdrawn (its claimant can no longer follow it up).
+    Every other claim is kept with ``pseudonym`` instead of the Matrix ID until ``retention``
+    after it was settled. Decisions and payments the person recorded as a moderator keep
+    the pseudonym too.
+    """
+    kept: list[KeptClaim] = []
+    drafts: list[int] = []
+    for claim in await claims_of(session, user_id):
+        if claim.submitted_at is None:
+            drafts.append(claim.id)
+            continue
+        withdrawn_now = claim.status == SUBMITTED
+        if withdrawn_now:
+            claim.status = WITHDRAWN
+            claim.withdrawn_at = now
+            claim.updated_at = now
+        claim.user_id = pseudonym
+        settled = closed_at(claim)
+        until = settled + retention if settled is not None else None
+        kept.append(KeptClaim(claim.code, claim.status, until, withdrawn_now))
+    await session.flush()
+    await _delete_claims(session, drafts)
+    for column in (Claim.decided_by, Claim.paid_by):
+        await session.execute(update(Claim).where(column == user_id).values({column: pseudonym}))
+    return sorted(kept, key=lambda k: int(k.code[1:])), len(drafts)
+
+
+async def delete_settled_before(session: AsyncSession, cutoff: datetime) -> list[Claim]:
+    """Delete (with their lines) the claims settled before ``cutoff``; returns them."""
+    rows = await session.scalars(
+        select(Claim).where(
+            or_(
+                and_(Claim.status == PAID, Claim.paid_at < cutoff),
+                and_(Claim.status == REJECTED, Claim.decided_at < cutoff),
+                and_(Claim.status == WITHDRAWN, Claim.withdrawn_at < cutoff),
+            )
+        )
+    )
+    gone = list(rows.all())
+    await _delete_claims(session, [claim.id for claim in gone])
+    return gone
 
 
 def _summary(claim: Claim) -> dict[str, Any]:

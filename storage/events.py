@@ -441,6 +441,42 @@ async def people_with_answers(
     return list(rows.all())
 
 
+@dataclass(frozen=True)
+class FreedSeat:
+    """A person's answer withdrawn from an event that has not started: who got a seat."""
+
+    event: Event
+    promoted: list[str]
+
+
+async def free_seats(
+    session: AsyncSession, user_id: str, now: datetime, *, cops: Iterable[str] | None = None
+) -> list[FreedSeat]:
+    """Withdraw the person's answers (yes, maybe, no or a waiting-list place) to every event
+    of ``cops`` (None: every CoP) that has not started and is not cancelled; each freed seat
+    goes to the next person waiting, as when they withdraw themselves. Answers to events
+    that have started are left alone (they are history, and claims rely on them).
+
+    Returns one entry per event, with the people who got a seat (the caller tells them).
+    Events are locked in id order, so two callers never wait for each other in a circle.
+    """
+    query = (
+        select(Rsvp.event_id)
+        .join(Event, Event.id == Rsvp.event_id)
+        .where(Rsvp.user_id == user_id, Event.starts_at > now, Event.status != CANCELLED)
+    )
+    if cops is not None:
+        query = query.where(Event.cop_code.in_(list(cops)))
+    freed: list[FreedSeat] = []
+    for event_id in sorted(set((await session.scalars(query)).all())):
+        event = await lock_event(session, event_id)
+        if event is None:  # pragma: no cover - events are never deleted
+            continue
+        outcome = await set_rsvp(session, event, user_id, None, now)
+        freed.append(FreedSeat(event, outcome.promoted))
+    return freed
+
+
 @dataclass
 class Counts:
     yes: int = 0

@@ -40,6 +40,9 @@ from sqlalchemy.sql import Select
 from storage.models import Base, BigId
 
 MAX_TITLE = 300
+FORMER_MEMBER = "a former member"
+"""The author of an item whose author's personal data was erased: the item stays for the
+community and is shown as shared by "a former member" (it never matches a Matrix ID)."""
 MAX_TAG = 50
 SEARCH_CANDIDATES = 1000
 """A search ranks at most this many matches (the newest) and counts up to this many."""
@@ -363,6 +366,30 @@ async def erase_author(session: AsyncSession, user_id: str) -> int:
     return len(items)
 
 
+async def anonymise_author(
+    session: AsyncSession, user_id: str, pseudonym: str, *, remove: bool = False
+) -> tuple[int, int]:
+    """Take a person's name off what they shared (for an erasure): live items stay, shown as
+    shared by :data:`FORMER_MEMBER`; with ``remove`` they are deleted instead. Items already
+    removed are deleted either way. Removals they made of others' items keep the pseudonym.
+
+    Returns (items kept, items deleted).
+    """
+    kept = deleted = 0
+    for item in await items_by_author(session, user_id):
+        if remove or item.removed_at is not None:
+            await session.delete(item)
+            deleted += 1
+        else:
+            item.author = FORMER_MEMBER
+            kept += 1
+    await session.execute(
+        update(IntelItem).where(IntelItem.removed_by == user_id).values(removed_by=pseudonym)
+    )
+    await session.flush()
+    return kept, deleted
+
+
 async def count_live(session: AsyncSession, cop_code: str) -> int:
     return int(
         await session.scalar(_live(select(func.count()).select_from(IntelItem), [cop_code])) or 0
@@ -370,11 +397,13 @@ async def count_live(session: AsyncSession, cop_code: str) -> int:
 
 
 __all__ = [
+    "FORMER_MEMBER",
     "IntelItem",
     "IntelTag",
     "Page",
     "SearchResult",
     "add_item",
+    "anonymise_author",
     "count_live",
     "erase_author",
     "get_item",

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy import ColumnElement, ForeignKey, Integer, String, Text, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -307,6 +307,46 @@ async def set_power_grants(
 # --- privacy -------------------------------------------------------------------------------
 
 
-async def forget_user(session: AsyncSession, user_id: str) -> None:
-    """Drop this family's own rows about a person (for an erasure request)."""
-    await session.execute(delete(JoinDialogue).where(JoinDialogue.user_id == user_id))
+@dataclass
+class Forgotten:
+    """What this family knew of a person just erased (for the bot's Matrix side)."""
+
+    memberships: dict[str, str]
+    """CoP -> status (member, applied, left…) before the erasure."""
+    membership_ids: list[int]
+    """The rows their application notices were tagged with (``application:<id>:…``)."""
+    moderated: list[str]
+    """CoPs they moderated (by ``!mod add``)."""
+    rooms: dict[str, str]
+    """Room -> their last known membership there (join, invite, leave, ban)."""
+    power_rooms: list[str]
+    """Rooms where the bot had given them a power level."""
+
+
+async def forget_user(session: AsyncSession, user_id: str, pseudonym: str) -> Forgotten:
+    """Erase this family's rows about a person: profile, memberships and applications,
+    moderator roles, the join dialogue, room memberships and power grants. Decisions they
+    took on others' applications keep ``pseudonym`` instead of their Matrix ID."""
+    rows = list(
+        (
+            await session.scalars(
+                select(Membership).where(Membership.user_id == user_id).order_by(Membership.id)
+            )
+        ).all()
+    )
+    roles = (await session.scalars(select(Role).where(Role.user_id == user_id))).all()
+    members = (await session.scalars(select(RoomMember).where(RoomMember.user_id == user_id))).all()
+    grants = (await session.scalars(select(PowerGrant).where(PowerGrant.user_id == user_id))).all()
+    forgotten = Forgotten(
+        memberships={row.cop_code: row.status for row in rows},
+        membership_ids=[row.id for row in rows],
+        moderated=sorted({role.cop_code for role in roles if role.role == "moderator"}),
+        rooms={row.room_id: row.membership for row in members},
+        power_rooms=sorted({grant.room_id for grant in grants}),
+    )
+    for model in (Membership, Role, RoomMember, PowerGrant, JoinDialogue, Person):
+        await session.execute(delete(model).where(model.user_id == user_id))
+    await session.execute(
+        update(Membership).where(Membership.decided_by == user_id).values(decided_by=pseudonym)
+    )
+    return forgotten

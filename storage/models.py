@@ -135,7 +135,10 @@ class InboundEvent(Base):
     """
 
     __tablename__ = "inbound_events"
-    __table_args__ = (Index("ix_inbound_events_pending", "status", "id"),)
+    __table_args__ = (
+        Index("ix_inbound_events_pending", "status", "id"),
+        Index("ix_inbound_events_unscrubbed", "scrubbed_at", "handled_at"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), unique=True)
     room_id: Mapped[str] = mapped_column(String(255))
@@ -147,19 +150,26 @@ class InboundEvent(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     outcome: Mapped[str | None] = mapped_column(String(32))
     handled_at: Mapped[datetime | None]
+    scrubbed_at: Mapped[datetime | None]
+    """When ``content`` and ``sender`` were erased (retention or erasure); the row stays, so
+    the event is never stored and carried out again."""
 
 
 class OutboxMessage(Base):
     """Something to send to Matrix. The row id is the Matrix transaction id."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unsent", "sent_at", "failed", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_unsent", "sent_at", "failed", "id"),
+        Index("ix_outbox_unscrubbed", "scrubbed_at", "sent_at"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     room_id: Mapped[str | None] = mapped_column(String(255))
     to_user: Mapped[str | None] = mapped_column(String(255))
     """Set for a direct message whose room is not known yet; the sender opens it."""
     kind: Mapped[str] = mapped_column(String(32), default="message")
-    """message | reaction | file | invite | kick | power | state (see bot.sender)."""
+    """message | reaction | file | invite | kick | power | state | redact | leave (see
+    bot.sender)."""
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column()
     not_before: Mapped[datetime | None]
@@ -174,6 +184,9 @@ class OutboxMessage(Base):
     """Meant for this person's eyes only: sent only to a room with just the bot and them
     (checked when it goes out; otherwise it goes to a direct chat the bot opens)."""
     last_error: Mapped[str | None] = mapped_column(Text)
+    scrubbed_at: Mapped[datetime | None]
+    """When ``payload`` (the message, the file) was erased once delivered (retention or
+    erasure); what is left says where it went and what it was about."""
 
 
 class AuditEntry(Base):

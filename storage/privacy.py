@@ -1,7 +1,9 @@
 """Everything the bot stores about one person, gathered for ``!mydata``.
 
 The export is plain JSON-ready data (strings, numbers, lists, dicts). Calendar feed tokens
-are secrets: the export says whether one exists, never what it is.
+are secrets: the export says whether one exists, never what it is. :data:`SECTIONS` says
+which section of the export shows each table that can hold a person's data (a test checks
+that every table holding someone's Matrix ID is listed there).
 """
 
 from __future__ import annotations
@@ -16,7 +18,40 @@ from storage import claims as claims_store
 from storage import intel as intel_store
 from storage.events import Attendance, CalendarToken, Event, EventGuest, Rsvp
 from storage.membership import JoinDialogue, PowerGrant, RoomMember
-from storage.models import AuditEntry, DirectRoom, Membership, Person, Role
+from storage.models import (
+    AuditEntry,
+    DirectRoom,
+    InboundEvent,
+    Membership,
+    OutboxMessage,
+    Person,
+    QuarantinedEvent,
+    Role,
+)
+
+SECTIONS = {
+    "people": "profile",
+    "memberships": "memberships",
+    "roles": "roles",
+    "join_dialogues": "join_dialogue",
+    "event_rsvps": "events.answers",
+    "event_attendance": "events.attended",
+    "event_guests": "events.guest_invitations",
+    "events": "events.created",
+    "calendar_tokens": "events.calendar_link",
+    "intel_items": "intel_items",
+    "claims": "claims",
+    "claim_lines": "claims",
+    "direct_rooms": "rooms.direct_chat",
+    "room_members": "rooms.room_memberships",
+    "power_grants": "rooms.power_levels",
+    "audit_log": "audit_log",
+    "digest_posts": "audit_log",  # who sent a digest by hand: each one is logged too
+    "inbound_events": "stored_events",
+    "quarantined_events": "set_aside_events",
+    "outbox": "messages_to_you",
+}
+"""Table -> the section of the export that shows what it holds about the person."""
 
 
 def _when(value: datetime | None) -> str | None:
@@ -199,6 +234,73 @@ async def _audit(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _event_text(content: dict[str, Any]) -> str | None:
+    """What a stored event said: a message's text, a reaction's key, a room membership."""
+    inner = content.get("content") if isinstance(content, dict) else None
+    if not isinstance(inner, dict):
+        return None
+    for key in ("body", "membership"):
+        if isinstance(inner.get(key), str):
+            return str(inner[key])
+    relates = inner.get("m.relates_to")
+    if isinstance(relates, dict) and isinstance(relates.get("key"), str):
+        return str(relates["key"])
+    return None
+
+
+async def _stored_events(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
+    """The commands, answers, reactions and room changes of theirs the bot keeps (their
+    text only until ``privacy.inbound_retention``)."""
+    rows = await session.scalars(
+        select(InboundEvent).where(InboundEvent.sender == user_id).order_by(InboundEvent.id)
+    )
+    return [
+        {
+            "kind": row.kind,
+            "room": row.room_id,
+            "sent_at": _when(row.origin_ts),
+            "text": _event_text(row.content),
+            "text_erased_at": _when(row.scrubbed_at),
+            "outcome": row.outcome,
+        }
+        for row in rows
+    ]
+
+
+async def _messages_to_you(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
+    """What the bot sent (or is about to send) to them alone: when, and whether a copy is
+    still kept (copies go after ``privacy.outbox_retention``)."""
+    rows = await session.scalars(
+        select(OutboxMessage)
+        .where(or_(OutboxMessage.private_to == user_id, OutboxMessage.to_user == user_id))
+        .order_by(OutboxMessage.id)
+    )
+    return [
+        {
+            "kind": row.kind,
+            "room": row.room_id,
+            "queued_at": _when(row.created_at),
+            "sent_at": _when(row.sent_at),
+            "copy_kept": row.scrubbed_at is None,
+            "file": row.payload.get("filename") if row.kind == "file" else None,
+        }
+        for row in rows
+    ]
+
+
+async def _set_aside(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
+    """Events of theirs the bot could not store (kept without content, for diagnosis)."""
+    rows = await session.scalars(
+        select(QuarantinedEvent)
+        .where(QuarantinedEvent.sender == user_id)
+        .order_by(QuarantinedEvent.id)
+    )
+    return [
+        {"room": row.room_id, "reason": row.reason, "received_at": _when(row.received_at)}
+        for row in rows
+    ]
+
+
 async def export(session: AsyncSession, user_id: str, now: datetime) -> dict[str, Any]:
     """Everything stored about ``user_id``, ready for ``json.dumps``."""
     return {
@@ -213,4 +315,7 @@ async def export(session: AsyncSession, user_id: str, now: datetime) -> dict[str
         "claims": await claims_store.data_of(session, user_id),
         "rooms": await _rooms(session, user_id),
         "audit_log": await _audit(session, user_id),
+        "stored_events": await _stored_events(session, user_id),
+        "messages_to_you": await _messages_to_you(session, user_id),
+        "set_aside_events": await _set_aside(session, user_id),
     }

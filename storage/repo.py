@@ -37,6 +37,11 @@ async def _insert_ignore(
 # --- bot state ---------------------------------------------------------------------------
 
 
+ERASURE_TAG = "erasure"
+"""Outbox rows queued by an erasure (kicks, redactions, the last reply to the person): their
+payload and addressee are erased as soon as they are delivered or given up."""
+
+
 async def get_state(session: AsyncSession, key: str) -> str | None:
     row = await session.get(BotState, key)
     return row.value if row else None
@@ -50,6 +55,19 @@ async def set_state(session: AsyncSession, key: str, value: str, now: datetime) 
         row.value = value
         row.updated_at = now
     await session.flush()
+
+
+async def set_state_once(session: AsyncSession, key: str, value: str, now: datetime) -> str:
+    """Store ``value`` under ``key`` unless something is stored already; returns what is
+    stored (a second process doing the same at once gets the first one's value)."""
+    await _insert_ignore(
+        session, BotState, {"key": key, "value": value, "updated_at": now}, ["key"]
+    )
+    stored = await session.scalar(
+        select(BotState.value).where(BotState.key == key).execution_options(populate_existing=True)
+    )
+    assert stored is not None
+    return stored
 
 
 async def delete_state(session: AsyncSession, key: str) -> None:
@@ -270,13 +288,6 @@ async def count_inbound(session: AsyncSession, status: str | None = None) -> int
     return int(await session.scalar(query) or 0)
 
 
-async def prune_inbound(session: AsyncSession, before: datetime) -> int:
-    result = await session.execute(
-        delete(InboundEvent).where(InboundEvent.status == "done", InboundEvent.handled_at < before)
-    )
-    return int(getattr(result, "rowcount", 0))
-
-
 # --- outbox --------------------------------------------------------------------------------
 
 
@@ -326,12 +337,22 @@ async def get_outbox(session: AsyncSession, row_id: int) -> OutboxMessage | None
     return await session.get(OutboxMessage, row_id)
 
 
+def _forget_erasure_row(row_id: int, now: datetime) -> Any:
+    """Once an erasure's own row is done with, nothing of it names the person any more."""
+    return (
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row_id, OutboxMessage.tag == ERASURE_TAG)
+        .values(payload={}, to_user=None, private_to=None, last_error=None, scrubbed_at=now)
+    )
+
+
 async def mark_sent(session: AsyncSession, row_id: int, result: str | None, now: datetime) -> None:
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == row_id)
         .values(sent_at=now, result=result, last_error=None)
     )
+    await session.execute(_forget_erasure_row(row_id, now))
 
 
 async def mark_attempt(
@@ -341,6 +362,7 @@ async def mark_attempt(
     error: str,
     not_before: datetime | None,
     failed: bool = False,
+    now: datetime | None = None,
 ) -> None:
     await session.execute(
         update(OutboxMessage)
@@ -352,6 +374,8 @@ async def mark_attempt(
             failed=failed,
         )
     )
+    if failed and now is not None:
+        await session.execute(_forget_erasure_row(row_id, now))
 
 
 async def resolve_outbox_room(session: AsyncSession, user_id: str, room_id: str) -> None:

@@ -280,7 +280,8 @@ async def join(ctx: Context, cop: CopConfig, message: str) -> None:
         count = "one question" if len(missing) == 1 else f"{len(missing)} questions"
         intro = Message("To apply to ").append(cop_title(target))
         intro.text(f", I need to know a little about your organisation: {count}. ")
-        intro.text("Nothing is filed until we are done.").para()
+        intro.text("Nothing is filed until we are done. How I handle your data: ")
+        intro.code(f"{ctx.prefix}privacy").text(".").para()
         intro.append(question(missing[0], ctx.prefix))
         if ctx.place is Place.DM:
             await ctx.reply(intro)

@@ -106,6 +106,8 @@ SAMPLES = {
     "export": "members HDEV",
     "mydata": "",
     "forgetme": "",
+    "forgetme confirm": "",
+    "privacy": "",
 }
 THINGS_OWNED_BY_ANNA = {"I", "C"}
 

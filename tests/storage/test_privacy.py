@@ -1,5 +1,6 @@
-"""``!mydata`` and ``!forgetme``: the export holds every kind of data about the caller and
-nothing about anyone else, and nothing private ever lands in a shared room."""
+"""``!mydata`` and ``!privacy``: the export holds every kind of data about the caller and
+nothing about anyone else, nothing private ever lands in a shared room, and the notice says
+what the configuration says. (``!forgetme``: ``test_erasure.py``.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from storage import claims as claims_store
 from storage import events as events_store
 from storage import intel as intel_store
 from storage import membership as ms
-from storage import privacy, repo
+from storage import repo
 from tests.support.cast import ADMIN, ANNA, HDEV_ROOM, MGMT, MOD, MOD_SOLAR, SOFIA
+from tests.support.database import TestDatabase
 from tests.support.world import Result, World
 
 
@@ -195,21 +197,43 @@ async def test_asked_in_a_cop_room_the_data_goes_to_the_direct_chat_only(world: 
     assert exported(result)["profile"]["organisation"] == "City of Oslo"
 
 
-async def test_forgetme_explains_the_secretariat_handles_it_and_tells_them(
+async def test_the_export_lists_their_stored_commands_and_the_messages_sent_to_them(
     world: World,
 ) -> None:
+    await world.send(ANNA, "profile")
+    await world.send(ANNA, "cops")
 
-    result = await world.send(ANNA, "forgetme", HDEV_ROOM)
+    data = exported(await world.send(ANNA, "mydata"))
 
-    assert result.outcome == "ok"
-    assert "Secretariat" in result.reply
-    assert "!mydata" in result.reply
-    (notice,) = result.to(MGMT)
-    assert ANNA in notice.body
-    assert "erased" in notice.body
-    async with world.db.session() as s:
-        data = await privacy.export(s, ANNA, world.now)
-    assert [(e["action"], e["target"]) for e in data["audit_log"]] == [
-        ("privacy.erasure-request", ANNA)
-    ]
-    assert data["profile"] is not None  # nothing was erased
+    assert [e["text"] for e in data["stored_events"]] == ["!profile", "!cops", "!mydata"]
+    assert [m["kind"] for m in data["messages_to_you"]] == ["message", "message"]
+    assert all(m["copy_kept"] for m in data["messages_to_you"])
+    assert data["set_aside_events"] == []
+
+
+async def test_the_privacy_notice_names_the_controller_and_the_configured_periods(
+    db: TestDatabase,
+) -> None:
+    world = await World(
+        db,
+        privacy={
+            "controller": "The BBWT Secretariat, dpo@bbwt.example",
+            "audit_retention": "3y",
+        },
+    ).seed()
+
+    for room in (HDEV_ROOM, MGMT, None):
+        result = await world.send("@stranger:test", "privacy", room)
+        assert result.outcome == "ok"
+    text = result.reply
+    assert "Who is responsible: The BBWT Secretariat, dpo@bbwt.example" in text
+    assert "The text of your commands: 30 days after I have handled them." in text
+    assert "The log: 3 years." in text
+    assert "Travel claims: 5 years after payment, rejection or withdrawal" in text
+    assert "!mydata sends you a copy" in text and "!forgetme erases your data" in text
+
+
+async def test_the_join_questions_point_to_the_privacy_notice(world: World) -> None:
+    result = await world.send("@applicant:test", "join HDEV")
+
+    assert "How I handle your data: !privacy." in result.text

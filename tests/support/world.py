@@ -418,10 +418,11 @@ class World:
                     )
                 ).all()
             )
-            for row in rows:
+            sent = [Sent(r.id, r.room_id, r.to_user, r.kind, r.payload, r.tag) for r in rows]
+            for row in rows:  # (marking an erasure's row sent erases its payload)
                 if row.sent_at is None:
                     await repo.mark_sent(s, row.id, f"$out{row.id}", now=self.now)
-            return [Sent(r.id, r.room_id, r.to_user, r.kind, r.payload, r.tag) for r in rows]
+            return sent
 
     async def sent_event(self, tag: str) -> str:
         """The Matrix event id of the delivered message tagged ``tag``."""

@@ -128,3 +128,53 @@ def test_check_config_prints_a_summary_or_the_errors(
         main(["check-config", str(bad)])
     assert failed.value.code != 0
     assert "http.port" in capsys.readouterr().err
+
+
+def test_retention_periods_read_weeks_and_years_that_are_never_short(tmp_path: Path) -> None:
+    text = (
+        '[privacy]\ninbound_retention = "6w"\naudit_retention = "3y"\n[claims]\nretention = "10y"\n'
+    )
+    settings = load_config(write(tmp_path, text))
+
+    assert settings.privacy.inbound_retention == timedelta(weeks=6)
+    assert settings.privacy.audit_retention == timedelta(days=3 * 366)
+    assert settings.claims.retention == timedelta(days=10 * 366)
+    assert settings.privacy.outbox_retention == timedelta(days=7)
+    assert settings.privacy.member_retention == timedelta(days=366)
+
+
+def test_commands_are_not_forgotten_before_they_are_too_old_to_run(tmp_path: Path) -> None:
+    text = '[matrix]\noffline_window = "2d"\n[privacy]\ninbound_retention = "2d"\n'
+    with pytest.raises(ConfigError, match="longer than matrix.offline_window"):
+        load_config(write(tmp_path, text))
+    with pytest.raises(ConfigError) as short:
+        load_config(write(tmp_path, '[privacy]\noutbox_retention = "12h"\n'))
+    assert short.value.problems[0][0] == "privacy.outbox_retention"
+
+
+def test_the_pseudonym_key_comes_from_the_environment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="BBWT_PRIVACY__PSEUDONYM_KEY"):
+        load_config(write(tmp_path, f'[privacy]\npseudonym_key = "{"k" * 40}"\n'))
+    monkeypatch.setenv("BBWT_PRIVACY__PSEUDONYM_KEY", "short")
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        load_config(write(tmp_path, ""))
+
+
+def test_check_config_shows_the_retention_periods_and_warns_without_a_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["check-config", str(REPO / "bbwt_bot.toml")])
+    out = capsys.readouterr().out
+    assert "commands received (their text) 30 days; messages sent (their copy) 7 days" in out
+    assert "audit log 2 years; people who left 1 year; settled travel claims 5 years" in out
+    assert "Warning: set BBWT_PRIVACY__PSEUDONYM_KEY" in out
+
+    monkeypatch.setenv("BBWT_PRIVACY__PSEUDONYM_KEY", "k" * 64)
+    with pytest.raises(SystemExit):
+        main(["check-config", str(REPO / "bbwt_bot.toml")])
+    out = capsys.readouterr().out
+    assert "Pseudonyms of erased people: key from the environment" in out
+    assert "PSEUDONYM_KEY (e.g." not in out

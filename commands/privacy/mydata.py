@@ -1,5 +1,5 @@
-"""Privacy: ``!mydata`` (a copy of everything stored about you) and ``!forgetme`` (an
-erasure request, handed to the Secretariat for now)."""
+"""``!mydata``: a copy of everything the bot stores about the person who asks, as a JSON
+file in their direct chat, with a short summary."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 from typing import Any
 
 from commands.context import Context
-from commands.registry import Family, Place, Registry
+from commands.registry import Family, Place
 from commands.text import Message
 from storage import privacy as store
-from storage import repo
 
 family = Family()
 CONTENTS = (
     "your profile, CoP memberships and applications, roles, event answers, attendance and "
-    "guest invitations, the intel you shared, your travel claims, and the log entries about you"
+    "guest invitations, the intel you shared, your travel claims, the log entries about you, "
+    "the commands you sent me and the messages I sent you"
 )
 
 
@@ -53,22 +53,17 @@ def summary(data: dict[str, Any], prefix: str) -> Message:
         Message(_count(len(data["intel_items"]), "intel item")),
         Message(_count(len(data["claims"]), "travel claim")),
         Message(_count(len(data["audit_log"]), "log entry", "log entries")),
+        Message(
+            f"{_count(len(data['stored_events']), 'command or event', 'commands and events')} "
+            f"you sent me, {_count(len(data['messages_to_you']), 'message')} I sent you"
+        ),
     ]
     msg = Message("🔒 Here is everything I store about you, in the JSON file above:")
     msg.bullets(items)
     msg.text("To change your profile, use ").code(f"{prefix}profile set").text(". ")
-    msg.text("To ask for your data to be erased, send ").code(f"{prefix}forgetme").text(".")
+    msg.text("How long I keep what: ").code(f"{prefix}privacy").text(". ")
+    msg.text("To have your data erased, send ").code(f"{prefix}forgetme").text(".")
     return msg
-
-
-def where(ctx: Context) -> str:
-    if ctx.place is Place.DM:
-        return "a direct message"
-    if ctx.place is Place.COP_ROOM and ctx.room_cop:
-        return f"the {ctx.room_cop} room"
-    if ctx.place is Place.MANAGEMENT:
-        return "the management room"
-    return "another room"
 
 
 @family.command(
@@ -90,44 +85,3 @@ async def mydata(ctx: Context) -> None:
         msg,
         room_note="I have sent it to you in a direct message.",
     )
-
-
-@family.command(
-    "forgetme",
-    help="Ask for your personal data to be erased.\n"
-    "For now the Secretariat handles erasure requests personally (some records, like "
-    "travel claims, must be kept for accounting); I pass your request on to them.",
-    places=Place.ANYWHERE,
-    examples=["!forgetme"],
-)
-async def forgetme(ctx: Context) -> None:
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="privacy.erasure-request",
-        target=ctx.sender,
-        detail=f"asked in {where(ctx)}",
-        now=ctx.now,
-    )
-    await ctx.notify_management(
-        Message("🔒 ")
-        .text(ctx.sender)
-        .text(" asked for their personal data to be erased (")
-        .code(f"{ctx.prefix}forgetme")
-        .text("). Please get in touch with them and handle the request; they can get a copy ")
-        .text("of their data with ")
-        .code(f"{ctx.prefix}mydata")
-        .text(".")
-    )
-    await ctx.reply(
-        Message("Thank you, I have passed your request on. I can't erase data myself yet: ")
-        .text("some records, such as travel claims, must be kept for accounting, so the ")
-        .text("Secretariat handles erasure requests personally and will contact you. ")
-        .text("Meanwhile, ")
-        .code(f"{ctx.prefix}mydata")
-        .text(f" sends you a copy of everything I store about you: {CONTENTS}.")
-    )
-
-
-def register(registry: Registry) -> None:
-    registry.register(family)
