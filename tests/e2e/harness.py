@@ -386,15 +386,16 @@ class Person:
         return str(resp.event_id)
 
     async def join(self, room: str) -> str:
+        joined = await self._join(room)
+        if self._task is not None:  # know the room (and its encryption) before using it
+            await self.wait_until(lambda: joined in self.client.rooms, what=f"join {joined}")
+        return joined
+
+    async def _join(self, room: str) -> str:
         for _ in range(50):
             resp = await self.client.join(room)
             if not isinstance(resp, JoinError):
-                joined = str(resp.room_id)
-                if self._task is not None:  # know the room (and its encryption) before use
-                    await self.wait_until(
-                        lambda: joined in self.client.rooms, what=f"the join of {joined}"
-                    )
-                return joined
+                return str(resp.room_id)
             await asyncio.sleep(0.2)
         raise AssertionError(f"{self.user_id} could not join {room}: {resp}")
 

@@ -41,7 +41,7 @@ async def test_mydata_in_a_direct_chat_delivers_a_json_file_with_the_profile(
 
     assert file_reply["content"]["msgtype"] == "m.file"
     assert file_reply["content"]["info"]["mimetype"] == "application/json"
-    data = json.loads(await download(anna, file_reply["content"]["url"]))
+    data = json.loads(await download(anna, file_reply))
     assert data["user_id"] == anna.user_id
     assert data["profile"]["organisation"] == "City of Oslo"
     assert data["profile"]["country"] == "NO"

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from bot.devserver import LocalSynapse
 from tests.e2e.conftest import BotFactory
-from tests.e2e.harness import Event, Person
+from tests.e2e.harness import Event, Person, has_file
 from tests.e2e.membership_support import body
 
 
@@ -148,13 +148,13 @@ async def test_a_chat_created_as_direct_with_a_colleague_in_it_gets_no_private_a
     pointer = await anna.ask(chat, "!mydata", bot.user_id)
 
     assert "direct message" in body(pointer)
-    in_chat = [e for e in anna.messages_from(bot.user_id, chat) if e["content"].get("url")]
+    in_chat = [e for e in anna.messages_from(bot.user_id, chat) if has_file(e)]
     assert in_chat == []  # the file never landed where the colleague can read it
     invites = await dm_invites(anna, bot.user_id)
     assert len(invites) == 1
     private = await anna.join(invites[0])
     files = await anna.wait_until(
-        lambda: [e for e in anna.messages_from(bot.user_id, private) if e["content"].get("url")],
+        lambda: [e for e in anna.messages_from(bot.user_id, private) if has_file(e)],
         what="the data file in the private chat",
     )
     assert files[0]["content"]["info"]["mimetype"] == "application/json"
@@ -220,11 +220,7 @@ async def test_two_processes_open_exactly_one_direct_chat_for_each_of_50_people(
             assert len(invites) == 1, person.user_id
             private = await person.join(invites[0])
             history = await person.history(private)
-            files = [
-                e
-                for e in history
-                if e.get("sender") == bot.user_id and (e.get("content") or {}).get("url")
-            ]
+            files = [e for e in history if e.get("sender") == bot.user_id and has_file(e)]
             assert len(files) == 1, person.user_id
     finally:
         await second.stop()
