@@ -213,6 +213,7 @@ class BotApp:
             on_parked=self.undecryptable.wake,
         )
         await self.syncer.load_token()
+        self.sender.caught_up = self.syncer.first_sync_done
 
         syncer = self.syncer
         app = make_app(
@@ -246,6 +247,7 @@ class BotApp:
         port = self.http_port if self.http_port is not None else settings.http.port
         self._runner, self.http_port = await start_http(app, settings.http.host, port)
         self.metrics.active.set(1)
+        self.leadership.serving = True
         self.scheduler.start()
         self._spawn(self.sender.run(), "sender")
         self._spawn(self.processor.run(), "processor")

@@ -21,7 +21,8 @@ def make_app(
     role: Callable[[], str] = lambda: "active",
 ) -> web.Application:
     """``role()`` is ``active`` (this process syncs and sends), ``standby`` (it waits for
-    the lease: healthy when the database answers) or ``stepping-down`` (it lost the lease)."""
+    the lease: healthy when the database answers), ``starting`` (it has the lease and is
+    logging in) or ``stepping-down`` (it lost the lease)."""
     app = web.Application()
 
     async def healthz(_request: web.Request) -> web.Response:

@@ -56,6 +56,8 @@ class Leadership:
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.epoch: int | None = None
+        self.serving = False
+        """Set by the app once everything runs (until then the role is ``starting``)."""
         self.lost = asyncio.Event()
         self._conn: AsyncConnection | None = None
         self._file: IO[Any] | None = None
@@ -68,7 +70,9 @@ class Leadership:
     def role(self) -> str:
         if self.lost.is_set():
             return "stepping-down"
-        return "active" if self.epoch is not None else "standby"
+        if self.epoch is None:
+            return "standby"
+        return "active" if self.serving else "starting"
 
     # --- the lock ------------------------------------------------------------------------------
     async def _try_lock(self) -> bool:

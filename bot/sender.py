@@ -94,8 +94,12 @@ class Sender:
         clock: Callable[[], datetime],
         members: MemberCache,
         encrypt_direct_rooms: bool = True,
+        caught_up: asyncio.Event | None = None,
     ) -> None:
         self.encrypt_direct_rooms = encrypt_direct_rooms
+        self.caught_up = caught_up
+        """Set once the sync loop has stored what happened while no process ran (say, a
+        direct chat the previous process opened but could not record): sending waits."""
         self.members = members
         self._pointed: set[tuple[str, str]] = set()
         self._queues_at_once = asyncio.Semaphore(QUEUES_AT_ONCE)
@@ -113,6 +117,8 @@ class Sender:
         self._wake.set()
 
     async def run(self) -> None:
+        if self.caught_up is not None:
+            await self.caught_up.wait()
         while not self.stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)

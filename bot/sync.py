@@ -252,6 +252,8 @@ class Batch:
     """Encrypted events whose key the bot does not have (yet)."""
     opened: list[str] = dataclass_field(default_factory=list)
     """Parked events that a room key of this sync opened."""
+    direct: dict[str, str] = dataclass_field(default_factory=dict)
+    """User -> a direct chat the bot invited them to (seen in the room's own events)."""
 
     def note_members(self, room_id: str, changes: dict[str, str], *, complete: bool) -> None:
         if changes or complete:
@@ -305,7 +307,9 @@ class Syncer:
         failures = 0
         while not self.stopping:
             try:
-                await self.sync_once(timeout_ms=self.timeout_ms if self.token else 0)
+                # The first sync of a process returns at once: the sender waits for it.
+                waiting = self.timeout_ms if self.first_sync_done.is_set() else 0
+                await self.sync_once(timeout_ms=waiting)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -335,6 +339,7 @@ class Syncer:
                 log.info("room %s: filled a gap of %d events", room_id, len(gap))
                 seen = {e.get("event_id") for e in events}
                 events = [e for e in gap if e.get("event_id") not in seen] + events
+            self._note_direct_invites(batch, room_id, events)
             recent = after_own_join(events, self.client.user_id)
             joined_now = len(recent) < len(events) or self._joins_here(events)
             batch.note_members(
@@ -365,6 +370,22 @@ class Syncer:
         if batch.parked:
             self.on_parked()
         await housekeeping(self.client)
+
+    def _note_direct_invites(
+        self, batch: Batch, room_id: str, events: list[dict[str, Any]]
+    ) -> None:
+        """Direct chats the bot opened, as the room's own events show them. A process that
+        dies between creating a direct chat and recording it leaves the room behind; the
+        next one adopts it from here instead of opening a second chat for the person."""
+        for event in events:
+            if (
+                event.get("type") == "m.room.member"
+                and event.get("sender") == self.client.user_id
+                and field(event, "content", "membership") == "invite"
+                and field(event, "content", "is_direct") is True
+                and isinstance(event.get("state_key"), str)
+            ):
+                batch.direct[event["state_key"]] = room_id
 
     def _readable(self, event: Any, room_id: str) -> dict[str, Any]:
         """An event's raw JSON, decrypted when possible. nio decrypts in ``sync()`` and
@@ -543,6 +564,11 @@ class Syncer:
                     await rooms.note_members(s, room_id, changes, now)
             for room_id in batch.left:
                 await rooms.forget_room(s, room_id)
+            for user, room_id in batch.direct.items():
+                if await repo.get_direct_room(s, user) is None:
+                    log.info("adopting the direct chat %s with %s", room_id, user)
+                    await repo.set_direct_room(s, user, room_id, now=now)
+                    await repo.resolve_outbox_room(s, user, room_id)
             for event in batch.parked:
                 parked += await stored.park(s, event, now)
             await stored.unparked(s, batch.opened)

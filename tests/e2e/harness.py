@@ -194,11 +194,13 @@ class BotProcess:
                 return dict(await resp.json())
 
     async def wait_role(self, role: str, timeout: float = 30) -> float:
-        """Wait until ``/healthz`` says ``role``; returns the seconds it took."""
+        """Wait until ``/healthz`` says ``role`` (and, for ``active``, that the process is
+        fully up); returns the seconds it took."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             try:
-                if (await self.health()).get("role") == role:
+                health = await self.health()
+                if health.get("role") == role and health.get("status") in ("ok", role):
                     return time.monotonic() - started
             except (aiohttp.ClientError, ValueError):
                 pass
@@ -305,6 +307,11 @@ class Person:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
+
+    async def catch_up(self) -> None:
+        """One sync now (for a person who stopped syncing): room keys sent to their device
+        meanwhile arrive, so that what they read next decrypts."""
+        await self._sync(0)
 
     async def close(self) -> None:
         await self.stop_syncing()
