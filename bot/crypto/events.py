@@ -23,7 +23,7 @@ def event_json(event: Any, room_id: str) -> dict[str, Any]:
 def decrypt_raw(client: AsyncClient, raw: dict[str, Any], room_id: str) -> dict[str, Any] | None:
     """Decrypt an ``m.room.encrypted`` event's JSON; None while its key is missing."""
     event = MegolmEvent.from_dict(raw)
-    if not isinstance(event, MegolmEvent) or client.olm is None:
+    if not isinstance(event, MegolmEvent) or getattr(client, "olm", None) is None:
         return None
     event.room_id = room_id
     try:
@@ -49,7 +49,7 @@ async def housekeeping(client: AsyncClient) -> list[str]:
     (key requests, unwedging), top up one-time keys, query changed device lists and claim
     keys for wedged sessions. Returns what it did."""
     done: list[str] = []
-    if client.olm is None:
+    if getattr(client, "olm", None) is None:
         return done
     if client.outgoing_to_device_messages:
         await client.send_to_device_messages()
