@@ -103,6 +103,12 @@ def sanitize_sync(body: dict[str, Any]) -> list[tuple[str, Any, str]]:
     return removed
 
 
+def publishes_crypto_state(path: str) -> bool:
+    """Does this request send what the crypto store must have saved first?"""
+    plain = path.split("?", 1)[0]
+    return "/sendToDevice/" in plain or plain.endswith("/keys/upload")
+
+
 class BotClient(AsyncClient):  # type: ignore[misc]  # nio is untyped
     """nio's client, made safe against hostile events in a sync response.
 
@@ -115,15 +121,20 @@ class BotClient(AsyncClient):  # type: ignore[misc]  # nio is untyped
         super().__init__(*args, **kwargs)
         self.set_aside: list[tuple[str, Any, str]] = []
         self.before_request: Callable[[], Awaitable[Any]] | None = None
-        """Awaited before every request nio sends: the crypto store writes what changed
-        first, so nothing leaves that the database would not remember after a crash."""
+        """Awaited before every request that publishes crypto state (to-device messages,
+        which advance Olm sessions, and one-time keys): the crypto store writes what
+        changed first, so nothing leaves that the database would not remember after a
+        crash. Other requests (a command reading an event inside its transaction, say)
+        never wait for the database."""
 
-    async def _send(self, *args: Any, **kwargs: Any) -> Any:
+    async def _send(
+        self, response_class: type, method: str, path: str, *args: Any, **kwargs: Any
+    ) -> Any:
         # nio's private request method (matrix-nio is pinned exactly for this hook; the
-        # test tests/unit/test_crypto_store.py fails if it stops being called).
-        if self.before_request is not None:
+        # test tests/storage/test_crypto_store.py fails if it stops being called).
+        if self.before_request is not None and publishes_crypto_state(path):
             await self.before_request()
-        return await super()._send(*args, **kwargs)
+        return await super()._send(response_class, method, path, *args, **kwargs)
 
     async def create_matrix_response(
         self,

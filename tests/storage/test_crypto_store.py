@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from nio import RoomKeyEvent, SyncResponse
+from nio import RoomKeyEvent, SyncResponse, ToDeviceMessage
 from nio.crypto import OutboundGroupSession
 from pydantic import SecretStr
 
@@ -211,17 +211,25 @@ async def test_an_event_without_its_key_is_parked_and_handled_once_the_key_arriv
     assert metrics.decrypted_late._value.get() == 1
 
 
-async def test_nio_sends_every_request_through_the_hook_that_stores_crypto_state_first() -> None:
+async def test_nio_sends_to_device_messages_through_the_hook_that_stores_crypto_state_first() -> (
+    None
+):
     """The bot hooks nio's private ``AsyncClient._send`` (nio is pinned exactly for it):
-    if an upgrade stops routing requests through it, this fails."""
+    if an upgrade stops routing requests through it, this fails. Requests that publish
+    nothing (reading an event) do not wait for the database."""
     seen: list[str] = []
 
     async def whoami(_request: web.Request) -> web.Response:
-        seen.append("request")
+        seen.append("whoami")
         return web.json_response({"user_id": BOT, "device_id": "BOTDEVICE"})
+
+    async def to_device(_request: web.Request) -> web.Response:
+        seen.append("sendToDevice")
+        return web.json_response({})
 
     app = web.Application()
     app.router.add_get("/_matrix/client/v3/account/whoami", whoami)
+    app.router.add_put("/_matrix/client/v3/sendToDevice/{type}/{txn}", to_device)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     client = BotClient(
@@ -235,8 +243,9 @@ async def test_nio_sends_every_request_through_the_hook_that_stores_crypto_state
     client.before_request = before
     try:
         await client.whoami()
+        await client.to_device(ToDeviceMessage("m.dummy", ANNA, "ANNADEVICE", {}))
     finally:
         await client.close()
         await server.close()
 
-    assert seen == ["flush", "request"]
+    assert seen == ["whoami", "flush", "sendToDevice"]
