@@ -741,7 +741,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         dm_round_trips: dict[str, list[float]] = {}
         for encrypted in (True, False):
             kind = "encrypted" if encrypted else "plaintext"
-            print(f"  bbwt-bot: {args.dm_commands} round trips in an {kind} direct chat")
+            print(f"  bbwt-bot: {args.dm_commands} round trips in {kind} direct chat")
             dm_round_trips[kind] = await measure_dm_round_trips(
                 people[0], bot.user_id, args.dm_commands, args.text, encrypted=encrypted
             )
