@@ -15,6 +15,7 @@ crypto state, parked events and the sync token together, after checking the leas
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -277,6 +278,54 @@ async def note_notice(session: AsyncSession, user_id: str, now: datetime) -> Non
     else:
         row.notified_at = now
     await session.flush()
+
+
+async def data_of(session: AsyncSession, user_id: str) -> dict[str, Any]:
+    """For ``!mydata``: the person's devices as the bot's encryption knows them (ids and
+    names; public keys only), the messages it could not decrypt and when it told them."""
+    devices = await session.execute(
+        select(CryptoRow.kind, CryptoRow.key, CryptoRow.value).where(
+            CryptoRow.kind.in_(("device", "trust")), CryptoRow.key.startswith(f"{user_id}|")
+        )
+    )
+    known: list[dict[str, Any]] = []
+    for kind, key, value in devices.all():
+        parts = key.split("|")
+        row = json.loads(value)
+        if kind == "device":
+            known.append({"device": parts[1], "name": row.get("display_name") or ""})
+        else:
+            known.append({"device": parts[1], "trust": row.get("state")})
+    parked = await session.scalars(
+        select(ParkedEvent).where(ParkedEvent.sender == user_id).order_by(ParkedEvent.origin_ts)
+    )
+    told = await last_notice(session, user_id)
+    return {
+        "your_devices": known,
+        "messages_not_decrypted": [
+            {
+                "event_id": row.event_id,
+                "room_id": row.room_id,
+                "sent_at": row.origin_ts.isoformat(),
+                "told_at": row.notified_at.isoformat() if row.notified_at else None,
+            }
+            for row in parked.all()
+        ],
+        "last_told_at": told.isoformat() if told else None,
+    }
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> None:
+    """Erasure: the person's device keys and trust as the bot knew them (their devices'
+    names may name them), their undecryptable messages and when they were told. The bot
+    learns their devices again from the homeserver if it meets them in a room again."""
+    await session.execute(
+        delete(CryptoRow).where(
+            CryptoRow.kind.in_(("device", "trust")), CryptoRow.key.startswith(f"{user_id}|")
+        )
+    )
+    await session.execute(delete(ParkedEvent).where(ParkedEvent.sender == user_id))
+    await session.execute(delete(UndecryptableNotice).where(UndecryptableNotice.user_id == user_id))
 
 
 async def forget_parked_before(session: AsyncSession, before: datetime) -> int:
