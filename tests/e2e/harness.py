@@ -371,6 +371,18 @@ class Person:
             except TimeoutError:
                 pass
 
+    async def wait_for_join(self, room_id: str, user_id: str) -> None:
+        """Wait until this person's client has seen ``user_id`` join the room."""
+        await self.wait_until(
+            lambda: any(
+                e.get("type") == "m.room.member"
+                and e.get("state_key") == user_id
+                and (e.get("content") or {}).get("membership") == "join"
+                for e in self.events.get(room_id, [])
+            ),
+            what=f"{user_id} to join {room_id}",
+        )
+
     def encrypted(self, room_id: str) -> bool:
         room = self.client.rooms.get(room_id)
         return bool(room is not None and room.encrypted)
@@ -418,15 +430,7 @@ class Person:
         )
         assert not isinstance(resp, RoomCreateError), resp
         room_id = str(resp.room_id)
-        await self.wait_until(
-            lambda: any(
-                e.get("type") == "m.room.member"
-                and e.get("state_key") == bot_user
-                and e["content"].get("membership") == "join"
-                for e in self.events.get(room_id, [])
-            ),
-            what=f"{bot_user} to join the DM",
-        )
+        await self.wait_for_join(room_id, bot_user)
         return room_id
 
     async def send_file(

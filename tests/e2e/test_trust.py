@@ -62,15 +62,7 @@ async def test_hostile_events_are_set_aside_and_the_bot_keeps_answering(
     for user in (bot.user_id, hostile.user_id):
         await anna.client.room_invite(room_id, user)
     await hostile.call("POST", f"/_matrix/client/v3/join/{quote(room_id, safe='')}")
-    await anna.wait_until(
-        lambda: any(
-            e.get("type") == "m.room.member"
-            and e.get("state_key") == bot.user_id
-            and e["content"].get("membership") == "join"
-            for e in anna.events.get(room_id, [])
-        ),
-        what="the bot to join",
-    )
+    await anna.wait_for_join(room_id, bot.user_id)
 
     # From the year 10,207 (beyond what the bot's clock types can hold) ...
     await hostile.send(room_id, {"msgtype": "m.text", "body": "!help"}, ts=260_000_000_000_000)
@@ -136,15 +128,7 @@ async def test_a_chat_created_as_direct_with_a_colleague_in_it_gets_no_private_a
     )
     chat = str(created["room_id"])
     await colleague.join(chat)
-    await anna.wait_until(
-        lambda: any(
-            e.get("type") == "m.room.member"
-            and e.get("state_key") == bot.user_id
-            and e["content"].get("membership") == "join"
-            for e in anna.events.get(chat, [])
-        ),
-        what="the bot to join",
-    )
+    await anna.wait_for_join(chat, bot.user_id)
     await anna.ask(
         chat, '!profile set org="City of Oslo" country=NO type=local-authority', bot.user_id
     )
@@ -215,15 +199,7 @@ async def test_a_takeover_mid_way_still_opens_exactly_one_direct_chat_for_each_o
     await host.client.room_invite(room, bot.user_id)
     await asyncio.gather(*(person.join(room) for person in crowd[1:]))
     await asyncio.gather(*(person.stop_syncing() for person in crowd[1:]))
-    await host.wait_until(
-        lambda: any(
-            e.get("type") == "m.room.member"
-            and e.get("state_key") == bot.user_id
-            and e["content"].get("membership") == "join"
-            for e in host.events.get(room, [])
-        ),
-        what="the bot to join",
-    )
+    await host.wait_for_join(room, bot.user_id)
     standby = bot.twin(tmp_path / "second")
     await standby.start(role="standby")
 
