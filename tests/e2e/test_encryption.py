@@ -13,7 +13,8 @@ import pytest
 from nio.crypto import OutboundGroupSession
 from sqlalchemy import select
 
-from storage import Database
+from bot.crypto.cross_signing import signed_by
+from storage import Database, repo
 from storage.crypto import ParkedEvent
 from tests.e2e.conftest import BotFactory
 from tests.e2e.harness import Event, Person
@@ -126,3 +127,40 @@ async def test_a_plaintext_direct_chat_still_works(people, make_bot: BotFactory)
 
     assert "HDEV" in reply["content"]["body"]
     assert (await raw_event(anna, dm, reply["event_id"]))["type"] == "m.room.message"
+
+
+async def cross_signing_of(person: Person, user_id: str) -> tuple[str, dict[str, Any], Event]:
+    """(master key, the user's devices, self-signing key) as another user sees them."""
+    keys = await person.api("POST", "/_matrix/client/v3/keys/query", {"device_keys": {user_id: []}})
+    master = next(iter(keys["master_keys"][user_id]["keys"].values()))
+    return master, keys["device_keys"][user_id], keys["self_signing_keys"][user_id]
+
+
+async def test_a_new_device_of_the_bot_keeps_its_identity_and_is_cross_signed(
+    people, make_bot: BotFactory
+) -> None:
+    anna: Person = await people("anna")
+    bot = await make_bot()
+    master, devices, _ = await cross_signing_of(anna, bot.user_id)
+    first_device = next(iter(devices))
+
+    # The bot loses its session (say, an administrator logged it out everywhere): it logs in
+    # again, which makes a new device. Its identity must not change.
+    await bot.stop()
+    db = Database(bot.db_url)
+    try:
+        async with db.session() as s:
+            for key in ("access_token_sealed", "device_id"):
+                await repo.delete_state(s, key)
+    finally:
+        await db.dispose()
+    await bot.start()
+
+    again, devices, self_signing = await cross_signing_of(anna, bot.user_id)
+    assert again == master  # the same identity: nobody sees "identity changed"
+    new_device = next(d for d in devices if d != first_device)
+    signer = next(iter(self_signing["keys"].values()))
+    assert signed_by(devices[new_device], bot.user_id, signer)
+    assert signed_by(self_signing, bot.user_id, master)
+    dm = await anna.open_dm(bot.user_id)
+    assert "HDEV" in (await anna.ask(dm, "!cops", bot.user_id))["content"]["body"]
