@@ -21,6 +21,12 @@ For each bot:
   server timestamp of the last first reply. Afterwards the room is read back completely
   with ``/messages`` to check that every command got exactly one reply.
 
+These two run in plaintext rooms (the echo bot has no encryption). Then, for the real bot
+only, the encrypted round trip: the first load user (an encrypting client, as in the
+end-to-end tests) opens an encrypted direct chat and a plaintext one with the bot and sends
+``--dm-commands`` commands in each, one after the other, timed from just before the send
+to the decrypted reply in that user's own ``/sync``.
+
 Run from the repository root::
 
     .venv/bin/python bench/roundtrip.py                      # 200 commands, 1,000 burst, 20 users
@@ -441,6 +447,38 @@ async def measure_round_trips(
     return result
 
 
+async def measure_dm_round_trips(
+    person: Person, bot_user: str, count: int, text: str, *, encrypted: bool
+) -> list[float]:
+    """Sequential commands in a direct chat the person opens (encrypted or not); each
+    timed from just before the send to the (decrypted) reply in the person's own sync."""
+    room = await person.open_dm(bot_user, encrypted=encrypted)
+    times: list[float] = []
+    for i in range(WARMUP_COMMANDS + count):
+        started = time.perf_counter()
+        event_id = await person.send(room, text)
+        await person.reply_to(event_id, bot_user, ROUND_TRIP_TIMEOUT)
+        if i >= WARMUP_COMMANDS:
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def report_dm(round_trips: dict[str, list[float]]) -> None:
+    print()
+    print("direct chat round trip (ms)   p50    p95   mean")
+    for kind, values in round_trips.items():
+        if not values:
+            continue
+        mean = sum(values) / len(values)
+        print(
+            f"  {kind:27} {fmt_ms(percentile(values, 50)):>5}  "
+            f"{fmt_ms(percentile(values, 95)):>5}  {fmt_ms(mean):>5}"
+        )
+    enc, plain = round_trips.get("encrypted"), round_trips.get("plaintext")
+    if enc and plain:
+        print(f"  encrypted/plaintext p50: {ratio(percentile(enc, 50), percentile(plain, 50))}")
+
+
 async def measure_burst(
     target: Target,
     *,
@@ -596,7 +634,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         began = time.monotonic()
         await synapse.start()
         accounts = [await synapse.register(f"load{i}") for i in range(args.users)]
-        people = [Person(synapse, account) for account in accounts]
+        people = [Person(synapse, a, folder / "people" / a.localpart) for a in accounts]
 
         # The real bot, with one CoP whose moderators are the load users.
         if args.db == "postgresql":
@@ -621,8 +659,11 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
                     "moderators": [p.user_id for p in people],
                 }
             ],
+            matrix={"encrypt_rooms": False},  # compared with the echo bot, which has none
         )
         await bot.start()
+        for person in people:
+            await person.start()
         bot_room = await people[0].join(bot.alias("hdev"))
         for person in people[1:]:
             await person.join(bot_room)
@@ -653,6 +694,10 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         await echo.start()
         for person in people:
             await person.join(echo_room)
+        # Only the first user keeps syncing (for the direct chats); idle clients do not sync,
+        # as in a real burst, and every live /sync makes each message dearer for Synapse.
+        for person in people[1:]:
+            await person.stop_syncing()
 
         # The observer: a second device of the user who sends the sequential commands.
         observer = Observer(
@@ -693,8 +738,16 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             results["bbwt-bot"].gaps = int(metrics.get("bbwt_sync_gaps_total", 0))
         except OSError:
             pass
+        dm_round_trips: dict[str, list[float]] = {}
+        for encrypted in (True, False):
+            kind = "encrypted" if encrypted else "plaintext"
+            print(f"  bbwt-bot: {args.dm_commands} round trips in {kind} direct chat")
+            dm_round_trips[kind] = await measure_dm_round_trips(
+                people[0], bot.user_id, args.dm_commands, args.text, encrypted=encrypted
+            )
         print(f"bench: load average {os.getloadavg()[0]:.2f} at the end")
         report(results["bbwt-bot"], results["echo"], args)
+        report_dm(dm_round_trips)
     finally:
         if observer is not None:
             await observer.close()
@@ -741,6 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commands", type=int, default=200, help="sequential commands (200)")
     parser.add_argument("--burst", type=int, default=1000, help="commands in the burst (1000)")
     parser.add_argument("--users", type=int, default=20, help="users sending the burst (20)")
+    parser.add_argument("--dm-commands", type=int, default=50, help="commands per direct chat (50)")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--text", default=COMMAND_TEXT, help=f"the command ({COMMAND_TEXT!r})")
     parser.add_argument(

@@ -1,4 +1,9 @@
-"""Wiring: database, Matrix session, rooms, sync loop, workers, sender and HTTP server."""
+"""Wiring: database, leader lease, Matrix session and crypto, rooms, sync loop, workers,
+sender and HTTP server.
+
+A process first serves ``/healthz`` on standby and waits for the leader lease
+(``bot.lease``); only the holder logs in, loads the crypto store and starts everything else.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,15 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from nio import AsyncClient, JoinError, RoomGetEventResponse, RoomLeaveError
+from nio import JoinError, RoomGetEventResponse, RoomLeaveError
 
+from bot.crypto.cross_signing import SECRET_NAME, CrossSigner
+from bot.crypto.keys import StoreKeys
+from bot.crypto.store import DbCryptoStore
+from bot.crypto.undecryptable import Undecryptable
 from bot.http import make_app, start_http
-from bot.matrix import login, make_client, setup_rooms
+from bot.lease import Leadership
+from bot.matrix import BotClient, MatrixError, login, make_client, setup_rooms
 from bot.metrics import Metrics
 from bot.processor import Processor
 from bot.rooms import MemberCache
@@ -25,6 +35,7 @@ from commands import build_registry, families
 from commands.services import Services
 from config.models import Settings
 from storage import Database, repo
+from storage import crypto as stored
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +54,18 @@ class BotApp:
         """The one source of "now" for everything the bot does (tests may give another)."""
         self.metrics = Metrics()
         self.db = Database(settings.database.url)
-        self.client: AsyncClient = make_client(settings)
+        store_key = settings.matrix.store_key
+        if store_key is None:
+            raise MatrixError(
+                "BBWT_MATRIX__STORE_KEY is not set: the bot encrypts its keys at rest with "
+                "it (make one with: openssl rand -base64 32, and keep it with the password)"
+            )
+        self.keys = StoreKeys(store_key)
+        self.client: BotClient = make_client(settings, self.keys.pickle_key)
+        self.leadership = Leadership(self.db, name=settings.matrix.user_id, clock=self.clock)
+        self.crypto: DbCryptoStore | None = None
+        self.undecryptable: Undecryptable | None = None
+        self.exit_code = 0
         self.registry = build_registry(settings.matrix.command_prefix)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.stop_requested = asyncio.Event()
@@ -64,12 +86,80 @@ class BotApp:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def start(self) -> None:
-        settings = self.settings
+    async def prepare(self) -> None:
+        """What a standby does too: the schema, and a health page saying it waits."""
         before, after = await self.db.upgrade()
         if before != after:
             log.info("database schema upgraded from %s to %s", before, after)
-        await login(self.client, settings, self.db, self.clock)
+        self.metrics.active.set(0)
+        standby = make_app(
+            db=self.db,
+            metrics=self.metrics,
+            last_sync=lambda: 0.0,
+            max_sync_age=0,
+            clock=self.clock,
+            role=lambda: self.leadership.role,
+        )
+        self._runner, self.http_port = await start_http(
+            standby, self.settings.http.host, self.settings.http.port
+        )
+
+    async def start_crypto(self) -> None:
+        """Load this device's crypto state, publish its keys and cross-sign it."""
+        client, settings = self.client, self.settings
+        store = DbCryptoStore(
+            self.db,
+            client.user_id,
+            client.device_id,
+            self.keys.pickle_key,
+            guard=self.leadership.guard,
+            clock=self.clock,
+        )
+        await store.load()
+        fresh = not store.has_account
+        store.install(client)
+        client.before_request = store.flush
+        self.crypto = store
+        if client.should_upload_keys:
+            await client.keys_upload()  # before anyone opens an encrypted chat with the bot
+        log.info(
+            "%s the crypto identity of device %s",
+            "created" if fresh else "loaded",
+            client.device_id,
+        )
+
+        async def load_secret() -> object:
+            async with self.db.read() as s:
+                sealed = await stored.get_secret(s, client.user_id, SECRET_NAME)
+            return self.keys.unseal(sealed) if sealed else None
+
+        async def save_secret(value: dict[str, str]) -> None:
+            async with self.db.session() as s:
+                await self.leadership.guard(s)
+                await stored.put_secret(
+                    s, client.user_id, SECRET_NAME, self.keys.seal(value), now=self.clock()
+                )
+
+        password = settings.matrix.password
+        signer = CrossSigner(
+            client,
+            password=password.get_secret_value() if password else None,
+            load_secret=load_secret,
+            save_secret=save_secret,
+        )
+        report = await signer.ensure()
+        log.info(
+            "cross-signing: identity %s%s%s",
+            report.master[:8],
+            ", new keys published" if report.uploaded else "",
+            f", signed {len(report.signed)} key(s)" if report.signed else "",
+        )
+
+    async def start(self) -> None:
+        """Everything the active process does, once it holds the lease."""
+        settings = self.settings
+        await login(self.client, settings, self.db, self.clock, self.keys)
+        await self.start_crypto()
         cop_rooms, management = await setup_rooms(self.client, settings, self.db, self.clock)
 
         members = MemberCache(self.client, self.db, self.clock)
@@ -80,6 +170,15 @@ class BotApp:
             retries=settings.matrix.send_retries,
             clock=self.clock,
             members=members,
+            encrypt_direct_rooms=settings.matrix.encrypt_rooms,
+        )
+        self.undecryptable = Undecryptable(
+            self.client,
+            self.db,
+            self.metrics,
+            wait=settings.matrix.key_wait,
+            clock=self.clock,
+            on_queued=self.sender.wake,
         )
         classifier = Classifier(
             settings.matrix.user_id,
@@ -109,8 +208,12 @@ class BotApp:
             on_stored=self.processor.wake,
             on_invite=self._on_invite,
             clock=self.clock,
+            crypto=self.crypto,
+            guard=self.leadership.guard,
+            on_parked=self.undecryptable.wake,
         )
         await self.syncer.load_token()
+        self.sender.caught_up = self.syncer.first_sync_done
 
         syncer = self.syncer
         app = make_app(
@@ -119,6 +222,7 @@ class BotApp:
             last_sync=lambda: syncer.last_ok,
             max_sync_age=settings.matrix.sync_timeout.total_seconds() + 60,
             clock=self.clock,
+            role=lambda: self.leadership.role,
         )
         self.services = Services(
             settings=settings,
@@ -138,11 +242,18 @@ class BotApp:
             setup = getattr(family, "setup", None)
             if setup is not None:
                 await setup(self.services)
-        self._runner, self.http_port = await start_http(app, settings.http.host, settings.http.port)
+        if self._runner is not None:  # the standby page makes way for the full one
+            await self._runner.cleanup()
+        port = self.http_port if self.http_port is not None else settings.http.port
+        self._runner, self.http_port = await start_http(app, settings.http.host, port)
+        self.metrics.active.set(1)
+        self.leadership.serving = True
         self.scheduler.start()
         self._spawn(self.sender.run(), "sender")
         self._spawn(self.processor.run(), "processor")
         self._spawn(self.syncer.run(), "sync")
+        self._spawn(self.undecryptable.run(), "undecryptable")
+        self._spawn(self.leadership.watch(), "lease")
         self.processor.wake()  # events left pending by a previous run
         self.sender.wake()
         log.info(
@@ -158,13 +269,25 @@ class BotApp:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         try:
-            await self.start()
-            if on_started is not None:
-                await on_started(self)
-            await self.stop_requested.wait()
+            await self.prepare()
+            if await self.leadership.acquire(self.stop_requested):
+                await self.start()
+                if on_started is not None:
+                    await on_started(self)
+                await self._until_stopped()
             log.info("stopping: finishing work in hand")
         finally:
             await self.shutdown()
+
+    async def _until_stopped(self) -> None:
+        lost = asyncio.create_task(self.leadership.lost.wait())
+        stop = asyncio.create_task(self.stop_requested.wait())
+        await asyncio.wait({lost, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (lost, stop):
+            task.cancel()
+        if self.leadership.lost.is_set():
+            log.error("another process holds the lease now: stepping down")
+            self.exit_code = 5
 
     async def shutdown(self) -> None:
         if self.syncer is not None:
@@ -174,14 +297,19 @@ class BotApp:
                 task.cancel()
         if self.processor is not None:
             await self.processor.drain(grace=20)
+        if self.undecryptable is not None:
+            self.undecryptable.stopping = True
         if self.sender is not None:
             self.sender.stopping = True
             for task in list(self._tasks):
                 if task.get_name() == "sender":
                     task.cancel()
-            left = await self.sender.flush(grace=15)
-            if left:
-                log.warning("%d message(s) left in the outbox; they go out on the next start", left)
+            if not self.leadership.lost.is_set():  # the new holder sends what is left
+                left = await self.sender.flush(grace=15)
+                if left:
+                    log.warning(
+                        "%d message(s) left in the outbox; they go out on the next start", left
+                    )
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -190,7 +318,13 @@ class BotApp:
             self.scheduler.shutdown(wait=False)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.crypto is not None and not self.leadership.lost.is_set():
+            try:
+                await self.crypto.flush()
+            except Exception:
+                log.exception("could not store the last crypto changes")
         await self.client.close()
+        await self.leadership.release()
         await self.db.dispose()
         log.info("stopped")
 

@@ -27,6 +27,8 @@ def _summary(settings: Settings, source: str) -> str:
     lines = [
         f"Configuration {source} is valid.",
         f"  Matrix: {m.user_id} on {m.homeserver} (login: {login}), prefix {m.command_prefix!r}",
+        f"  Encryption: on; store key {'set' if m.store_key else 'NOT SET'}; rooms the bot "
+        f"creates are {'encrypted' if m.encrypt_rooms else 'not encrypted'}",
         f"  Database: {settings.database.url.split('@')[-1]}",
         f"  HTTP: {settings.http.host}:{settings.http.port}",
         f"  Admins: {', '.join(settings.secretariat.admins) or 'none'}",
@@ -54,6 +56,11 @@ def _summary(settings: Settings, source: str) -> str:
             "  Warning: set BBWT_PRIVACY__PSEUDONYM_KEY (e.g. openssl rand -hex 32), so that "
             "a copy of the database alone cannot tell whose the kept claims were."
         )
+    if m.store_key is None:
+        lines.append(
+            "  Warning: set BBWT_MATRIX__STORE_KEY to run: the bot encrypts its keys at rest "
+            "with it (make one with: openssl rand -base64 32, and never change it)."
+        )
     return "\n".join(lines)
 
 
@@ -73,18 +80,19 @@ async def _upgrade(settings: Settings) -> int:
 
 async def _run(settings: Settings) -> int:
     from bot.app import BotApp
+    from bot.crypto.keys import StoreKeyError
     from bot.matrix import MatrixError
 
-    app = BotApp(settings)
     try:
+        app = BotApp(settings)
         await app.run()
     except DatabaseTooNew as exc:
         logging.getLogger("bbwt").error("%s", exc)
         return 3
-    except MatrixError as exc:
+    except (MatrixError, StoreKeyError) as exc:
         logging.getLogger("bbwt").error("%s", exc)
         return 4
-    return 0
+    return app.exit_code
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -23,6 +24,16 @@ EXAMPLE_MEMBERS = [
 ]
 
 
+def demo_store_key(data: Path) -> SecretStr:
+    """The demo bot's store key, made once and kept in the demo folder (a new key would
+    make the bot's stored keys unreadable)."""
+    path = data / "store.key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+        path.chmod(0o600)
+    return SecretStr(path.read_text(encoding="utf-8").strip())
+
+
 def demo_settings(
     base: Settings, synapse: LocalSynapse, bot: SynapseUser, admin: str, data: Path
 ) -> Settings:
@@ -32,6 +43,7 @@ def demo_settings(
             "user_id": bot.user_id,
             "password": SecretStr(bot.password),
             "access_token": None,
+            "store_key": demo_store_key(data),
         }
     )
     return base.model_copy(

@@ -18,15 +18,29 @@ def make_app(
     last_sync: Callable[[], float],
     max_sync_age: float,
     clock: Callable[[], datetime],
+    role: Callable[[], str] = lambda: "active",
 ) -> web.Application:
+    """``role()`` is ``active`` (this process syncs and sends), ``standby`` (it waits for
+    the lease: healthy when the database answers), ``starting`` (it has the lease and is
+    logging in) or ``stepping-down`` (it lost the lease)."""
     app = web.Application()
 
     async def healthz(_request: web.Request) -> web.Response:
-        age = clock().timestamp() - last_sync() if last_sync() else None
+        now_role = role()
         db_ok = await db.ping()
+        if now_role != "active":
+            healthy = db_ok and now_role == "standby"
+            standby = {
+                "status": now_role if healthy else "unhealthy",
+                "role": now_role,
+                "database": "ok" if db_ok else "unreachable",
+            }
+            return web.json_response(standby, status=200 if healthy else 503)
+        age = clock().timestamp() - last_sync() if last_sync() else None
         sync_ok = age is not None and age <= max_sync_age
         body = {
             "status": "ok" if db_ok and sync_ok else "unhealthy",
+            "role": now_role,
             "database": "ok" if db_ok else "unreachable",
             "last_sync_seconds_ago": round(age, 1) if age is not None else None,
             "sync": "ok" if sync_ok else "stale",

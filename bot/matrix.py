@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +28,9 @@ from nio import (
     WhoamiResponse,
 )
 from nio import responses as nio_responses
+from nio.rooms import MatrixRoom
 
+from bot.crypto.keys import StoreKeys
 from config.models import Settings
 from storage import Database, repo
 
@@ -101,6 +103,12 @@ def sanitize_sync(body: dict[str, Any]) -> list[tuple[str, Any, str]]:
     return removed
 
 
+def publishes_crypto_state(path: str) -> bool:
+    """Does this request send what the crypto store must have saved first?"""
+    plain = path.split("?", 1)[0]
+    return "/sendToDevice/" in plain or plain.endswith("/keys/upload")
+
+
 class BotClient(AsyncClient):  # type: ignore[misc]  # nio is untyped
     """nio's client, made safe against hostile events in a sync response.
 
@@ -112,6 +120,21 @@ class BotClient(AsyncClient):  # type: ignore[misc]  # nio is untyped
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.set_aside: list[tuple[str, Any, str]] = []
+        self.before_request: Callable[[], Awaitable[Any]] | None = None
+        """Awaited before every request that publishes crypto state (to-device messages,
+        which advance Olm sessions, and one-time keys): the crypto store writes what
+        changed first, so nothing leaves that the database would not remember after a
+        crash. Other requests (a command reading an event inside its transaction, say)
+        never wait for the database."""
+
+    async def _send(
+        self, response_class: type, method: str, path: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        # nio's private request method (matrix-nio is pinned exactly for this hook; the
+        # test tests/storage/test_crypto_store.py fails if it stops being called).
+        if self.before_request is not None and publishes_crypto_state(path):
+            await self.before_request()
+        return await super()._send(response_class, method, path, *args, **kwargs)
 
     async def create_matrix_response(
         self,
@@ -137,21 +160,32 @@ class BotClient(AsyncClient):  # type: ignore[misc]  # nio is untyped
         return resp
 
 
-def make_client(settings: Settings) -> AsyncClient:
+def make_client(settings: Settings, pickle_key: str = "") -> BotClient:
+    """The bot's client, with encryption on. Its crypto store is the database's
+    (``bot.crypto.store``), installed after login: ``store_path=""`` keeps nio from opening
+    a file of its own."""
     config = AsyncClientConfig(
         max_limit_exceeded=0,  # the sender handles rate limits itself, with bounds
         max_timeouts=2,
         store_sync_tokens=False,
-        encryption_enabled=False,
+        encryption_enabled=True,
+        pickle_key=pickle_key,
         request_timeout=settings.matrix.sync_timeout.total_seconds() + 30,
     )
-    return BotClient(settings.matrix.homeserver, settings.matrix.user_id, config=config)
+    return BotClient(
+        settings.matrix.homeserver, settings.matrix.user_id, store_path="", config=config
+    )
 
 
 async def login(
-    client: AsyncClient, settings: Settings, db: Database, clock: Callable[[], datetime]
+    client: AsyncClient,
+    settings: Settings,
+    db: Database,
+    clock: Callable[[], datetime],
+    keys: StoreKeys,
 ) -> None:
-    """Log in once and keep the device: a restart reuses the stored token and device id."""
+    """Log in once and keep the device: a restart reuses the stored token (sealed with the
+    store key) and device id."""
     mcfg = settings.matrix
     if mcfg.access_token is not None:
         client.access_token = mcfg.access_token.get_secret_value()
@@ -164,9 +198,13 @@ async def login(
         return
 
     async with db.session() as s:
-        token = await repo.get_state(s, "access_token")
+        sealed = await repo.get_state(s, "access_token_sealed")
+        token = keys.unseal(sealed) if sealed else await repo.get_state(s, "access_token")
         device = await repo.get_state(s, "device_id")
         owner = await repo.get_state(s, "access_token_user")
+        if token and not sealed:  # kept in the clear by an older version: seal it now
+            await repo.set_state(s, "access_token_sealed", keys.seal(token), now=clock())
+            await repo.delete_state(s, "access_token")
     if token and device and owner == mcfg.user_id:
         client.restore_login(mcfg.user_id, device, token)
         who = await client.whoami()
@@ -192,10 +230,50 @@ async def login(
         raise MatrixError(f"login as {mcfg.user_id} failed: {resp}")
     client.restore_login(mcfg.user_id, resp.device_id, resp.access_token)
     async with db.session() as s:
-        await repo.set_state(s, "access_token", resp.access_token, now=clock())
+        await repo.set_state(s, "access_token_sealed", keys.seal(resp.access_token), now=clock())
+        await repo.delete_state(s, "access_token")
         await repo.set_state(s, "device_id", resp.device_id, now=clock())
         await repo.set_state(s, "access_token_user", mcfg.user_id, now=clock())
     log.info("logged in as %s on device %s", mcfg.user_id, resp.device_id)
+
+
+ENCRYPTION_STATE: dict[str, Any] = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
+"""The initial state that makes a new room encrypted (as Element and Element X do)."""
+
+
+def ensure_room_known(
+    client: AsyncClient, room_id: str, *, invited: list[str] | None = None
+) -> MatrixRoom:
+    """Make nio know the room before sending to it.
+
+    With encryption on, nio refuses to send to a room it has not seen in a sync since this
+    process started (after a restart, or right after creating it): "No such room". A bare
+    room with the encryption flag from the crypto store is enough: nio then loads the
+    joined members itself. ``invited`` people (of a direct chat the bot just opened) are
+    added too, so that they get the room key although they have not joined yet.
+    """
+    room = client.rooms.get(room_id)
+    if room is None:
+        room = MatrixRoom(room_id, client.user_id, room_id in client.encrypted_rooms)
+        client.rooms[room_id] = room
+    for user in invited or []:
+        if user not in room.users:
+            room.add_member(user, None, None, invited=True)
+            if client.olm is not None and room.encrypted:
+                client.olm.users_for_key_query.add(user)
+    return room
+
+
+def mark_encrypted(client: AsyncClient, room_id: str) -> None:
+    """A room the bot created with encryption on: nio learns it only from the next sync."""
+    client.encrypted_rooms.add(room_id)
+    if client.store is not None:
+        client.store.save_encrypted_rooms([room_id])
+    ensure_room_known(client, room_id).encrypted = True
 
 
 async def _retrying(call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -328,8 +406,10 @@ async def ensure_room(
     topic: str,
     invite: list[str],
     power_users: dict[str, int],
+    encrypted: bool = False,
 ) -> str:
-    """Join the configured room, or the one created before, or create it; return its id."""
+    """Join the configured room, or the one created before, or create it (encrypted when
+    ``encrypted``); return its id."""
     if configured:
         return await join_room(client, configured)
     if known_id:
@@ -350,6 +430,7 @@ async def ensure_room(
         invite=[user for user in invite if user != client.user_id],
         power_level_override=power_levels_for_new_room(client.user_id, version, power_users),
         room_version=version,
+        initial_state=[ENCRYPTION_STATE] if encrypted else [],
     )
     if isinstance(created, RoomCreateError):
         if created.status_code == "M_ROOM_IN_USE":  # another process created it just now
@@ -358,6 +439,8 @@ async def ensure_room(
                 return await join_room(client, resolved.room_id)
         raise MatrixError(f"could not create {alias}: {created.message}")
     log.info("created room %s (%s, room version %s)", alias, created.room_id, version)
+    if encrypted:
+        mark_encrypted(client, str(created.room_id))
     return str(created.room_id)
 
 
@@ -389,6 +472,7 @@ async def setup_rooms(
             topic=cop.description or f"Members-only room of the BBWT CoP {cop.name}.",
             invite=admins + list(cop.moderators),
             power_users={**{u: 50 for u in cop.moderators}, **{u: 100 for u in admins}},
+            encrypted=settings.matrix.encrypt_rooms,
         )
         rooms[room_id] = cop.code
         async with db.session() as s:
@@ -404,6 +488,7 @@ async def setup_rooms(
         topic="Management room of the BBWT Secretariat and the CoP moderators.",
         invite=admins + moderators,
         power_users={**{u: 50 for u in moderators}, **{u: 100 for u in admins}},
+        encrypted=settings.matrix.encrypt_rooms,
     )
     async with db.session() as s:
         await repo.set_state(s, "management_room", management, now=clock())

@@ -48,6 +48,26 @@ class Metrics:
             "Received events that could not be stored and were set aside",
             registry=r,
         )
+        self.undecryptable = Counter(
+            "bbwt_undecryptable_events",
+            "Encrypted events the bot could not decrypt when they arrived",
+            registry=r,
+        )
+        self.decrypted_late = Counter(
+            "bbwt_decrypted_late_events",
+            "Parked encrypted events that opened once their key arrived",
+            registry=r,
+        )
+        self.undecryptable_notices = Counter(
+            "bbwt_undecryptable_notices",
+            "Notices telling someone that the bot could not read their message",
+            registry=r,
+        )
+        self.active = Gauge(
+            "bbwt_active",
+            "1 while this process holds the leader lease (syncs and sends), 0 on standby",
+            registry=r,
+        )
         self.errors = Counter(
             "bbwt_errors", "Errors, by where they happened", ["where"], registry=r
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -24,7 +23,15 @@ from nio import (
     RoomPreset,
 )
 
-from bot.matrix import MatrixError, RoomFacts, room_facts
+from bot.crypto.attachments import AttachmentError, plain_copy, upload
+from bot.matrix import (
+    ENCRYPTION_STATE,
+    MatrixError,
+    RoomFacts,
+    ensure_room_known,
+    mark_encrypted,
+    room_facts,
+)
 from bot.metrics import Metrics
 from bot.rooms import MemberCache
 from commands.text import Message
@@ -86,7 +93,13 @@ class Sender:
         txn_prefix: str = "bbwt",
         clock: Callable[[], datetime],
         members: MemberCache,
+        encrypt_direct_rooms: bool = True,
+        caught_up: asyncio.Event | None = None,
     ) -> None:
+        self.encrypt_direct_rooms = encrypt_direct_rooms
+        self.caught_up = caught_up
+        """Set once the sync loop has stored what happened while no process ran (say, a
+        direct chat the previous process opened but could not record): sending waits."""
         self.members = members
         self._pointed: set[tuple[str, str]] = set()
         self._queues_at_once = asyncio.Semaphore(QUEUES_AT_ONCE)
@@ -104,6 +117,8 @@ class Sender:
         self._wake.set()
 
     async def run(self) -> None:
+        if self.caught_up is not None:
+            await self.caught_up.wait()
         while not self.stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
@@ -165,6 +180,9 @@ class Sender:
                 room_id = await self._private_room(row, row.private_to)
             elif room_id is None:
                 room_id = await self._open_direct_room(str(row.to_user))
+            person = row.private_to or row.to_user
+            if person is not None:  # a direct chat: the person gets the key even if invited
+                ensure_room_known(self.client, room_id, invited=[person])
             result = await self._deliver(row, room_id)
         except SendFailed as exc:
             async with self.db.session() as s:
@@ -227,27 +245,40 @@ class Sender:
             return resp
         raise SendFailed("rate limited", None, False)
 
+    async def _room_send(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn: str
+    ) -> str:
+        """Send an event, encrypted when the room is (nio must know the room first). Room
+        keys go to every device of the room's members, verified or not, as people expect
+        of a bot; the transaction id makes a resend return the same event."""
+        ensure_room_known(self.client, room_id)
+        resp = await self._call(
+            lambda: self.client.room_send(
+                room_id, event_type, content, tx_id=txn, ignore_unverified_devices=True
+            )
+        )
+        return str(resp.event_id)
+
+    def _encrypted(self, room_id: str) -> bool:
+        return bool(ensure_room_known(self.client, room_id).encrypted)
+
     async def _deliver(self, row: OutboxMessage, room_id: str) -> str | None:
         payload = row.payload
         txn = f"{self.txn_prefix}-{row.id}"
         if row.kind == "message":
+            if isinstance(payload.get("file"), dict) and not self._encrypted(room_id):
+                payload = await self._plain_file(payload)
             try:
-                resp = await self._call(
-                    lambda: self.client.room_send(room_id, "m.room.message", payload, tx_id=txn)
-                )
+                return await self._room_send(room_id, "m.room.message", payload, txn)
             except SendFailed as exc:
                 if not exc.error.startswith("M_TOO_LARGE"):
                     raise
                 return await self._send_in_parts(room_id, payload, txn)
-            return str(resp.event_id)
         if row.kind == "reaction":
             content = payload
             if "relates_to_tag" in payload:
                 content = await self._reaction_to_tag(room_id, payload)
-            resp = await self._call(
-                lambda: self.client.room_send(room_id, "m.reaction", content, tx_id=txn)
-            )
-            return str(resp.event_id)
+            return await self._room_send(room_id, "m.reaction", content, txn)
         if row.kind == "file":
             return await self._send_file(room_id, payload, txn)
         if row.kind == "invite":
@@ -290,12 +321,8 @@ class Sender:
         first: str | None = None
         for index, content in enumerate(split_plain(payload, PART_BYTES)):
             part_txn = f"{txn}-part{index}"  # the same parts again after a crash
-            resp = await self._call(
-                lambda c=content, t=part_txn: self.client.room_send(  # type: ignore[misc]
-                    room_id, "m.room.message", c, tx_id=t
-                )
-            )
-            first = first or str(resp.event_id)
+            event_id = await self._room_send(room_id, "m.room.message", content, part_txn)
+            first = first or event_id
         return first or ""
 
     async def _reaction_to_tag(self, room_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -351,36 +378,46 @@ class Sender:
             lambda: self.client.room_put_state(room_id, "m.room.power_levels", content)
         )
 
+    async def _plain_file(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """An encrypted file (a receipt, an intel file) shown in an unencrypted room: its key
+        must not go there in the clear, so a decrypted copy is uploaded instead."""
+        try:
+            return await plain_copy(self.client, payload)
+        except AttachmentError as exc:
+            log.warning("could not make a plain copy of an encrypted file: %s", exc)
+            name = str(payload.get("body") or "the file")
+            return Message(
+                f"I cannot show {name} here: it was shared encrypted and I could not make a "
+                f"copy for this unencrypted room ({exc}). Ask me in an encrypted chat."
+            ).content()
+
     async def _send_file(self, room_id: str, payload: dict[str, Any], txn: str) -> str:
         data = base64.b64decode(payload["data_b64"])
         name = str(payload["filename"])
         mimetype = str(payload["mimetype"])
-        upload = await self._call(
-            lambda: self.client.upload(
-                io.BytesIO(data),
-                content_type=mimetype,
+        try:
+            where = await upload(
+                self.client,
+                data,
                 filename=name,
-                filesize=len(data),
+                mimetype=mimetype,
+                encrypted=self._encrypted(room_id),
             )
-        )
-        # nio's upload returns (response, keys)
-        resp_upload = upload[0] if isinstance(upload, tuple) else upload
-        if isinstance(resp_upload, ErrorResponse):
-            raise SendFailed(f"upload failed: {resp_upload.message}", None, False)
+        except AttachmentError as exc:
+            raise SendFailed(str(exc), None, False) from exc
+        except Exception as exc:  # connection trouble: try again later
+            raise SendFailed(f"upload failed: {type(exc).__name__}", None, False) from exc
         content: dict[str, Any] = {
             "msgtype": "m.file",
             "body": name,
             "filename": name,
-            "url": resp_upload.content_uri,
+            **where,
             "info": {"mimetype": mimetype, "size": len(data)},
             "m.mentions": {},
         }
         if payload.get("reply_to"):
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": payload["reply_to"]}}
-        resp = await self._call(
-            lambda: self.client.room_send(room_id, "m.room.message", content, tx_id=txn)
-        )
-        return str(resp.event_id)
+        return await self._room_send(room_id, "m.room.message", content, txn)
 
     async def _private_room(self, row: OutboxMessage, user_id: str) -> str:
         """Where a row meant for ``user_id`` only may go: its own room while that holds just
@@ -409,7 +446,7 @@ class Sender:
         ).content(reply_to=reply_to)
         digest = hashlib.sha256(reply_to.encode()).hexdigest()[:16]
         txn = f"{self.txn_prefix}-moved-{digest}"  # the same pointer if sent again
-        await self._call(lambda: self.client.room_send(room_id, "m.room.message", note, tx_id=txn))
+        await self._room_send(room_id, "m.room.message", note, txn)
         self._pointed.add((room_id, reply_to))
 
     async def _open_direct_room(self, user_id: str) -> str:
@@ -426,14 +463,22 @@ class Sender:
             except MatrixError as exc:
                 raise SendFailed(f"who is in {known} is unknown: {exc}", None, False) from exc
             if known is None:
+                encrypted = self.encrypt_direct_rooms
                 resp = await self._call(
                     lambda: self.client.room_create(
-                        is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+                        is_direct=True,
+                        invite=[user_id],
+                        preset=RoomPreset.trusted_private_chat,
+                        initial_state=[ENCRYPTION_STATE] if encrypted else [],
                     )
                 )
                 if isinstance(resp, RoomCreateError):  # pragma: no cover - _call raises first
                     raise SendFailed(str(resp), None, False)
                 known = str(resp.room_id)
+                if encrypted:
+                    mark_encrypted(self.client, known)
+                # The person is only invited: they get the room key all the same.
+                ensure_room_known(self.client, known, invited=[user_id])
                 log.info("opened a direct room with %s: %s", user_id, known)
                 # Recorded before the lock is let go, so nobody opens a second one; a
                 # database hiccup here is waited out rather than forgetting the room.

@@ -3,6 +3,12 @@
 Nothing is handled here. Each batch of interesting events is written to ``inbound_events``
 in the same transaction as the new sync token, so a crash at any point either keeps both
 or neither; workers (``bot.processor``) pick the events up from the database.
+
+Encrypted events are decrypted before they are stored (nio does it inside ``sync()``; this
+loop tries again what nio left, and what a gap brought). What cannot be decrypted yet is
+parked in the same transaction and tried again when its room key arrives
+(``bot.crypto.undecryptable``). The crypto store writes its changes in that transaction
+too, after the lease check, so crypto state, events and token always agree.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
@@ -19,6 +25,7 @@ from typing import Any
 from nio import (
     AsyncClient,
     InviteMemberEvent,
+    MegolmEvent,
     MessageDirection,
     RoomMessagesError,
     SyncError,
@@ -27,13 +34,23 @@ from nio import (
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.crypto.events import decrypt_raw, event_json, housekeeping, room_key_sessions
+from bot.crypto.store import DbCryptoStore
 from bot.metrics import Metrics
 from commands.text import strip_reply_fallback
 from storage import Database, repo, rooms
+from storage import crypto as stored
 
 log = logging.getLogger(__name__)
 
-TIMELINE_TYPES = ["m.room.message", "m.room.member", "m.reaction", "m.room.redaction"]
+TIMELINE_TYPES = [
+    "m.room.message",
+    "m.room.member",
+    "m.reaction",
+    "m.room.redaction",
+    "m.room.encrypted",  # every encrypted message (and reaction) arrives as this type
+    "m.room.encryption",  # a room encrypted after the bot joined says so only here
+]
 SYNC_FILTER: dict[str, Any] = {
     "presence": {"types": []},
     "account_data": {"types": []},
@@ -231,6 +248,12 @@ class Batch:
     members: dict[str, tuple[dict[str, str], bool]] = dataclass_field(default_factory=dict)
     """Room id -> (user -> membership, whether that is the room's complete list)."""
     left: list[str] = dataclass_field(default_factory=list)
+    parked: list[stored.Parked] = dataclass_field(default_factory=list)
+    """Encrypted events whose key the bot does not have (yet)."""
+    opened: list[str] = dataclass_field(default_factory=list)
+    """Parked events that a room key of this sync opened."""
+    direct: dict[str, str] = dataclass_field(default_factory=dict)
+    """User -> a direct chat the bot invited them to (seen in the room's own events)."""
 
     def note_members(self, room_id: str, changes: dict[str, str], *, complete: bool) -> None:
         if changes or complete:
@@ -254,7 +277,15 @@ class Syncer:
         on_stored: Callable[[], None],
         on_invite: Callable[[str, str, bool], None],
         clock: Callable[[], datetime],
+        crypto: DbCryptoStore | None = None,
+        guard: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        on_parked: Callable[[], None] = lambda: None,
     ) -> None:
+        self.crypto = crypto
+        """The crypto store, flushed in the token's transaction."""
+        self.guard = guard
+        """The lease check every storing transaction starts with."""
+        self.on_parked = on_parked
         self.clock = clock
         self.client = client
         self.db = db
@@ -276,7 +307,9 @@ class Syncer:
         failures = 0
         while not self.stopping:
             try:
-                await self.sync_once(timeout_ms=self.timeout_ms if self.token else 0)
+                # The first sync of a process returns at once: the sender waits for it.
+                waiting = self.timeout_ms if self.first_sync_done.is_set() else 0
+                await self.sync_once(timeout_ms=waiting)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -298,7 +331,7 @@ class Syncer:
         batch = Batch()
         self._take_set_aside(batch)
         for room_id, info in resp.rooms.join.items():
-            events = [e.source for e in info.timeline.events]
+            events = [self._readable(e, room_id) for e in info.timeline.events]
             if not first and info.timeline.limited and info.timeline.prev_batch:
                 gap = await self.fill_gap(room_id, info.timeline.prev_batch, self.token or "")
                 self.metrics.gaps.inc()
@@ -306,6 +339,7 @@ class Syncer:
                 log.info("room %s: filled a gap of %d events", room_id, len(gap))
                 seen = {e.get("event_id") for e in events}
                 events = [e for e in gap if e.get("event_id") not in seen] + events
+            self._note_direct_invites(batch, room_id, events)
             recent = after_own_join(events, self.client.user_id)
             joined_now = len(recent) < len(events) or self._joins_here(events)
             batch.note_members(
@@ -317,6 +351,8 @@ class Syncer:
                 for event in recent:
                     self._classify(batch, room_id, event)
         self._take_set_aside(batch)  # events nio could not read while filling gaps
+        if not first:
+            await self._open_parked(batch, room_key_sessions(resp.to_device_events))
         batch.left.extend(resp.rooms.leave)
         for room_id, invite in resp.rooms.invite.items():
             for ev in invite.invite_state:
@@ -331,6 +367,51 @@ class Syncer:
         self.first_sync_done.set()
         if batch.incoming:
             self.on_stored()
+        if batch.parked:
+            self.on_parked()
+        await housekeeping(self.client)
+
+    def _note_direct_invites(
+        self, batch: Batch, room_id: str, events: list[dict[str, Any]]
+    ) -> None:
+        """Direct chats the bot opened, as the room's own events show them. A process that
+        dies between creating a direct chat and recording it leaves the room behind; the
+        next one adopts it from here instead of opening a second chat for the person."""
+        for event in events:
+            if (
+                event.get("type") == "m.room.member"
+                and event.get("sender") == self.client.user_id
+                and field(event, "content", "membership") == "invite"
+                and field(event, "content", "is_direct") is True
+                and isinstance(event.get("state_key"), str)
+            ):
+                batch.direct[event["state_key"]] = room_id
+
+    def _readable(self, event: Any, room_id: str) -> dict[str, Any]:
+        """An event's raw JSON, decrypted when possible. nio decrypts in ``sync()`` and
+        ``room_messages()``; what it left encrypted (a key that came later, a repeated sync
+        response nio skips) is tried once more here and otherwise stays ``m.room.encrypted``
+        (parked by ``_classify``)."""
+        if isinstance(event, MegolmEvent):
+            opened = decrypt_raw(self.client, event.source, room_id)
+            if opened is not None:
+                return opened
+        return event_json(event, room_id)
+
+    async def _open_parked(self, batch: Batch, sessions: set[str]) -> None:
+        """Room keys arrived: store the parked events they open like any other event."""
+        if not sessions:
+            return
+        async with self.db.read() as s:
+            waiting = await stored.parked_for_sessions(s, sessions)
+        for row in waiting:
+            opened = decrypt_raw(self.client, row.raw, row.room_id)
+            if opened is None:
+                continue
+            batch.opened.append(row.event_id)
+            self.metrics.decrypted_late.inc()
+            log.info("decrypted %s in %s now that its key arrived", row.event_id, row.room_id)
+            self._classify(batch, row.room_id, opened)
 
     def _take_set_aside(self, batch: Batch) -> None:
         """Events the client took out of a response because nio could not read them."""
@@ -355,6 +436,9 @@ class Syncer:
         try:
             if not isinstance(event, dict):
                 raise Unstorable("not an object")
+            if event.get("type") == "m.room.encrypted":
+                self._park(batch, room_id, event)
+                return
             kind = self.classifier.kind(event)
             if kind is not None:
                 batch.incoming.append(check_event(room_id, kind, event))
@@ -362,6 +446,35 @@ class Syncer:
             batch.set_aside.append((room_id, event, str(exc)))
         except Exception as exc:  # a shape nobody expected: never stop the loop for it
             batch.set_aside.append((room_id, event, f"unreadable event ({type(exc).__name__})"))
+
+    def _park(self, batch: Batch, room_id: str, event: dict[str, Any]) -> None:
+        """Keep an event that could not be decrypted, to try again when its key comes."""
+        content = event.get("content")
+        session_id = content.get("session_id") if isinstance(content, dict) else None
+        if event.get("sender") == self.client.user_id or not isinstance(session_id, str):
+            return
+        checked = check_event(room_id, "encrypted", event)  # raises Unstorable
+        batch.parked.append(
+            stored.Parked(
+                event_id=checked.event_id,
+                room_id=room_id,
+                sender=checked.sender,
+                session_id=session_id[:255],
+                raw={
+                    k: event[k]
+                    for k in (
+                        "type",
+                        "content",
+                        "event_id",
+                        "sender",
+                        "origin_server_ts",
+                        "room_id",
+                    )
+                    if k in event
+                },
+                origin_ts=checked.origin_ts,
+            )
+        )
 
     async def fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
         """Page back from ``prev_batch`` to the previous sync token; oldest event first."""
@@ -379,7 +492,7 @@ class Syncer:
             if isinstance(resp, RoomMessagesError):
                 # Do not move the token on: the next sync brings the same gap back.
                 raise GapFillError(f"could not page back in {room_id}: {resp.message}")
-            collected.extend(event.source for event in resp.chunk)
+            collected.extend(self._readable(event, room_id) for event in resp.chunk)
             if not resp.chunk or not resp.end or resp.end == start:
                 break
             start = resp.end
@@ -394,7 +507,32 @@ class Syncer:
         now = self.clock()
         newest = max((row.origin_ts.timestamp() for row in batch.incoming), default=0.0)
         set_aside = list(batch.set_aside)
+        parked = 0
+        try:
+            parked = await self._store(batch, token, now, set_aside)
+        except BaseException:
+            if self.crypto is not None:
+                self.crypto.requeue_last()  # its rows went down with the transaction
+            raise
+        if self.crypto is not None:
+            self.crypto.forget_last()
+        if parked:
+            self.metrics.undecryptable.inc(parked)
+            log.warning("%d event(s) could not be decrypted yet; waiting for their keys", parked)
+        for room_id, event, reason in set_aside:
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            self.metrics.quarantined.inc()
+            log.warning("set aside event %r in %s: %s", event_id, room_id, reason)
+        if newest:
+            self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))
+
+    async def _store(
+        self, batch: Batch, token: str, now: datetime, set_aside: list[tuple[str, Any, str]]
+    ) -> int:
+        parked = 0
         async with self.db.session() as s:
+            if self.guard is not None:
+                await self.guard(s)  # only the lease holder writes; locked until commit
             try:
                 async with s.begin_nested():
                     for row in batch.incoming:
@@ -426,13 +564,18 @@ class Syncer:
                     await rooms.note_members(s, room_id, changes, now)
             for room_id in batch.left:
                 await rooms.forget_room(s, room_id)
+            for user, room_id in batch.direct.items():
+                if await repo.get_direct_room(s, user) is None:
+                    log.info("adopting the direct chat %s with %s", room_id, user)
+                    await repo.set_direct_room(s, user, room_id, now=now)
+                    await repo.resolve_outbox_room(s, user, room_id)
+            for event in batch.parked:
+                parked += await stored.park(s, event, now)
+            await stored.unparked(s, batch.opened)
+            if self.crypto is not None:
+                await self.crypto.flush(s)
             await repo.set_state(s, "sync_token", token, now=now)
-        for room_id, event, reason in set_aside:
-            event_id = event.get("event_id") if isinstance(event, dict) else None
-            self.metrics.quarantined.inc()
-            log.warning("set aside event %r in %s: %s", event_id, room_id, reason)
-        if newest:
-            self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))
+        return parked
 
     @staticmethod
     async def _add(session: AsyncSession, row: Incoming, now: datetime) -> None:

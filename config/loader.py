@@ -13,6 +13,7 @@ from config.models import Settings
 SECRET_KEYS = {
     ("matrix", "password"),
     ("matrix", "access_token"),
+    ("matrix", "store_key"),
     ("privacy", "pseudonym_key"),
 }
 DEFAULT_PATH = Path("bbwt_bot.toml")

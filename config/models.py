@@ -94,6 +94,23 @@ class MatrixConfig(_Section):
     send_retries: int = Field(5, ge=0, le=50)
     password: SecretStr | None = None
     access_token: SecretStr | None = None
+    store_key: SecretStr | None = None
+    """Encrypts the bot's secrets at rest (Olm/Megolm state, cross-signing keys, access
+    token). Required to run; changing it makes the stored keys unreadable."""
+    encrypt_rooms: bool = True
+    """Rooms the bot creates (CoP rooms, the management room, direct chats) are encrypted."""
+    key_wait: Duration = timedelta(seconds=30)
+    """How long to wait for the key of a message the bot cannot decrypt before telling the
+    person what to check."""
+
+    @field_validator("store_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters; make one with: openssl rand -base64 32"
+            )
+        return value
 
     @field_validator("homeserver")
     @classmethod

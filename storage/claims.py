@@ -159,6 +159,9 @@ class ClaimLine(Base):
     receipt_mimetype: Mapped[str] = mapped_column(String(100), default="")
     receipt_size: Mapped[int | None] = mapped_column(BigInteger)
     receipt_event_id: Mapped[str | None] = mapped_column(String(255))
+    receipt_file: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The ``file`` object (url, key, iv, hashes) of a receipt uploaded encrypted; never
+    logged or exported."""
     created_at: Mapped[datetime] = mapped_column()
 
     @property
@@ -339,8 +342,10 @@ async def attach_receipt(
     mimetype: str,
     size: int | None,
     event_id: str,
+    file: dict[str, Any] | None = None,
 ) -> None:
     line.receipt_url = url
+    line.receipt_file = file
     line.receipt_name = name[:255]
     line.receipt_mimetype = mimetype[:100]
     line.receipt_size = size

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
 from storage import claims as claims_store
+from storage import crypto as crypto_store
 from storage import intel as intel_store
 from storage import membership as ms
 from storage import repo
@@ -226,6 +227,7 @@ async def erase_person(
     )
     erased.commands = await _inbound(session, user_id, alias, [user_id, *names], now)
     await _audit(session, user_id, alias, names)
+    await crypto_store.forget_user(session, user_id)
     await session.execute(delete(DirectRoom).where(DirectRoom.user_id == user_id))
     present = {room for room, seen in erased.forgotten.rooms.items() if seen in PRESENT}
     forget = present - set(managed_rooms)

@@ -82,6 +82,9 @@ class IntelItem(Base):
     """The command that shared the item."""
     file_event_id: Mapped[str | None] = mapped_column(String(255))
     """The message holding the file."""
+    file_object: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The ``file`` object (url, key, iv, hashes) of a file shared encrypted; never logged
+    or exported."""
     created_at: Mapped[datetime] = mapped_column(index=True)
     removed_at: Mapped[datetime | None]
     removed_by: Mapped[str | None] = mapped_column(String(255))
@@ -168,6 +171,7 @@ async def add_item(
         item.file_mimetype = file.get("mimetype")
         item.file_msgtype = file.get("msgtype")
         item.file_event_id = file.get("event_id")
+        item.file_object = file.get("file")
     session.add(item)
     await session.flush()
     for tag in unique_tags:

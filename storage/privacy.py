@@ -15,6 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import claims as claims_store
+from storage import crypto as crypto_store
 from storage import intel as intel_store
 from storage.events import Attendance, CalendarToken, Event, EventGuest, Rsvp
 from storage.membership import JoinDialogue, PowerGrant, RoomMember
@@ -50,6 +51,9 @@ SECTIONS = {
     "inbound_events": "stored_events",
     "quarantined_events": "set_aside_events",
     "outbox": "messages_to_you",
+    "crypto_state": "encryption.your_devices",
+    "undecryptable_events": "encryption.messages_not_decrypted",
+    "undecryptable_notices": "encryption.last_told_at",
 }
 """Table -> the section of the export that shows what it holds about the person."""
 
@@ -318,4 +322,5 @@ async def export(session: AsyncSession, user_id: str, now: datetime) -> dict[str
         "stored_events": await _stored_events(session, user_id),
         "messages_to_you": await _messages_to_you(session, user_id),
         "set_aside_events": await _set_aside(session, user_id),
+        "encryption": await crypto_store.data_of(session, user_id),
     }

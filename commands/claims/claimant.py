@@ -35,6 +35,7 @@ from commands.context import Context
 from commands.errors import CommandError
 from commands.events.access import EVENT
 from commands.events.parse import parse_event_id
+from commands.files import pointing_at
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import numbered
@@ -274,6 +275,7 @@ async def claim_attach(ctx: Context, claim: Claim, line: int | None) -> None:
         mimetype=receipt.mimetype,
         size=receipt.size,
         event_id=replied,
+        file=receipt.file,
     )
     check = assess(ctx, loaded)
     await store.save_claim(ctx.session, loaded.claim, ctx.now)
@@ -339,7 +341,7 @@ async def claim_receipt(ctx: Context, claim: Claim, line: int | None) -> None:
             "msgtype": "m.image" if item.receipt_mimetype.startswith("image/") else "m.file",
             "body": item.receipt_name or "receipt",
             "filename": item.receipt_name or "receipt",
-            "url": item.receipt_url,
+            **pointing_at(item.receipt_url, item.receipt_file),
             "info": {"mimetype": item.receipt_mimetype}
             | ({"size": item.receipt_size} if item.receipt_size else {}),
             "m.mentions": {},

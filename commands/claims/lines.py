@@ -12,6 +12,7 @@ from typing import Any
 from commands.args import ArgError
 from commands.claims.rules import MoneyError, parse_amount, split_note
 from commands.errors import CommandError
+from commands.files import encrypted_file, file_url
 from config.claims import ClaimsConfig
 from storage.claims import ClaimLine
 
@@ -82,6 +83,8 @@ class Receipt:
     name: str
     mimetype: str
     size: int | None
+    file: dict[str, Any] | None = None
+    """The ``file`` object of a receipt uploaded encrypted (see commands.files)."""
 
 
 def receipt_of(event: dict[str, Any] | None, sender: str) -> Receipt:
@@ -105,14 +108,13 @@ def receipt_of(event: dict[str, Any] | None, sender: str) -> Receipt:
         raise CommandError(
             f"A receipt must be a photo or a PDF; this file is {mimetype or 'of an unknown type'}."
         )
-    url = content.get("url")
-    if not isinstance(url, str) and isinstance(content.get("file"), dict):
-        url = content["file"].get("url")  # an encrypted upload
-    if not isinstance(url, str) or not url.startswith("mxc://"):
+    url = file_url(content)
+    if url is None:
         raise CommandError(f"I could not read that file. {hint}")
     name = str(content.get("filename") or content.get("body") or "receipt")
     size = (info or {}).get("size")
-    return Receipt(url, name, mimetype, int(size) if isinstance(size, int) else None)
+    size = int(size) if isinstance(size, int) else None
+    return Receipt(url, name, mimetype, size, encrypted_file(content))
 
 
 # --- the commands ------------------------------------------------------------------------------

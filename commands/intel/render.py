@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from commands.context import Context
+from commands.files import pointing_at
 from commands.intel.parse import ref, shorten
 from commands.text import Message, defuse
 from storage import intel as store
@@ -70,7 +71,7 @@ def file_content(item: store.IntelItem) -> dict[str, Any]:
         "msgtype": item.file_msgtype or "m.file",
         "body": name,
         "filename": name,
-        "url": item.file_url,
+        **pointing_at(item.file_url, item.file_object),
         "info": info,
         "m.mentions": {},
     }

@@ -8,6 +8,7 @@ from typing import Any
 from commands.args import Arg
 from commands.context import Context
 from commands.errors import CommandError
+from commands.files import encrypted_file, file_url
 from commands.intel.parse import MAX_TITLE, human_size, parse_share, ref, shorten
 from commands.intel.render import title_piece
 from commands.registry import Family, Place
@@ -111,11 +112,11 @@ async def replied_file(ctx: Context, *, has_text: bool) -> dict[str, Any] | None
             .code(f"{ctx.prefix}intel share <title>")
             .text(" with your note to share text.")
         )
-    url = file_content.get("url")
-    if not isinstance(url, str) or not url.startswith("mxc://"):
+    url = file_url(file_content)
+    if url is None:
         raise CommandError(
-            "I cannot keep that file: it is encrypted or has no download address. Upload it "
-            "again in this room (unencrypted) and reply to it, or share a link instead."
+            "I cannot keep that file: it has no download address. Upload it again and reply "
+            "to it, or share a link instead."
         )
     raw_info = file_content.get("info")
     info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
@@ -128,4 +129,5 @@ async def replied_file(ctx: Context, *, has_text: bool) -> dict[str, Any] | None
         "mimetype": str(info.get("mimetype"))[:200] if info.get("mimetype") else None,
         "msgtype": msgtype,
         "event_id": target,
+        "file": encrypted_file(file_content),
     }

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from nio import DownloadResponse, UploadResponse
 
 from storage import Database, repo
 from storage import events as events_store
@@ -51,19 +48,9 @@ async def move_event_into_the_past(bot_db_url: str, event_id: int, now: datetime
 
 
 async def upload(person: Person, room: str, data: bytes, name: str, mimetype: str) -> str:
-    """Upload a file and post it in ``room`` the way a Matrix client does; returns its id."""
-    resp, _ = await person.client.upload(
-        io.BytesIO(data), content_type=mimetype, filename=name, filesize=len(data)
-    )
-    assert isinstance(resp, UploadResponse), resp
-    return await person.send(
-        room,
-        name,
-        msgtype="m.file",
-        filename=name,
-        url=resp.content_uri,
-        info={"mimetype": mimetype, "size": len(data)},
-    )
+    """Upload a file and post it in ``room`` the way a Matrix client does (encrypted in an
+    encrypted room); returns its id."""
+    return await person.send_file(room, data, name, mimetype)
 
 
 async def ask_replying(person: Person, room: str, text: str, *, target: str, bot: str) -> Event:
@@ -85,7 +72,6 @@ async def wait_for_text(person: Person, room: str, sender: str, text: str) -> st
     return str(found[-1])
 
 
-async def download(person: Person, mxc: str) -> bytes:
-    resp = await person.client.download(mxc=mxc)
-    assert isinstance(resp, DownloadResponse), resp
-    return bytes(resp.body)
+async def download(person: Person, message: Event) -> bytes:
+    """The file of a message, as the person's client opens it (decrypted if need be)."""
+    return await person.download(message["content"])

@@ -51,12 +51,16 @@ def unique(name: str) -> str:
 
 
 @pytest.fixture
-async def people(synapse: LocalSynapse) -> AsyncIterator[Callable[[str], Awaitable[Person]]]:
-    """``await people("anna")`` registers a fresh user and starts syncing for them."""
+async def people(
+    synapse: LocalSynapse, tmp_path: Path
+) -> AsyncIterator[Callable[[str], Awaitable[Person]]]:
+    """``await people("anna")`` registers a fresh user, uploads the keys of their device
+    and starts syncing for them."""
     made: list[Person] = []
 
     async def make(name: str) -> Person:
-        person = Person(synapse, await synapse.register(unique(name)))
+        account = await synapse.register(unique(name))
+        person = Person(synapse, account, tmp_path / "people" / account.localpart)
         await person.start()
         made.append(person)
         return person

@@ -1,10 +1,19 @@
-"""End-to-end harness: the real bot as a ``bbwt-bot run`` process, people as nio clients."""
+"""End-to-end harness: the real bot as a ``bbwt-bot run`` process, people as nio clients.
+
+People's clients encrypt, as people's clients do (Element X always does): each person is
+an nio client with encryption on (its crypto store in the test's temporary folder), keys
+uploaded before anything else, and ``Person.open_dm`` creates the direct chat the way
+Element and Element X do (``is_direct``, ``trusted_private_chat``, an initial
+``m.room.encryption``). Files they send from an encrypted room carry ``file`` objects.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -18,6 +27,7 @@ import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    DownloadError,
     JoinError,
     MessageDirection,
     RoomCreateError,
@@ -25,7 +35,9 @@ from nio import (
     RoomPreset,
     RoomSendResponse,
     SyncResponse,
+    UploadResponse,
 )
+from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from bot.devserver import LocalSynapse, SynapseUser
 
@@ -81,8 +93,10 @@ class BotProcess:
         matrix: dict[str, Any] | None = None,
         alias_prefix: str | None = None,
         login: str = "password",
+        store_key: str | None = None,
     ) -> None:
         self.synapse = synapse
+        self.store_key = store_key or secrets.token_urlsafe(32)
         self._args: dict[str, Any] = {
             "account": account,
             "db_url": db_url,
@@ -90,6 +104,7 @@ class BotProcess:
             "cops": cops,
             "matrix": matrix,
             "login": login,
+            "store_key": self.store_key,
         }
         self.login = login
         self.folder = folder
@@ -127,9 +142,12 @@ class BotProcess:
     def alias(self, name: str) -> str:
         return f"#{self.alias_prefix}-{name.lower()}:{self.synapse.server_name}"
 
-    async def start(self, timeout: float = 90) -> None:
+    async def start(self, timeout: float = 90, role: str = "active") -> None:
+        """Start the process and wait until ``/healthz`` reports ``role`` (``active``, or
+        ``standby`` for a second process waiting for the lease)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("BBWT_")}
         env["PYTHONUNBUFFERED"] = "1"
+        env["BBWT_MATRIX__STORE_KEY"] = self.store_key
         if self.login == "token":
             env["BBWT_MATRIX__ACCESS_TOKEN"] = self.account.access_token
         else:
@@ -163,12 +181,31 @@ class BotProcess:
                     )
                 try:
                     async with http.get(f"http://127.0.0.1:{self.port}/healthz") as resp:
-                        if resp.status == 200:
+                        if resp.status == 200 and (await resp.json()).get("role") == role:
                             return
                 except aiohttp.ClientError:
                     pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"the bot did not become healthy in {timeout}s:\n{self.tail()}")
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"the bot did not become {role} in {timeout}s:\n{self.tail()}")
+
+    async def health(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{self.port}/healthz") as resp:
+                return dict(await resp.json())
+
+    async def wait_role(self, role: str, timeout: float = 30) -> float:
+        """Wait until ``/healthz`` says ``role`` (and, for ``active``, that the process is
+        fully up); returns the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                health = await self.health()
+                if health.get("role") == role and health.get("status") in ("ok", role):
+                    return time.monotonic() - started
+            except (aiohttp.ClientError, ValueError):
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the bot did not become {role} in {timeout}s:\n{self.tail()}")
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         assert self.proc is not None
@@ -214,20 +251,38 @@ class BotProcess:
 
 
 PERSON_FILTER = {"room": {"timeline": {"limit": 100}}, "presence": {"types": []}}
+ENCRYPTION_STATE = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
+
+
+def has_file(event: Event) -> bool:
+    """Does this message carry a file (plain ``url`` or encrypted ``file`` object)?"""
+    content = event.get("content") or {}
+    return isinstance(content.get("url"), str) or isinstance(content.get("file"), dict)
 
 
 class Person:
-    """A Matrix user driven by a nio client that keeps syncing in the background."""
+    """A Matrix user driven by an encrypting nio client that keeps syncing in the background."""
 
-    def __init__(self, synapse: LocalSynapse, account: SynapseUser) -> None:
+    def __init__(self, synapse: LocalSynapse, account: SynapseUser, store: Path) -> None:
         self.synapse = synapse
         self.account = account
         self.user_id = account.user_id
+        store.mkdir(parents=True, exist_ok=True)
         self.client = AsyncClient(
             synapse.base_url,
             account.user_id,
             device_id=account.device_id,
-            config=AsyncClientConfig(max_limit_exceeded=None, store_sync_tokens=False),
+            store_path=str(store),
+            config=AsyncClientConfig(
+                max_limit_exceeded=None,
+                store_sync_tokens=False,
+                encryption_enabled=True,
+                pickle_key="test-person",
+            ),
         )
         self.client.restore_login(account.user_id, account.device_id, account.access_token)
         self.events: dict[str, list[Event]] = {}
@@ -237,6 +292,8 @@ class Person:
         self._token: str | None = None
 
     async def start(self) -> None:
+        assert self.client.olm is not None, "the person's client must encrypt"
+        await self.client.keys_upload()
         await self._sync(0)
         self._task = asyncio.create_task(self._loop())
 
@@ -251,13 +308,13 @@ class Person:
                 pass
             self._task = None
 
+    async def catch_up(self) -> None:
+        """One sync now (for a person who stopped syncing): room keys sent to their device
+        meanwhile arrive, so that what they read next decrypts."""
+        await self._sync(0)
+
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.stop_syncing()
         await self.client.close()
 
     async def _loop(self) -> None:
@@ -279,10 +336,23 @@ class Person:
         self._token = resp.next_batch
         for room_id, info in resp.rooms.join.items():
             bucket = self.events.setdefault(room_id, [])
-            bucket.extend(e.source for e in info.timeline.events)
+            bucket.extend(e.source for e in info.timeline.events)  # decrypted when it could
         for room_id in resp.rooms.invite:
             self.invites.add(room_id)
         self._changed.set()
+        await self._housekeeping()
+
+    async def _housekeeping(self) -> None:
+        """What nio's sync_forever does for a client between syncs (keys, to-device)."""
+        client = self.client
+        if client.outgoing_to_device_messages:
+            await client.send_to_device_messages()
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            await client.keys_query()
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
 
     async def wait_until(
         self, check: Callable[[], Any], timeout: float = 30, what: str = "condition"
@@ -301,14 +371,46 @@ class Person:
             except TimeoutError:
                 pass
 
+    async def wait_for_join(self, room_id: str, user_id: str) -> None:
+        """Wait until this person's client has seen ``user_id`` join the room."""
+        await self.wait_until(
+            lambda: any(
+                e.get("type") == "m.room.member"
+                and e.get("state_key") == user_id
+                and (e.get("content") or {}).get("membership") == "join"
+                for e in self.events.get(room_id, [])
+            ),
+            what=f"{user_id} to join {room_id}",
+        )
+
+    def encrypted(self, room_id: str) -> bool:
+        room = self.client.rooms.get(room_id)
+        return bool(room is not None and room.encrypted)
+
     # --- acting ----------------------------------------------------------------------------
     async def send(self, room_id: str, text: str, **extra: Any) -> str:
         content = {"msgtype": "m.text", "body": text, **extra}
-        resp = await self.client.room_send(room_id, "m.room.message", content)
+        return await self.send_content(room_id, content)
+
+    async def send_content(
+        self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message"
+    ) -> str:
+        """Send an event; in an encrypted room it goes out encrypted, as from any client."""
+        if room_id not in self.client.rooms:  # nio sends only to rooms it has synced
+            await self.wait_until(lambda: room_id in self.client.rooms, what=f"{room_id}")
+        resp = await self.client.room_send(
+            room_id, event_type, content, ignore_unverified_devices=True
+        )
         assert isinstance(resp, RoomSendResponse), resp
         return str(resp.event_id)
 
     async def join(self, room: str) -> str:
+        joined = await self._join(room)
+        if self._task is not None:  # know the room (and its encryption) before using it
+            await self.wait_until(lambda: joined in self.client.rooms, what=f"join {joined}")
+        return joined
+
+    async def _join(self, room: str) -> str:
         for _ in range(50):
             resp = await self.client.join(room)
             if not isinstance(resp, JoinError):
@@ -316,22 +418,63 @@ class Person:
             await asyncio.sleep(0.2)
         raise AssertionError(f"{self.user_id} could not join {room}: {resp}")
 
-    async def open_dm(self, bot_user: str) -> str:
+    async def open_dm(self, bot_user: str, *, encrypted: bool = True) -> str:
+        """A direct chat with the bot, created as Element X (and Element, once the bot has
+        keys) does: ``is_direct``, ``trusted_private_chat`` and, unless ``encrypted`` is
+        False, encrypted from the start."""
         resp = await self.client.room_create(
-            is_direct=True, invite=[bot_user], preset=RoomPreset.trusted_private_chat
+            is_direct=True,
+            invite=[bot_user],
+            preset=RoomPreset.trusted_private_chat,
+            initial_state=[ENCRYPTION_STATE] if encrypted else [],
         )
         assert not isinstance(resp, RoomCreateError), resp
         room_id = str(resp.room_id)
-        await self.wait_until(
-            lambda: any(
-                e.get("type") == "m.room.member"
-                and e.get("state_key") == bot_user
-                and e["content"].get("membership") == "join"
-                for e in self.events.get(room_id, [])
-            ),
-            what=f"{bot_user} to join the DM",
-        )
+        await self.wait_for_join(room_id, bot_user)
         return room_id
+
+    async def send_file(
+        self, room_id: str, data: bytes, name: str, mimetype: str, **extra: Any
+    ) -> str:
+        """Upload a file and post it as an ``m.file``; from an encrypted room the file is
+        encrypted and the message carries a ``file`` object, as Element does."""
+        content: dict[str, Any] = {
+            "msgtype": "m.image" if mimetype.startswith("image/") else "m.file",
+            "body": name,
+            "filename": name,
+            "info": {"mimetype": mimetype, "size": len(data)},
+            **extra,
+        }
+        if room_id not in self.client.rooms:
+            await self.wait_until(lambda: room_id in self.client.rooms, what=f"{room_id}")
+        if self.encrypted(room_id):
+            ciphertext, keys = encrypt_attachment(data)
+            resp, _ = await self.client.upload(
+                io.BytesIO(ciphertext),
+                content_type="application/octet-stream",
+                filesize=len(ciphertext),
+            )
+            assert isinstance(resp, UploadResponse), resp
+            content["file"] = {"url": resp.content_uri, **keys, "mimetype": mimetype}
+        else:
+            resp, _ = await self.client.upload(
+                io.BytesIO(data), content_type=mimetype, filename=name, filesize=len(data)
+            )
+            assert isinstance(resp, UploadResponse), resp
+            content["url"] = resp.content_uri
+        return await self.send_content(room_id, content)
+
+    async def download(self, content: dict[str, Any]) -> bytes:
+        """The bytes of the file a message carries (decrypted if it is a ``file`` object)."""
+        file = content.get("file")
+        mxc = file["url"] if isinstance(file, dict) else content["url"]
+        resp = await self.client.download(mxc=mxc)
+        assert not isinstance(resp, DownloadError), resp
+        if not isinstance(file, dict):
+            return bytes(resp.body)
+        return bytes(
+            decrypt_attachment(resp.body, file["key"]["k"], file["hashes"]["sha256"], file["iv"])
+        )
 
     # --- reading ------------------------------------------------------------------------------
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Event:

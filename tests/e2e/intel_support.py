@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
-from typing import Any
 
-from nio import UploadResponse
 from sqlalchemy import update
 
 from storage import Database, repo
@@ -47,20 +44,9 @@ async def backdate_cops(bot: BotProcess, when: datetime) -> None:
 
 
 async def upload_file(person: Person, room_id: str, name: str, data: bytes, mimetype: str) -> str:
-    """Upload ``data`` and post it as an ``m.file``; returns the event id."""
-    resp, _keys = await person.client.upload(
-        io.BytesIO(data), content_type=mimetype, filename=name, filesize=len(data)
-    )
-    assert isinstance(resp, UploadResponse), resp
-    content: dict[str, Any] = {
-        "msgtype": "m.file",
-        "body": name,
-        "filename": name,
-        "url": resp.content_uri,
-        "info": {"mimetype": mimetype, "size": len(data)},
-    }
-    sent = await person.client.room_send(room_id, "m.room.message", content)
-    return str(sent.event_id)
+    """Upload ``data`` and post it as an ``m.file`` (encrypted in an encrypted room);
+    returns the event id."""
+    return await person.send_file(room_id, data, name, mimetype)
 
 
 async def ask_in_reply(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nio import RoomResolveAliasResponse, RoomSendResponse
+from nio import RoomResolveAliasResponse
 
 from tests.e2e.harness import Event, Person
 
@@ -55,8 +55,7 @@ async def react(person: Person, room_id: str, event_id: str, key: str) -> None:
     content: dict[str, Any] = {
         "m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}
     }
-    resp = await person.client.room_send(room_id, "m.reaction", content)
-    assert isinstance(resp, RoomSendResponse), resp
+    await person.send_content(room_id, content, "m.reaction")
 
 
 async def direct_message_containing(person: Person, bot: str, text: str) -> Event:

@@ -20,7 +20,7 @@ from tests.e2e.claims_support import (
     wait_for_text,
 )
 from tests.e2e.conftest import BotFactory
-from tests.e2e.harness import Person
+from tests.e2e.harness import Person, has_file
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +75,17 @@ async def test_a_member_claims_privately_and_a_moderator_approves_and_pays(
     assert "Total: EUR 346.50 claimed" in submitted["content"]["body"]
     await wait_for_text(mo, management, bot.user_id, "New travel claim C1")
 
+    # The receipt was uploaded encrypted; the moderator's client opens it in the (encrypted)
+    # management room, and the bot never saw anything but the file object.
+    assert anna.encrypted(dm) and mo.encrypted(management)
+    await mo.ask(management, "!claim receipt C1", bot.user_id)
+    shown = await mo.wait_until(
+        lambda: [e for e in mo.messages_from(bot.user_id, management) if has_file(e)],
+        what="the receipt in the management room",
+    )
+    assert "url" not in shown[0]["content"]  # passed on encrypted, as it came
+    assert await mo.download(shown[0]["content"]) == PDF
+
     # The moderator approves another amount, with a reason, and later marks it paid.
     approved = await mo.ask(
         management, '!claim approve C1 300 "one day of allowance only"', bot.user_id
@@ -88,11 +99,7 @@ async def test_a_member_claims_privately_and_a_moderator_approves_and_pays(
     # Finance gets a CSV whose lines add up to the approved total, to the cent.
     export = await mo.ask(management, "!export claims HDEV", bot.user_id)
     assert export["content"]["msgtype"] == "m.file"
-    rows = list(
-        csv.DictReader(
-            io.StringIO((await download(mo, export["content"]["url"])).decode("utf-8-sig"))
-        )
-    )
+    rows = list(csv.DictReader(io.StringIO((await download(mo, export)).decode("utf-8-sig"))))
     assert [row["category"] for row in rows] == ["rail", "daily-allowance"]
     assert sum(Decimal(row["approved_eur"]) for row in rows) == Decimal("300.00")
     assert {row["claim_approved_eur"] for row in rows} == {"300.00"}

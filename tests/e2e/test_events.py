@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import icalendar
 import pytest
-from nio import RoomRedactResponse, RoomSendResponse
+from nio import RoomRedactResponse
 
 from storage import Database, repo
 from tests.e2e.conftest import BotFactory
@@ -53,9 +53,7 @@ async def react(person: Person, room: str, target: str, key: str) -> str:
     content: dict[str, Any] = {
         "m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}
     }
-    resp = await person.client.room_send(room, "m.reaction", content)
-    assert isinstance(resp, RoomSendResponse), resp
-    return str(resp.event_id)
+    return await person.send_content(room, content, "m.reaction")
 
 
 async def test_an_event_from_announcement_to_waiting_list_promotion_and_calendar_feed(
@@ -114,7 +112,7 @@ async def test_an_event_from_announcement_to_waiting_list_promotion_and_calendar
     file_reply = await carl.ask(carl_dm, "!calendar", bot.user_id)
     assert file_reply["content"]["msgtype"] == "m.file"
     assert file_reply["content"]["info"]["mimetype"] == "text/calendar"
-    assert file_reply["content"]["url"].startswith("mxc://")
+    assert b"BEGIN:VCALENDAR" in await carl.download(file_reply["content"])
     link_message = await wait_for_message(carl, carl_dm, bot.user_id, "/calendar/")
     url = next(word for word in link_message["content"]["body"].split() if "/calendar/" in word)
     assert url.startswith(f"http://127.0.0.1:{bot.port}/calendar/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 import pytest
@@ -210,25 +211,31 @@ async def test_kill_9_in_the_middle_of_a_burst_loses_and_repeats_nothing(
     assert all(len(replies[c]) == 1 for c in commands)
 
 
-async def test_two_bot_processes_on_one_postgresql_answer_each_command_once(
+async def test_a_standby_answers_nothing_while_the_active_process_lives_and_takes_over_after_kill_9(
     people, make_bot: BotFactory, tmp_path
 ) -> None:
     bot, crowd, room = await room_with_people(people, make_bot, 4, backend="postgresql")
-    second = bot.twin(tmp_path / "second")
-    await second.start()
-    try:
-        commands = await burst(crowd, room, 25)
-        replies = await wait_for_answers(crowd[0], bot, room, commands, timeout=180)
-        assert sum(1 for c in commands if c in replies) == len(commands) == 100
-        assert all(len(replies[c]) == 1 for c in commands)
-        handled = [
-            sum(
-                v
-                for k, v in (await b.metrics()).items()
-                if k.startswith('bbwt_commands_total{command="help"')
-            )
-            for b in (bot, second)
-        ]
-        assert sum(handled) == 100  # shared between the processes, none done by both
-    finally:
-        await second.stop()
+    standby = bot.twin(tmp_path / "second")
+    await standby.start(role="standby")
+
+    before = await burst(crowd, room, 5)
+    answered = await wait_for_answers(crowd[0], bot, room, before, timeout=120)
+    assert all(len(answered.get(c, [])) == 1 for c in before)
+    assert (await standby.health())["role"] == "standby"
+    assert not any(k.startswith("bbwt_commands_total{") for k in await standby.metrics())
+    assert "resumed session" not in standby.log_text()  # it has not touched Matrix
+
+    sending = asyncio.create_task(burst(crowd, room, 15))
+    await asyncio.sleep(1.0)  # part of the burst is in, part is being handled
+    await bot.kill()
+    took = await standby.wait_role("active", timeout=60)
+    commands = await sending
+    print(f"standby active {took:.2f}s after kill -9 of the active process")
+
+    replies = await wait_for_answers(crowd[0], standby, room, commands, timeout=180)
+    assert sum(1 for c in commands if c in replies) == len(commands) == 60
+    assert all(len(replies[c]) == 1 for c in commands)
+    # The same device and identity carried on: nobody sees a new session of the bot.
+    devices = [re.findall(r"on device (\w+)", b.log_text()) for b in (bot, standby)]
+    assert devices[0] and devices[0][-1:] == devices[1][-1:]
+    assert "loaded the crypto identity" in standby.log_text()

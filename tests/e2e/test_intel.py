@@ -52,7 +52,8 @@ async def test_members_share_text_and_files_then_list_search_show_and_remove(
     assert "I2 · Supplier price list" in body(text_reply)
     assert file_reply["content"]["msgtype"] == "m.file"
     original = next(e for e in anna.events[room] if e.get("event_id") == file_event)
-    assert file_reply["content"]["url"] == original["content"]["url"]
+    assert file_reply["content"]["file"]["url"] == original["content"]["file"]["url"]
+    assert await anna.download(file_reply["content"]) == data  # the encrypted file opens
 
     removed = await anna.ask(room, "!intel remove I1", bot.user_id)
     assert "Removed I1" in body(removed)

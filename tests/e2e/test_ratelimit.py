@@ -32,7 +32,7 @@ async def test_a_burst_of_30_commands_is_answered_completely_and_in_order(
     account = await limited_synapse.register(unique("anna"))
     # Only the bot keeps Synapse's default limit; the person sending the burst is exempt.
     await limited_synapse.set_ratelimit(admin, account.user_id, 0, 0)
-    anna = Person(limited_synapse, account)
+    anna = Person(limited_synapse, account, tmp_path / "anna")
     await anna.start()
     bot = BotProcess(
         limited_synapse,

@@ -16,7 +16,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import claims as claims_store
-from storage import erasure, repo, rooms
+from storage import crypto, erasure, repo, rooms
 from storage import membership as ms
 from storage import privacy as privacy_store
 from storage.events import CalendarToken, Rsvp, user_of_calendar_token
@@ -143,6 +143,17 @@ async def anna_everywhere(world: World) -> dict[str, Any]:
         await rooms.quarantine(
             s, event_id="$bad", room_id=HDEV_ROOM, sender=ANNA, reason="broken", now=world.now
         )
+        # The bot's encryption store knows her phone; a message it could not decrypt waits.
+        device = {"keys": {"ed25519": "k"}, "display_name": f"{DISPLAY_NAME}'s phone"}
+        await crypto.write_crypto_rows(
+            s, f"{BOT}/BOTDEVICE", [("device", f"{ANNA}|PHONE", json.dumps(device))], world.now
+        )
+        await crypto.park(
+            s,
+            crypto.Parked("$utd", dm_room(ANNA), ANNA, "sess", {"sender": ANNA}, world.now),
+            world.now,
+        )
+        await crypto.note_notice(s, ANNA, world.now)
     return {
         "upcoming": upcoming,
         "paid": paid,

@@ -38,8 +38,14 @@ class FakeClient:
     user_id: str = BOT
     sent: list[Sent] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
+    rooms: dict[str, Any] = field(default_factory=dict)  # what nio knows (see ensure_room_known)
+    encrypted_rooms: set[str] = field(default_factory=set)
+    olm: Any = None
+    store: Any = None
 
-    async def room_send(self, room_id: str, _type: str, content: dict[str, Any], tx_id: str) -> Any:
+    async def room_send(
+        self, room_id: str, _type: str, content: dict[str, Any], tx_id: str, **_: Any
+    ) -> Any:
         self.sent.append(Sent(room_id, content, tx_id))
         return type("Resp", (), {"event_id": f"$out{len(self.sent)}"})()
 
@@ -143,7 +149,9 @@ async def test_exclusive_admits_one_holder_at_a_time(db: Database) -> None:
 class PickyClient(FakeClient):
     """A homeserver that refuses events over 20,000 bytes of body, as Synapse does over 64 KiB."""
 
-    async def room_send(self, room_id: str, _type: str, content: dict[str, Any], tx_id: str) -> Any:
+    async def room_send(
+        self, room_id: str, _type: str, content: dict[str, Any], tx_id: str, **_: Any
+    ) -> Any:
         if len(str(content.get("body", "")).encode()) > 20_000:
             return RoomSendError("event too large", "M_TOO_LARGE")
         return await super().room_send(room_id, _type, content, tx_id)
@@ -165,3 +173,43 @@ async def test_a_message_the_homeserver_finds_too_large_goes_out_in_parts(db: Da
     assert len({sent.txn for sent in client.sent}) == len(client.sent)
     async with db.read() as s:
         assert await repo.outbox_depth(s) == 0
+
+
+async def test_an_encrypted_file_goes_on_as_it_is_to_an_encrypted_room_and_decrypted_elsewhere(
+    db: Database,
+) -> None:
+    from nio import UploadResponse
+    from nio.crypto.attachments import encrypt_attachment
+
+    receipt = b"%PDF-1.4 a train ticket"
+    ciphertext, keys = encrypt_attachment(receipt)
+    uploaded: list[bytes] = []
+
+    class FileClient(FakeClient):
+        async def download(self, mxc: str) -> Any:
+            assert mxc == "mxc://example.org/cipher"
+            return type("Download", (), {"body": ciphertext})()
+
+        async def upload(self, data: Any, **_: Any) -> Any:
+            uploaded.append(data.read())
+            return UploadResponse("mxc://example.org/plain"), None
+
+    encrypted_room, plain_room = "!enc:example.org", "!plain:example.org"
+    content = {
+        "msgtype": "m.file",
+        "body": "ticket.pdf",
+        "info": {"mimetype": "application/pdf"},
+        "file": {"url": "mxc://example.org/cipher", **keys, "mimetype": "application/pdf"},
+    }
+    async with db.session() as s:
+        for room in (encrypted_room, plain_room):
+            await repo.enqueue(s, room_id=room, payload=content, now=NOW)
+    client = FileClient(encrypted_rooms={encrypted_room})
+
+    await make_sender(db, client).flush_once()
+
+    by_room = {sent.room_id: sent.content for sent in client.sent}
+    assert by_room[encrypted_room]["file"] == content["file"]  # the key stays encrypted
+    assert "file" not in by_room[plain_room]  # no key in the clear
+    assert by_room[plain_room]["url"] == "mxc://example.org/plain"
+    assert uploaded == [receipt]  # a decrypted copy

@@ -178,3 +178,34 @@ def test_check_config_shows_the_retention_periods_and_warns_without_a_key(
     out = capsys.readouterr().out
     assert "Pseudonyms of erased people: key from the environment" in out
     assert "PSEUDONYM_KEY (e.g." not in out
+
+
+def test_check_config_says_clearly_that_the_store_key_is_missing_or_too_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["check-config", str(REPO / "bbwt_bot.toml")])
+    out = capsys.readouterr().out
+    assert "store key NOT SET" in out
+    assert "set BBWT_MATRIX__STORE_KEY to run" in out
+
+    monkeypatch.setenv("BBWT_MATRIX__STORE_KEY", "too-short")
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "bbwt_bot.toml")
+    assert caught.value.problems[0][0] == "matrix.store_key"
+    assert "openssl rand" in caught.value.problems[0][1]
+
+    monkeypatch.setenv("BBWT_MATRIX__STORE_KEY", "a-long-enough-random-secret")
+    settings = load_config(REPO / "bbwt_bot.toml")
+    assert "a-long-enough" not in repr(settings)
+    assert settings.matrix.encrypt_rooms is True
+    assert settings.matrix.key_wait == timedelta(seconds=30)
+
+
+def test_a_store_key_in_the_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[matrix]\nstore_key = "0123456789abcdefXYZ"\n'))
+    assert (
+        "matrix.store_key",
+        "secrets may not be in the file; set BBWT_MATRIX__STORE_KEY instead",
+    ) in caught.value.problems
