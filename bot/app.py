@@ -185,6 +185,7 @@ class BotApp:
             settings.matrix.command_prefix,
             self.registry.hooks,
             listening=self.registry.listening,
+            shared_rooms=frozenset([*cop_rooms, management]),
         )
         self.processor = Processor(
             db=self.db,

@@ -22,6 +22,7 @@ from bot.metrics import Metrics
 from bot.rooms import MemberCache
 from bot.sync import Classifier
 from commands.context import Context
+from commands.conversation import POINTER_EVERY, acted_on, pointer
 from commands.errors import CommandError
 from commands.registry import Place, Registry
 from commands.services import Services
@@ -152,7 +153,7 @@ class Processor:
                     registry=self.registry,
                     sender=row.sender,
                     room_id=row.room_id,
-                    event_id=row.event_id,
+                    event_id=row.replaces or row.event_id,  # an edit: answer its message
                     place=place,
                     now=self.clock(),
                     room_cop=room_cop,
@@ -163,7 +164,11 @@ class Processor:
                     replied_event=replied,
                 )
                 if row.kind == "command":
-                    command_name, outcome = await self._command(ctx, row)
+                    command_name, outcome = await self._command(ctx, row, self._typed(row))
+                elif row.kind == "text":
+                    command_name, outcome = await self._text(ctx, row)
+                elif row.kind == "edit":
+                    command_name, outcome = await self._edit(ctx, row)
                 else:
                     outcome = await self._hook(ctx, row)
                 await repo.set_inbound_outcome(s, row.id, outcome)
@@ -182,23 +187,50 @@ class Processor:
         self.metrics.command_seconds.labels(command_name).observe(time.monotonic() - started)
         self.on_committed()
 
+    def _typed(self, row: InboundEvent) -> str | None:
+        """What the person typed that may be a command: a command without its prefix, plain
+        text (a command if the first word names one, in a direct chat), or an edit's new
+        version of either."""
+        content = (row.content or {}).get("content") or {}
+        if row.kind == "edit":
+            new = content.get("m.new_content")
+            if not isinstance(new, dict):
+                return None
+            content = new
+        text = self.classifier.command_text(content)
+        if text is None and row.kind in ("text", "edit"):
+            text = self.classifier.plain_text(content)
+        return text
+
     async def _replied_event(self, row: InboundEvent) -> dict[str, Any] | None:
         """For a command that works on the message it replies to: that message, read now,
         before the transaction (None for every other event, or when it cannot be read)."""
-        if row.kind != "command" or self.services is None or self.services.fetch_event is None:
+        if row.kind not in ("command", "text", "edit"):
+            return None
+        if self.services is None or self.services.fetch_event is None:
+            return None
+        command, _ = self.registry.find(self._typed(row) or "")
+        if command is None or not command.reads_replied_event:
             return None
         content = (row.content or {}).get("content") or {}
-        command, _ = self.registry.find(self.classifier.command_text(content) or "")
+        if row.kind == "edit" and row.replaces:
+            # An edit's new version carries no reply: the message it changes does.
+            async with self.db.read() as s:
+                original = await repo.find_inbound(s, row.replaces)
+            content = ((original.content if original else None) or {}).get("content") or {}
         relates = content.get("m.relates_to")
         reply = relates.get("m.in_reply_to") if isinstance(relates, dict) else None
         target = reply.get("event_id") if isinstance(reply, dict) else None
-        if command is None or not command.reads_replied_event or not isinstance(target, str):
+        if not isinstance(target, str):
             return None
         return await self.services.fetch_event(row.room_id, target)
 
-    async def _command(self, ctx: Context, row: InboundEvent) -> tuple[str, str]:
-        content: dict[str, Any] = (row.content or {}).get("content") or {}
-        text = self.classifier.command_text(content) or ""
+    async def _command(self, ctx: Context, row: InboundEvent, text: str | None) -> tuple[str, str]:
+        text = text or ""
+        if row.kind != "edit" and await repo.edited_already(ctx.session, row.event_id):
+            # This message came late (its key arrived after its edit): the edit was handled
+            # in its place, and a message is acted on once.
+            return "superseded", "superseded"
         age = ctx.now - row.origin_ts
         if age > self.settings.matrix.offline_window:
             typed = text.split()[0] if text.split() else ""
@@ -229,21 +261,99 @@ class Processor:
             return name, "error"
         return (command.name if command else "unknown"), "ok"
 
+    async def _text(self, ctx: Context, row: InboundEvent) -> tuple[str, str]:
+        """Plain text outside the CoP and management rooms. In a direct chat: an answer to
+        the question the bot asked, else a command without its prefix, else one pointer to
+        ``help`` now and then. Anywhere else it is conversation: forgotten at once."""
+        if ctx.place is not Place.DM:
+            await repo.forget_inbound(ctx.session, row.id, ctx.now)
+            return "text", "ignored"
+        text = self._typed(row)
+        if not text:
+            return "text", "ignored"
+        if await self._answer(ctx, ctx.event):
+            return "dialogue", "answer"
+        if self.registry.find(text)[0] is not None:
+            return await self._command(ctx, row, text)
+        if ctx.now - row.origin_ts > self.settings.matrix.offline_window:
+            return "text", "ignored"  # chatter from while the bot was away: no answer
+        since = ctx.now - POINTER_EVERY
+        if await repo.last_outcome_for(ctx.session, row.sender, "pointer", since) is not None:
+            return "text", "quiet"
+        await ctx.reply(pointer(ctx.prefix))
+        return "text", "pointer"
+
+    async def _edit(self, ctx: Context, row: InboundEvent) -> tuple[str, str]:
+        """An edit (``m.replace``) of a message. Acted on when no version of the message was
+        acted on yet (the first one got an error, or was no command); otherwise the person
+        is told the first version counted. The message's row is locked meanwhile, so two
+        edits are decided one after the other."""
+        content = (row.content or {}).get("content") or {}
+        new = content.get("m.new_content")
+        target = row.replaces
+        if not isinstance(new, dict) or not target:
+            return "edit", "ignored"
+        prefixed = self.classifier.command_text(new)
+        if prefixed is None and ctx.place is not Place.DM:
+            # Without the prefix, text is a command only in a direct chat: conversation.
+            await repo.forget_inbound(ctx.session, row.id, ctx.now)
+            return "edit", "ignored"
+        original = await repo.find_inbound(ctx.session, target, lock=True)
+        if original is not None and (
+            original.sender != row.sender or original.room_id != row.room_id
+        ):
+            return "edit", "ignored"  # only its author edits a message (or it was erased)
+        text = prefixed if prefixed is not None else self._typed(row)
+        is_command = text is not None and self.registry.find(text)[0] is not None
+        earlier_edit = await repo.edit_acted_on(ctx.session, target, other_than=row.id)
+        if earlier_edit or (original is not None and original.outcome in repo.ACTED_ON):
+            await ctx.reply(
+                acted_on(ctx.prefix, earlier_edit=earlier_edit, edited=text if is_command else None)
+            )
+            return "edit", "acted-before"
+        if original is not None and original.status == "pending":
+            # Not handled yet (it waited for its key): the edit takes its place.
+            await repo.claim_inbound(ctx.session, original.id, "superseded", now=ctx.now)
+        # The message as it reads now; a reply it was stays one (``!claim attach``).
+        first = ((original.content if original else None) or {}).get("content") or {}
+        reply = first.get("m.relates_to") if isinstance(first, dict) else None
+        version = {k: v for k, v in new.items() if k != "m.relates_to"}
+        if isinstance(reply, dict) and "m.in_reply_to" in reply:
+            version["m.relates_to"] = {"m.in_reply_to": reply["m.in_reply_to"]}
+        ctx.event = {**(row.content or {}), "content": version}
+        if text is None:
+            return "edit", "ignored"
+        if prefixed is None and await self._answer(ctx, ctx.event):
+            return "dialogue", "answer"
+        if prefixed is None and not is_command:
+            return "edit", "ignored"
+        return await self._command(ctx, row, text)
+
+    async def _answer(self, ctx: Context, event: dict[str, Any]) -> bool:
+        """Offer plain text to the ``dialogue`` hooks: True when one took it as an answer."""
+        _, taken = await self._run_hooks(ctx, "dialogue", event)
+        return taken
+
     async def _hook(self, ctx: Context, row: InboundEvent) -> str:
-        outcome = "ok"
-        for hook in self.registry.hooks.get(row.kind, []):
+        outcome, _ = await self._run_hooks(ctx, row.kind, row.content or {})
+        return outcome
+
+    async def _run_hooks(self, ctx: Context, kind: str, event: dict[str, Any]) -> tuple[str, bool]:
+        """Every hook of ``kind``: (outcome, whether one said the event was its business)."""
+        outcome, taken = "ok", False
+        for hook in self.registry.hooks.get(kind, []):
             try:
                 async with ctx.session.begin_nested():
-                    await hook(ctx, row.content or {})
+                    taken = bool(await hook(ctx, event)) or taken
             except CommandError as exc:
-                await ctx.dm(row.sender, exc.message)
-                outcome = exc.outcome
+                await ctx.dm(ctx.sender, exc.message)
+                outcome, taken = exc.outcome, True
             except Exception:
                 ref = secrets.token_hex(2).upper()
-                log.exception("%s hook for %s failed (ref %s)", row.kind, row.event_id, ref)
-                self.metrics.errors.labels(row.kind).inc()
-                outcome = "error"
-        return outcome
+                log.exception("%s hook for %s failed (ref %s)", kind, ctx.event_id, ref)
+                self.metrics.errors.labels(kind).inc()
+                outcome, taken = "error", True  # no second answer to what a hook choked on
+        return outcome, taken
 
     async def _give_up(self, row: InboundEvent) -> None:
         """After repeated database failures: answer once so nothing is silently dropped."""

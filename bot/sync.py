@@ -76,6 +76,7 @@ class Classifier:
         prefix: str,
         hook_kinds: Iterable[str],
         listening: Container[str] = frozenset(),
+        shared_rooms: Container[str] | None = None,
     ) -> None:
         self.own_user = own_user
         self.prefix = prefix
@@ -83,6 +84,11 @@ class Classifier:
         self.listening = listening
         """Users whose plain text messages are kept as ``dialogue`` events (a live set that
         command families update, ``Registry.listening``); the hook checks the room."""
+        self.shared_rooms = shared_rooms
+        """The CoP rooms and the management room (a live container): there plain text is
+        conversation between people and never stored. Elsewhere (direct chats, and rooms
+        the processor finds are not one) plain text is kept as ``text``, for commands
+        typed without the prefix; None keeps no plain text anywhere."""
 
     def command_text(self, content: dict[str, Any]) -> str | None:
         """The command in a message (without prefix), or None when it is not a command."""
@@ -90,7 +96,7 @@ class Classifier:
             return None
         relates = content.get("m.relates_to")
         if isinstance(relates, dict) and relates.get("rel_type") == "m.replace":
-            return None  # an edit: the original was handled already
+            return None  # an edit: its new version is read by kind() as an ``edit``
         body = content.get("body")
         if not isinstance(body, str):
             return None
@@ -109,7 +115,21 @@ class Classifier:
             return False
         return content.get("msgtype") == "m.text" and isinstance(content.get("body"), str)
 
-    def kind(self, event: dict[str, Any]) -> str | None:
+    def plain_text(self, content: dict[str, Any]) -> str | None:
+        """A typed message's text without a reply's quote, or None when it is no text."""
+        if not self.is_plain_text(content):
+            return None
+        return strip_reply_fallback(str(content["body"])).strip()
+
+    def is_private_candidate(self, room_id: str | None) -> bool:
+        """Could this be a direct chat (not a CoP room nor the management room)?"""
+        return (
+            room_id is not None
+            and self.shared_rooms is not None
+            and (room_id not in self.shared_rooms)
+        )
+
+    def kind(self, event: dict[str, Any], room_id: str | None = None) -> str | None:
         sender = event.get("sender")
         if sender == self.own_user or not isinstance(event.get("event_id"), str):
             return None
@@ -120,6 +140,18 @@ class Classifier:
         if etype == "m.room.message":
             if self.command_text(content) is not None:
                 return "command"
+            private = self.is_private_candidate(room_id)
+            if edit_target(content) is not None:
+                # An edit is kept when its new version is a command (or, where a command
+                # needs no prefix, any text): the processor decides whether to act on it.
+                new = content.get("m.new_content")
+                if not isinstance(new, dict):
+                    return None
+                if self.command_text(new) is not None or (private and self.is_plain_text(new)):
+                    return "edit"
+                return None
+            if private and self.is_plain_text(content):
+                return "text"
             if "dialogue" in self.hook_kinds and sender in self.listening:
                 return "dialogue" if self.is_plain_text(content) else None
             return None
@@ -130,6 +162,15 @@ class Classifier:
         if etype == "m.room.member" and "member" in self.hook_kinds:
             return "member"
         return None
+
+
+def edit_target(content: dict[str, Any]) -> str | None:
+    """The event id an ``m.replace`` edit changes (None for anything else)."""
+    relates = content.get("m.relates_to")
+    if not isinstance(relates, dict) or relates.get("rel_type") != "m.replace":
+        return None
+    target = relates.get("event_id")
+    return target if isinstance(target, str) and target else None
 
 
 def field(event: Any, *path: str) -> Any:
@@ -172,6 +213,8 @@ class Incoming:
     sender: str
     origin_ts: datetime
     content: dict[str, Any]
+    replaces: str | None = None
+    """For an edit: the event id of the message it changes."""
 
 
 def check_event(room_id: str, kind: str, event: dict[str, Any]) -> Incoming:
@@ -200,6 +243,9 @@ def check_event(room_id: str, kind: str, event: dict[str, Any]) -> Incoming:
         json.dumps(stored, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, UnicodeError) as exc:
         raise Unstorable(f"content cannot be stored as JSON ({type(exc).__name__})") from None
+    replaces = edit_target(content) if kind == "edit" else None
+    if kind == "edit" and (replaces is None or len(replaces) > 255):
+        raise Unstorable("an edit without a short event id to replace")
     return Incoming(
         room_id=room_id,
         kind=kind,
@@ -207,6 +253,7 @@ def check_event(room_id: str, kind: str, event: dict[str, Any]) -> Incoming:
         sender=sender,
         origin_ts=datetime.fromtimestamp(ts / 1000, UTC),
         content=stored,
+        replaces=replaces,
     )
 
 
@@ -439,7 +486,7 @@ class Syncer:
             if event.get("type") == "m.room.encrypted":
                 self._park(batch, room_id, event)
                 return
-            kind = self.classifier.kind(event)
+            kind = self.classifier.kind(event, room_id)
             if kind is not None:
                 batch.incoming.append(check_event(room_id, kind, event))
         except Unstorable as exc:
@@ -587,5 +634,6 @@ class Syncer:
             origin_ts=row.origin_ts,
             content=row.content,
             kind=row.kind,
+            replaces=row.replaces,
             now=now,
         )

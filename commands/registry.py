@@ -63,7 +63,9 @@ class Place(Flag):
 
 
 Handler = Callable[..., Awaitable[None]]
-EventHook = Callable[["Context", dict[str, Any]], Awaitable[None]]
+EventHook = Callable[["Context", dict[str, Any]], Awaitable[bool | None]]
+"""A hook returns True when the event was its business (a ``dialogue`` hook that took the
+text as an answer: the processor then does not read it as a command)."""
 
 
 @dataclass
@@ -175,7 +177,9 @@ class Registry:
     listening: set[str] = field(default_factory=set)
     """Users in a question-and-answer dialogue with the bot: their plain (non-command) text
     messages are stored as ``dialogue`` events (see ``bot.sync.Classifier``). Families add
-    and remove users; a ``dialogue`` hook must check the room and its own state."""
+    and remove users; a ``dialogue`` hook must check the room and its own state. Plain text
+    in a direct chat is offered to the ``dialogue`` hooks whoever sent it, before it is
+    read as a command without prefix: a hook returns True when it took it as an answer."""
 
     def add(self, command: Command) -> Command:
         for name in (command.name, *command.aliases):

@@ -132,12 +132,18 @@ class InboundEvent(Base):
 
     ``status`` is ``pending`` until a worker has handled it; handling, its effects and
     its replies commit in one transaction together with ``status = 'done'``.
+
+    ``kind``: ``command`` (with the prefix), ``text`` (plain text outside the CoP and
+    management rooms: a command without the prefix, a dialogue answer or chatter in a
+    direct chat), ``edit`` (an ``m.replace`` of a message), or an event a hook wants.
     """
 
     __tablename__ = "inbound_events"
     __table_args__ = (
         Index("ix_inbound_events_pending", "status", "id"),
         Index("ix_inbound_events_unscrubbed", "scrubbed_at", "handled_at"),
+        Index("ix_inbound_events_replaces", "replaces"),
+        Index("ix_inbound_events_sender", "sender", "handled_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -153,6 +159,8 @@ class InboundEvent(Base):
     scrubbed_at: Mapped[datetime | None]
     """When ``content`` and ``sender`` were erased (retention or erasure); the row stays, so
     the event is never stored and carried out again."""
+    replaces: Mapped[str | None] = mapped_column(String(255))
+    """For an edit: the event id of the message it changes."""
 
 
 class OutboxMessage(Base):

@@ -220,6 +220,10 @@ async def direct_room_user(session: AsyncSession, room_id: str) -> str | None:
 
 # --- inbound events ------------------------------------------------------------------------
 
+ACTED_ON = ("ok", "answer")
+"""Outcomes of a message the bot acted on: a command carried out, a dialogue answer taken.
+An edit of such a message is not acted on again."""
+
 
 async def add_inbound(
     session: AsyncSession,
@@ -230,9 +234,11 @@ async def add_inbound(
     origin_ts: datetime,
     content: dict[str, Any],
     kind: str = "command",
+    replaces: str | None = None,
     now: datetime,
 ) -> bool:
-    """Store a received event once; False if it was already stored."""
+    """Store a received event once; False if it was already stored. ``replaces``: for an
+    edit, the event id of the message it changes."""
     return await _insert_ignore(
         session,
         InboundEvent,
@@ -243,10 +249,70 @@ async def add_inbound(
             "origin_ts": origin_ts,
             "content": content,
             "kind": kind,
+            "replaces": replaces,
             "status": "pending",
             "received_at": now,
         },
         ["event_id"],
+    )
+
+
+async def find_inbound(
+    session: AsyncSession, event_id: str, *, lock: bool = False
+) -> InboundEvent | None:
+    """The stored event with this Matrix event id. ``lock``: keep the row locked until the
+    transaction ends (PostgreSQL), so two edits of one message are decided one at a time."""
+    query = select(InboundEvent).where(InboundEvent.event_id == event_id)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query.execution_options(populate_existing=True))
+
+
+async def edit_acted_on(session: AsyncSession, event_id: str, *, other_than: int) -> bool:
+    """Was an edit of message ``event_id`` (other than row ``other_than``) carried out?"""
+    found = await session.scalar(
+        select(InboundEvent.id)
+        .where(
+            InboundEvent.replaces == event_id,
+            InboundEvent.id != other_than,
+            InboundEvent.status == "done",
+            InboundEvent.outcome.in_(ACTED_ON),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def edited_already(session: AsyncSession, event_id: str) -> bool:
+    """Was an edit of message ``event_id`` handled already (the message itself came late)?"""
+    found = await session.scalar(
+        select(InboundEvent.id)
+        .where(InboundEvent.replaces == event_id, InboundEvent.status == "done")
+        .limit(1)
+    )
+    return found is not None
+
+
+async def last_outcome_for(
+    session: AsyncSession, sender: str, outcome: str, since: datetime
+) -> datetime | None:
+    """When ``sender``'s latest event handled since ``since`` with ``outcome`` was handled
+    (the "send help" pointer they were given, say), or None."""
+    return await session.scalar(
+        select(func.max(InboundEvent.handled_at)).where(
+            InboundEvent.sender == sender,
+            InboundEvent.handled_at >= since,
+            InboundEvent.outcome == outcome,
+        )
+    )
+
+
+async def forget_inbound(session: AsyncSession, row_id: int, now: datetime) -> None:
+    """Erase a handled event's text and sender at once (a message the bot does not act on)."""
+    await session.execute(
+        update(InboundEvent)
+        .where(InboundEvent.id == row_id)
+        .values(content={}, sender="", scrubbed_at=now)
     )
 
 

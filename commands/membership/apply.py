@@ -344,20 +344,21 @@ async def stop_dialogue(ctx: Context, dialogue: ms.JoinDialogue) -> None:
 
 
 @family.on("dialogue")
-async def on_answer(ctx: Context, event: dict[str, Any]) -> None:
+async def on_answer(ctx: Context, event: dict[str, Any]) -> bool:
+    """An answer to the question the bot asked; True when the text was taken as one."""
     if ctx.place is not Place.DM:
-        return
+        return False
     dialogue = await ms.get_dialogue(ctx.session, ctx.sender)
     if dialogue is None:
         ctx.registry.listening.discard(ctx.sender)
-        return
+        return False
     body = (event.get("content") or {}).get("body")
     answer = strip_reply_fallback(body if isinstance(body, str) else "").strip()
     if not answer:
-        return
+        return False
     if answer.lower().strip(".!") in ("cancel", "stop"):
         await stop_dialogue(ctx, dialogue)
-        return
+        return True
     try:
         value = parse_answer(dialogue.asked, answer)
     except ArgError as exc:
@@ -367,7 +368,7 @@ async def on_answer(ctx: Context, event: dict[str, Any]) -> None:
             .para()
             .append(question(dialogue.asked, ctx.prefix))
         )
-        return
+        return True
     facts = {dialogue.asked: value}
     await ms.save_profile(
         ctx.session,
@@ -378,6 +379,7 @@ async def on_answer(ctx: Context, event: dict[str, Any]) -> None:
         now=ctx.now,
     )
     await continue_dialogue(ctx, dialogue, ctx.reply)
+    return True
 
 
 @family.command(

@@ -95,6 +95,8 @@ class Result:
     room: str
     sender: str
     sent: list[Sent] = field(default_factory=list)
+    event_id: str = ""
+    """The Matrix event id of what was sent (what an edit points at)."""
 
     def to(self, where: str) -> list[Sent]:
         """What went to a room, or to a person's direct chat."""
@@ -316,8 +318,43 @@ class World:
         """A non-command event (``reaction``, ``redaction``, ``member``, ``dialogue``)."""
         return await self._handle(kind, sender, event, room, timedelta(0))
 
+    async def say(
+        self, sender: str, text: str, room: str | None = None, *, age: timedelta = timedelta(0)
+    ) -> Result:
+        """Plain text without the prefix (in the sender's direct chat by default), stored as
+        the sync loop stores it outside the CoP and management rooms: a ``text`` event."""
+        event = {"type": "m.room.message", "content": {"msgtype": "m.text", "body": text}}
+        return await self._handle("text", sender, event, room, age)
+
+    async def edit(
+        self, sender: str, original: Result | str, text: str, room: str | None = None
+    ) -> Result:
+        """``sender`` edits their message ``original`` (a result or an event id) to read
+        ``text``, as clients send it: an ``m.replace`` with the new version in
+        ``m.new_content`` and a ``*`` fallback in the body."""
+        target = original.event_id if isinstance(original, Result) else original
+        if room is None and isinstance(original, Result):
+            room = original.room
+        event = {
+            "type": "m.room.message",
+            "content": {
+                "msgtype": "m.text",
+                "body": f"* {text}",
+                "m.new_content": {"msgtype": "m.text", "body": text},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": target},
+            },
+        }
+        return await self._handle("edit", sender, event, room, timedelta(0), replaces=target)
+
     async def _handle(
-        self, kind: str, sender: str, event: dict[str, Any], room: str | None, age: timedelta
+        self,
+        kind: str,
+        sender: str,
+        event: dict[str, Any],
+        room: str | None,
+        age: timedelta,
+        *,
+        replaces: str | None = None,
     ) -> Result:
         room = room or await self.direct_chat(sender)
         await self.group_chat_if_unknown(room, sender)
@@ -332,6 +369,7 @@ class World:
                 origin_ts=self.now - age,
                 content={k: v for k, v in event.items() if k != "event_id"},
                 kind=kind,
+                replaces=replaces,
                 now=self.now,
             )
             row = await s.scalar(select(InboundEvent).where(InboundEvent.event_id == event_id))
@@ -339,7 +377,7 @@ class World:
         await self.processor.handle(row)
         async with self.db.read() as s:
             outcome = await s.scalar(select(InboundEvent.outcome).where(InboundEvent.id == row.id))
-        return Result(str(outcome), room, sender, await self.deliver(after=before))
+        return Result(str(outcome), room, sender, await self.deliver(after=before), event_id)
 
     # --- conveniences over send -----------------------------------------------------------
     async def run(self, sender: str, text: str, room: str | None = None, **kw: Any) -> list[Sent]:
@@ -372,8 +410,7 @@ class World:
 
     async def answer(self, sender: str, text: str) -> Result:
         """A plain message in the sender's direct chat (an answer in the join dialogue)."""
-        event = {"type": "m.room.message", "content": {"msgtype": "m.text", "body": text}}
-        return await self.hook("dialogue", sender, event)
+        return await self.say(sender, text)
 
     async def member_event(self, user: str, room: str, membership: str = "join") -> Result:
         event = {"type": "m.room.member", "state_key": user, "content": {"membership": membership}}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.sync import Classifier, after_own_join
+import pytest
+
+from bot.sync import Classifier, Unstorable, after_own_join, check_event
 from commands.text import strip_reply_fallback
 
 BOT = "@bot:example.org"
@@ -79,3 +81,60 @@ def test_messages_between_the_invite_and_the_join_are_kept() -> None:
 def test_a_profile_change_of_the_bot_is_not_mistaken_for_a_join() -> None:
     events = [message("!help"), member(BOT, "join", prev="join")]
     assert after_own_join(events, BOT) == events
+
+
+# --- plain text and edits ------------------------------------------------------------------
+
+COP_ROOM, MGMT, DM = "!cop:x", "!mgmt:x", "!dm:x"
+rooms_known = Classifier(BOT, "!", hook_kinds=["reaction"], shared_rooms={COP_ROOM, MGMT})
+
+
+def edit_of(target: object, new_body: str, **new: object) -> dict:
+    """An ``m.replace`` edit as clients send it: a ``*`` fallback and the new version."""
+    event = message(
+        f"* {new_body}",
+        **{
+            "m.new_content": {"msgtype": "m.text", "body": new_body, **new},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": target},
+        },
+    )
+    event["origin_server_ts"] = 1_700_000_000_000
+    return event
+
+
+def test_plain_text_is_kept_only_outside_the_cop_and_management_rooms() -> None:
+    assert rooms_known.kind(message("help"), DM) == "text"
+    assert rooms_known.kind(message("rsvp E1 yes"), DM) == "text"
+    assert rooms_known.kind(message("help"), COP_ROOM) is None
+    assert rooms_known.kind(message("help"), MGMT) is None
+    assert rooms_known.kind(message("!help"), COP_ROOM) == "command"
+    assert rooms_known.kind(message("!help"), DM) == "command"
+    # Notices (other bots), the bot's own messages and files are never text to answer.
+    assert rooms_known.kind(message("help", msgtype="m.notice"), DM) is None
+    assert rooms_known.kind(message("help", sender=BOT), DM) is None
+    assert rooms_known.kind({**message("x"), "content": {"msgtype": "m.file"}}, DM) is None
+    # Without knowing the shared rooms, plain text is kept nowhere (as before).
+    assert classifier.kind(message("help"), DM) is None
+
+
+def test_an_edit_is_kept_when_its_new_version_may_be_a_command() -> None:
+    assert rooms_known.kind(edit_of("$a", "!rsvp E1 yes"), COP_ROOM) == "edit"
+    assert rooms_known.kind(edit_of("$a", "rsvp E1 yes"), COP_ROOM) is None
+    assert rooms_known.kind(edit_of("$a", "rsvp E1 yes"), DM) == "edit"
+    assert rooms_known.kind(edit_of("$a", "!help", msgtype="m.notice"), COP_ROOM) is None
+    # An edit is never read as a command of its own (its body is the "* …" fallback).
+    star = edit_of("$a", "!help")
+    star["content"]["body"] = "!help"
+    assert rooms_known.kind(star, COP_ROOM) == "edit"
+    broken = edit_of("$a", "!help")
+    del broken["content"]["m.new_content"]
+    assert rooms_known.kind(broken, COP_ROOM) is None
+
+
+def test_an_edit_is_stored_with_the_message_it_replaces() -> None:
+    stored = check_event(COP_ROOM, "edit", edit_of("$first", "!help"))
+    assert stored.replaces == "$first" and stored.kind == "edit"
+    assert check_event(COP_ROOM, "command", edit_of("$first", "!help")).replaces is None
+    with pytest.raises(Unstorable):
+        check_event(COP_ROOM, "edit", edit_of("$" + "x" * 300, "!help"))
+    assert rooms_known.kind(edit_of(12, "!help"), COP_ROOM) is None  # no event id
