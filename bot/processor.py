@@ -259,7 +259,7 @@ class Processor:
             )
             name = ctx.command.name if ctx.command else "unknown"
             return name, "error"
-        return (command.name if command else "unknown"), "ok"
+        return (command.name if command else "unknown"), ctx.failed or "ok"
 
     async def _text(self, ctx: Context, row: InboundEvent) -> tuple[str, str]:
         """Plain text outside the CoP and management rooms. In a direct chat: an answer to
@@ -362,14 +362,14 @@ class Processor:
         try:
             async with self.db.session() as s:
                 if await repo.claim_inbound(s, row.id, "failed", now=self.clock()):
-                    if row.kind == "command":
+                    if row.kind in ("command", "edit"):
                         await repo.enqueue(
                             s,
                             room_id=row.room_id,
                             payload=Message(
                                 f"Sorry, I could not handle this (ref {ref}). Nothing was "
                                 "changed; please try again in a few minutes."
-                            ).content(reply_to=row.event_id),
+                            ).content(reply_to=row.replaces or row.event_id),
                             now=self.clock(),
                         )
             self.on_committed()

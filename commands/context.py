@@ -99,6 +99,9 @@ class Context:
     """What the registry resolved before the handler: the CoP, the thing, the caller's role."""
     redirected: bool = False
     """Answers go to the caller's direct chat (a private command asked in a shared room)."""
+    failed: str | None = None
+    """The outcome of a command refused after it had answered already (a private command
+    moved to a direct chat and refused there): the event's outcome, not ``ok``."""
     replied_event: dict[str, Any] | None = None
     """The message this command replies to, read from the homeserver before the command's
     transaction began (only for commands declared with ``reads_replied_event``)."""

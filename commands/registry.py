@@ -286,6 +286,7 @@ class Registry:
                     await self._run(ctx, command, rest)
             except CommandError as exc:
                 await ctx.reply(exc.message)
+                ctx.failed = exc.outcome
             return command
         await self._run(ctx, command, rest)
         return command

@@ -50,8 +50,8 @@ def notice(settings: Settings, prefix: str) -> Message:
             ),
             Message("The market intelligence you share: for your CoP."),
             Message("Your travel claims, their lines and receipts: to reimburse your travel."),
-            Message("The commands you send me and what I send you: to carry out each ").text(
-                "command exactly once."
+            Message("The commands you send me (and what you write in our direct chat) and ").text(
+                "what I send you: to carry out each command exactly once."
             ),
             Message("A log of decisions (approvals, claims, removals): for accountability."),
         ]

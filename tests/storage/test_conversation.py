@@ -192,6 +192,17 @@ async def test_edits_in_a_direct_chat_need_no_prefix_either(world: World) -> Non
     assert chatter.outcome == "acted-before"  # "help" was carried out
 
 
+async def test_a_private_command_refused_in_its_direct_chat_counts_as_failed(
+    world: World,
+) -> None:
+    """Asked in a CoP room, a claim command answers in a direct chat; refused there, it was
+    not acted on, so its edit is."""
+    typo = await world.send(ANNA, "!claims x", HDEV_ROOM)
+    assert typo.outcome == "usage" and "Let's do this privately" in typo.here
+    fixed = await world.edit(ANNA, typo, "!claims")
+    assert fixed.outcome == "ok"
+
+
 async def test_an_edit_of_someone_elses_message_or_an_answer_elsewhere_is_ignored(
     world: World,
 ) -> None:
