@@ -306,7 +306,12 @@ class Processor:
         text = prefixed if prefixed is not None else self._typed(row)
         is_command = text is not None and self.registry.find(text)[0] is not None
         earlier_edit = await repo.edit_acted_on(ctx.session, target, other_than=row.id)
-        if earlier_edit or (original is not None and original.outcome in repo.ACTED_ON):
+        acted = (
+            original is not None
+            and original.kind in ("command", "text")
+            and original.outcome in repo.ACTED_ON
+        )
+        if earlier_edit or acted:
             await ctx.reply(
                 acted_on(ctx.prefix, earlier_edit=earlier_edit, edited=text if is_command else None)
             )

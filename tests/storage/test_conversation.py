@@ -4,6 +4,7 @@ edited commands (acted on once: the first version that worked counts)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -272,3 +273,51 @@ async def test_an_edited_reply_command_keeps_the_message_it_replies_to(world: Wo
     assert typo.outcome == "usage"
     fixed = await world.edit(ANNA, typo, "!intel share Bus prices 2026")
     assert fixed.outcome == "ok" and "ticket.pdf" in fixed.reply
+
+
+async def test_two_edits_handled_at_once_by_two_processes_act_once(world: World) -> None:
+    """Two processes (say, the moment a standby takes over) each pick up one edit of the same
+    failed command: the message's row is locked while an edit is decided, so one edit is
+    carried out and the other is told so."""
+    event = await upcoming(world)
+    typo = await world.send(ANNA, f"!rsvp E{event} yse", HDEV_ROOM)
+    rows = []
+    async with world.db.session() as s:
+        for index, answer in enumerate(("yes", "maybe")):
+            text = f"!rsvp E{event} {answer}"
+            await repo.add_inbound(
+                s,
+                event_id=f"$edit{index}",
+                room_id=HDEV_ROOM,
+                sender=ANNA,
+                origin_ts=world.now,
+                content={
+                    "type": "m.room.message",
+                    "content": {
+                        "msgtype": "m.text",
+                        "body": f"* {text}",
+                        "m.new_content": {"msgtype": "m.text", "body": text},
+                        "m.relates_to": {"rel_type": "m.replace", "event_id": typo.event_id},
+                    },
+                },
+                kind="edit",
+                replaces=typo.event_id,
+                now=world.now,
+            )
+            rows.append(await repo.find_inbound(s, f"$edit{index}"))
+    other = World(world.db)
+    await asyncio.gather(
+        world.processor.handle(rows[0]),  # type: ignore[arg-type]
+        other.processor.handle(rows[1]),  # type: ignore[arg-type]
+    )
+    for _ in range(3):  # SQLite may have turned one away as busy: it stays pending, tried again
+        async with world.db.read() as s:
+            pending = await repo.pending_inbound(s, room_id=HDEV_ROOM)
+        for row in pending:
+            await world.processor.handle(row)
+    async with world.db.read() as s:
+        outcomes = sorted(
+            [(await repo.find_inbound(s, f"$edit{i}")).outcome for i in (0, 1)]  # type: ignore[union-attr]
+        )
+    assert outcomes == ["acted-before", "ok"]
+    assert await answer_of(world, event) in ("yes", "maybe")
