@@ -143,19 +143,20 @@ def check_claim(
     """Apply every rule: convert, cap, flag, and say what blocks submission.
 
     Accommodation is capped over the whole claim: the nights claimed (each line's
-    ``nights=``; a line without it counts for the nights the event allows), never more than
-    the event allows, times the nightly cap. The daily allowance is capped at the meeting
+    ``nights=``; a line without it may cover every night the event allows), never more than
+    the event allows, times the nightly cap; more nights than allowed (a line without
+    ``nights=`` counting one) are flagged. The daily allowance is capped at the meeting
     days (see :func:`allowance_days`) times the daily rate. ``hours``: the event's length.
     """
     checked: list[LineCheck] = []
     allowance_left = cents(rules.daily_allowance * allowance_days(days, hours, rules))
     may_stay = allowed_nights(days, rules)
     stays = [line for line in lines if line.category == "accommodation"]
+    nights_claimed = sum(int(line.quantity) if line.quantity else 1 for line in stays)
     if any(not line.quantity for line in stays):
-        nights_claimed = may_stay
+        nights_paid = may_stay  # a bill without nights= may cover every night allowed
     else:
-        nights_claimed = sum(int(line.quantity or 0) for line in stays)
-    nights_paid = min(nights_claimed, may_stay)
+        nights_paid = min(nights_claimed, may_stay)
     pool = cents(rules.accommodation_per_night * nights_paid)
     stay_left = pool
     too_many_nights = nights_claimed > may_stay
@@ -166,7 +167,7 @@ def check_claim(
         allowed = conversion.eur
         if line.category == "accommodation":
             cap = stay_left
-            if too_many_nights and line.quantity and int(line.quantity) > 0:
+            if too_many_nights:
                 flags.append(
                     f"{_plural(nights_claimed, 'night')} claimed, but the event allows "
                     f"{_plural(may_stay, 'night')} ({_plural(max(days, 1), 'day')} plus "
