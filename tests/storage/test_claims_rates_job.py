@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bot.demo import seed_rates
 from commands.claims.rates import choose_rate, parse_rates, refresh_rates
 from storage import claims as store
 from tests.support.database import TestDatabase
@@ -148,3 +150,15 @@ async def test_an_unreachable_service_is_logged_too(
 def test_the_inforeuro_answer_is_read_exactly() -> None:
     body = '[{"isoA3Code": "HUF", "value": 386.123456}, {"isoA3Code": "EUR", "value": 1}]'
     assert parse_rates(body) == {"HUF": Decimal("386.123456")}
+
+
+async def test_the_demo_ships_rates_for_every_currency_members_write(db: TestDatabase) -> None:
+    world = await World(db, claims={"rates_url": ""}).seed()
+    running = SimpleNamespace(db=world.db, clock=lambda: NOW)
+    await seed_rates(running)  # type: ignore[arg-type]
+    async with world.db.read() as s:
+        for code in ("SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "RON", "BGN", "CHF", "GBP"):
+            choice = await choose_rate(s, world.settings.claims, code, "2026-03")
+            assert choice is not None and choice.month == "2026-03", code
+            earlier = await choose_rate(s, world.settings.claims, code, "2026-02")
+            assert earlier is not None and not earlier.fallback, code
