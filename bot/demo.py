@@ -10,12 +10,17 @@ from pydantic import SecretStr
 
 from bot.app import BotApp
 from bot.devserver import LocalSynapse, SynapseUser
+from commands.claims.rates import month_of, parse_rates, previous_month
 from config import load_config
 from config.models import Settings
+from storage import claims as claims_store
 from storage import repo
 
 log = logging.getLogger(__name__)
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "bbwt_bot.toml"
+DEMO_RATES = Path(__file__).resolve().parent / "demo_rates.json"
+"""Sample monthly rates in the InforEuro format, so that every currency example of the help
+works in the demo without the internet (the demo fetches nothing)."""
 
 # (localpart, organisation, country, authority type, CoP they belong to)
 EXAMPLE_MEMBERS = [
@@ -53,8 +58,21 @@ def demo_settings(
                 update={"url": f"sqlite+aiosqlite:///{data / 'bbwt_bot.db'}"}
             ),
             "secretariat": base.secretariat.model_copy(update={"admins": [admin]}),
+            "claims": base.claims.model_copy(update={"rates_url": ""}),
         }
     )
+
+
+async def seed_rates(running: BotApp) -> None:
+    """The sample rates, as this month's and last month's InforEuro rates."""
+    rates = parse_rates(DEMO_RATES.read_text(encoding="utf-8"))
+    now = running.clock()
+    this_month = month_of(now.date())
+    async with running.db.session() as s:
+        for month in (this_month, previous_month(this_month)):
+            await claims_store.save_rates(
+                s, month, rates, source=f"demo sample ({DEMO_RATES.name})", now=now
+            )
 
 
 def prepare(data: Path) -> tuple[Path, Settings]:
@@ -87,6 +105,7 @@ async def demo(data: Path, port: int) -> int:
                         cop_code=cop,
                         now=running.clock(),
                     )
+            await seed_rates(running)
             if running.sender is not None:
                 running.sender.wake()
             print_instructions(synapse, admin, list(members.values()), settings)

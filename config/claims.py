@@ -31,6 +31,10 @@ IN_PERSON_KINDS = (
     "industry-meeting",
 )
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+INFOREURO_URL = (
+    "https://ec.europa.eu/budg/inforeuro/api/public/monthly-rates?lang=EN&year={year}&month={month}"
+)
+"""The Commission's published monthly accounting rates (InforEuro), as JSON."""
 
 
 def _exact_decimal(value: Any, places: int, what: str) -> Decimal:
@@ -100,10 +104,23 @@ class ClaimsConfig(_Section):
     daily_allowance: Money = Decimal("113.00")
     """Per meeting day."""
     accommodation_per_night: Money = Decimal("168.00")
-    """Cap per night."""
+    """Cap per night, pooled over the claim's accommodation lines."""
+    travel_nights: int = Field(1, ge=0, le=7)
+    """Nights allowed besides the event's own (its days minus one): the night before the
+    first day or after the last, when the journey needs it. A one-day meeting: one night."""
+    short_meeting_hours: Decimal = Field(Decimal(4), ge=0, le=24)
+    """An event shorter than this (in total) is no full meeting day: its daily allowance is
+    ``short_meeting_share`` of one day's. 0 turns the rule off."""
+    short_meeting_share: Decimal = Field(Decimal("0.5"), ge=0, le=1)
+    rates_url: str = INFOREURO_URL
+    """Where the monthly rates are fetched (``{year}`` and ``{month}`` are filled in); empty:
+    never fetched, only ``rates`` are used."""
+    rates_every: Duration = timedelta(hours=6)
+    """How often the rates job looks for a month it does not have yet."""
     rates: dict[str, Rate] = Field(default_factory=_default_rates)
-    """Currencies accepted besides EUR: how many units of the currency one euro buys
-    (the InforEuro / ECB convention), e.g. ``SEK = 11.05``."""
+    """A manual override: a rate given here (units of the currency one euro buys, the
+    InforEuro convention, e.g. ``SEK = 11.05``) is used for every month instead of the
+    fetched one."""
     retention: Duration = timedelta(days=5 * DAYS_PER_YEAR)
     """Claims are financial records: a claim is deleted this long after it was paid,
     rejected or withdrawn (the Financial Regulation asks for at least five years)."""
@@ -136,6 +153,19 @@ class ClaimsConfig(_Section):
                 raise ValueError(f"{name!r}: use lower-case words such as taxi")
             if not rule.strip():
                 raise ValueError(f"{name!r}: give the rule to quote when it is refused")
+        return value
+
+    @field_validator("short_meeting_hours", "short_meeting_share", mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> Decimal:
+        return _exact_decimal(value, 2, "this value")
+
+    @field_validator("rates_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) address, or empty to fetch no rates")
         return value
 
     @field_validator("rates", mode="before")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -27,9 +28,12 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -97,11 +101,27 @@ DRAFT, SUBMITTED, APPROVED, REJECTED, PAID, WITHDRAWN = (
     Status.WITHDRAWN,
 )
 OPEN = (DRAFT, SUBMITTED, APPROVED, PAID)
-"""A person has at most one claim per event in these statuses."""
+"""A person has at most one claim per event in these statuses (the database enforces it:
+the partial unique index ``uq_claims_open``)."""
+OPEN_WHERE = "status IN ('draft', 'submitted', 'approved', 'paid')"
+
+
+class DuplicateClaim(Exception):
+    """The person already has an open claim for the event (made at the same moment)."""
 
 
 class Claim(Base):
     __tablename__ = "claims"
+    __table_args__ = (
+        Index(
+            "uq_claims_open",
+            "user_id",
+            "event_id",
+            unique=True,
+            sqlite_where=text(OPEN_WHERE),
+            postgresql_where=text(OPEN_WHERE),
+        ),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(255), index=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
@@ -143,6 +163,9 @@ class ClaimLine(Base):
     currency: Mapped[str] = mapped_column(String(3))
     rate: Mapped[Decimal] = mapped_column(DecimalText)
     """Units of ``currency`` per 1 EUR when the line was added."""
+    rate_month: Mapped[str | None] = mapped_column(String(7))
+    """The month (``2026-05``) of the InforEuro rate used; None for EUR and for a rate the
+    Secretariat set in the configuration."""
     eur: Mapped[Decimal] = mapped_column(Cents)
     quantity: Mapped[Decimal | None] = mapped_column(DecimalText)
     """Kilometres (car), nights (accommodation) or days (daily allowance)."""
@@ -187,8 +210,12 @@ async def create_claim(
         created_at=now,
         updated_at=now,
     )
-    session.add(claim)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(claim)
+            await session.flush()
+    except IntegrityError:
+        raise DuplicateClaim from None
     return claim
 
 
@@ -286,6 +313,7 @@ async def add_line(
     distance_km: int | None,
     note: str,
     now: datetime,
+    rate_month: str | None = None,
 ) -> ClaimLine:
     position = int(
         await session.scalar(
@@ -302,6 +330,7 @@ async def add_line(
         amount=amount,
         currency=currency,
         rate=rate,
+        rate_month=rate_month,
         eur=eur,
         quantity=quantity,
         distance_km=distance_km,
@@ -376,6 +405,91 @@ def record_approval(
     for line, share in zip(lines, shares, strict=True):
         line.approved = share
     claim.approved = total
+
+
+# --- exchange rates ------------------------------------------------------------------------
+
+
+class ExchangeRate(Base):
+    """The Commission's monthly accounting rate (InforEuro) of one currency: units of the
+    currency per 1 EUR in ``month``, as fetched from ``claims.rates_url``."""
+
+    __tablename__ = "exchange_rates"
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    """``2026-05``."""
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    rate: Mapped[Decimal] = mapped_column(DecimalText)
+    source: Mapped[str] = mapped_column(Text, default="")
+    """Where it was fetched from."""
+    fetched_at: Mapped[datetime] = mapped_column()
+
+
+@dataclass(frozen=True)
+class StoredRate:
+    currency: str
+    rate: Decimal
+    month: str
+
+
+async def save_rates(
+    session: AsyncSession, month: str, rates: dict[str, Decimal], *, source: str, now: datetime
+) -> int:
+    """Store (or refresh) one month's rates; an upsert, so two processes may do it at once.
+    Returns how many currencies were written."""
+    if not rates:
+        return 0
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "month": month,
+            "currency": code,
+            "rate": rate,
+            "source": source,
+            "fetched_at": now,
+        }
+        for code, rate in sorted(rates.items())
+    ]
+    stmt = insert(ExchangeRate).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["month", "currency"],
+        set_={
+            "rate": stmt.excluded.rate,
+            "source": stmt.excluded.source,
+            "fetched_at": stmt.excluded.fetched_at,
+        },
+    )
+    await session.execute(stmt)
+    return len(rows)
+
+
+async def months_with_rates(session: AsyncSession) -> list[str]:
+    """Every month with stored rates, oldest first."""
+    rows = await session.scalars(select(ExchangeRate.month).distinct().order_by(ExchangeRate.month))
+    return list(rows.all())
+
+
+async def rate_for(session: AsyncSession, currency: str, month: str) -> StoredRate | None:
+    """The rate of ``currency`` for ``month``; without one, the latest stored before it;
+    without that either, the earliest after it (the caller says which month it used)."""
+    base = select(ExchangeRate).where(ExchangeRate.currency == currency)
+    found = await session.scalar(
+        base.where(ExchangeRate.month <= month).order_by(ExchangeRate.month.desc()).limit(1)
+    )
+    if found is None:
+        found = await session.scalar(
+            base.where(ExchangeRate.month > month).order_by(ExchangeRate.month).limit(1)
+        )
+    if found is None:
+        return None
+    return StoredRate(found.currency, found.rate, found.month)
+
+
+async def known_currencies(session: AsyncSession) -> list[str]:
+    rows = await session.scalars(
+        select(ExchangeRate.currency).distinct().order_by(ExchangeRate.currency)
+    )
+    return list(rows.all())
 
 
 # --- privacy: erasure and retention ------------------------------------------------------------

@@ -6,17 +6,24 @@ a direct message (``private`` in the declarations), so no amount, receipt or sta
 ever written to a shared room.
 
 One topic per module: :mod:`.money` and :mod:`.rules` (pure rules), :mod:`.access` (which
-claim, who may act on it), :mod:`.lines` (expenses and receipts as typed), :mod:`.render`,
-:mod:`.claimant`, :mod:`.progress`, :mod:`.decide` and :mod:`.finance`.
+claim, who may act on it), :mod:`.lines` (expenses and receipts as typed), :mod:`.rates`
+(monthly exchange rates), :mod:`.render`, :mod:`.claimant`, :mod:`.progress`, :mod:`.decide`
+and :mod:`.finance`.
 """
 
 from __future__ import annotations
 
-from commands.claims import claimant, decide, finance, progress
+from commands.claims import claimant, decide, finance, progress, rates
 from commands.registry import Registry
+from commands.services import Services
 
-__all__ = ["finance", "register"]
+__all__ = ["finance", "register", "setup"]
 
 
 def register(registry: Registry) -> None:
     registry.register(claimant.family, progress.family, decide.family)
+
+
+async def setup(services: Services) -> None:
+    """Fetch the monthly exchange rates on a schedule (see :mod:`.rates`)."""
+    rates.schedule(services)

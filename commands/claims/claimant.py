@@ -13,12 +13,14 @@ from zoneinfo import ZoneInfo
 from commands.args import Arg, ArgError, prefixed_id, word_list
 from commands.claims.access import CLAIM, audit, load, step
 from commands.claims.lines import line_number, parse_add, pick_line, receipt_of
+from commands.claims.rates import choose_rate, month_of, unknown_currency
 from commands.claims.render import (
     assess,
     claim_message,
     days_of,
     describe_line,
     event_line,
+    hours_of,
     next_steps,
 )
 from commands.claims.rules import (
@@ -106,14 +108,25 @@ async def claim_new(ctx: Context, event: Event) -> None:
                 f"{found.cop_code} or the Secretariat."
             )
         )
-    claim = await store.create_claim(
-        ctx.session,
-        user_id=ctx.sender,
-        event_id=found.id,
-        cop_code=found.cop_code,
-        days=len(days),
-        now=ctx.now,
-    )
+    try:
+        claim = await store.create_claim(
+            ctx.session,
+            user_id=ctx.sender,
+            event_id=found.id,
+            cop_code=found.cop_code,
+            days=len(days),
+            now=ctx.now,
+        )
+    except store.DuplicateClaim:
+        # Another message of the same person made one at the same moment (the database
+        # keeps one open claim per person and event).
+        raise CommandError(
+            Message("You already have a claim for ")
+            .append(event_line(found))
+            .text(", opened a moment ago. ")
+            .code(f"{ctx.prefix}claims")
+            .text(" lists it.")
+        ) from None
     await audit(ctx, claim, "new", f"for E{found.id}")
     last = deadline_day(days[-1], rules)
     p = ctx.prefix
@@ -152,8 +165,9 @@ async def claim_new(ctx: Context, event: Event) -> None:
     help="Add an expense to your draft claim.\n"
     "Categories: rail, air, car (give the km driven), accommodation (the hotel bill; "
     "add nights=N), daily-allowance (leave the amount out to get the allowance for the "
-    "event's days), other. Give another currency after the amount (e.g. 1450 SEK); add "
-    "km=N for the one-way distance of a rail or air trip. Taxis are not reimbursed.",
+    "event's days), other. Give another currency after the amount (e.g. 1450 SEK): it is "
+    "converted at the Commission's InforEuro rate of the event's month. Add km=N for the "
+    "one-way distance of a rail or air trip. Taxis are not reimbursed.",
     args=[
         Arg("claim", claim_id, metavar="<C#>"),
         Arg("category", str, metavar="<category>"),
@@ -187,7 +201,12 @@ async def claim_add(ctx: Context, claim: Claim, category: str, details: list[str
             quantity=Decimal(request.nights) if request.nights is not None else None,
             distance_km=request.distance_km,
             note=request.note,
+            hours=hours_of(loaded.event),
         )
+        month = month_of(days_of(loaded.event)[0])
+        choice = await choose_rate(ctx.session, rules, line.currency, month)
+        if choice is None:
+            raise MoneyError(await unknown_currency(ctx.session, rules, line.currency))
     except ArgError as exc:
         raise ctx.usage_error(str(exc)) from None
     except MoneyError as exc:
@@ -195,7 +214,7 @@ async def claim_add(ctx: Context, claim: Claim, category: str, details: list[str
         raise CommandError(
             text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
         ) from None
-    conversion = convert(line.amount, line.currency, rules)
+    conversion = convert(line.amount, line.currency, rules, choice.rate)
     added = await store.add_line(
         ctx.session,
         loaded.claim,
@@ -203,6 +222,7 @@ async def claim_add(ctx: Context, claim: Claim, category: str, details: list[str
         amount=conversion.amount,
         currency=conversion.currency,
         rate=conversion.rate,
+        rate_month=choice.month,
         eur=conversion.eur,
         quantity=line.quantity,
         distance_km=line.distance_km,
@@ -218,6 +238,8 @@ async def claim_add(ctx: Context, claim: Claim, category: str, details: list[str
     if loaded.claim.allowed != loaded.claim.claimed:
         msg.text(f" ({fmt(loaded.claim.allowed)} after the caps)")
     msg.text(".").para()
+    if choice.fallback:
+        msg.text(choice.fallback_note()).para()
     if check.lines[-1].needs_receipt:
         msg.text("This line needs a receipt: upload the photo or PDF here, then reply to ")
         msg.text("it with ").code(f"{ctx.prefix}claim attach {loaded.claim.code} ")

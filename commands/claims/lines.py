@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from commands.args import ArgError
+from commands.claims.rates import is_currency_word
 from commands.claims.rules import MoneyError, parse_amount, split_note
 from commands.errors import CommandError
 from commands.files import encrypted_file, file_url
@@ -58,13 +59,9 @@ def parse_add(words: list[str], rules: ClaimsConfig, category: str) -> AddReques
     if words:
         token = words[0]
         upper = token.upper()
-        if upper in rules.rates or upper == "KM" or token == "€":
+        if upper == "KM" or token == "€" or is_currency_word(token, rules):
             currency = "EUR" if token == "€" else upper
             words.pop(0)
-        elif re.fullmatch(r"[A-Z]{3}", token):
-            raise ArgError(
-                f"{token} is not a currency I have a rate for; I know {', '.join(rules.currencies)}"
-            )
     try:
         parts = split_note(words)
     except MoneyError as exc:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from commands.claims.access import Loaded
+from commands.claims.rates import month_name
 from commands.claims.rules import ClaimCheck, LineInput, check_claim, deadline_day, event_days, fmt
 from commands.context import Context
 from commands.text import Message
@@ -21,6 +22,12 @@ from storage.events import Event
 
 def days_of(event: Event) -> list[date]:
     return event_days(event.starts_at, event.ends_at, ZoneInfo(event.timezone))
+
+
+def hours_of(event: Event) -> Decimal:
+    """How long the event lasts, in hours."""
+    seconds = int((event.ends_at - event.starts_at).total_seconds())
+    return Decimal(max(seconds, 0)) / Decimal(3600)
 
 
 def when(event: Event) -> str:
@@ -57,7 +64,9 @@ def assess(ctx: Context, loaded: Loaded) -> ClaimCheck:
     claim = loaded.claim
     if claim.status == Status.DRAFT:
         claim.days = max(len(days_of(loaded.event)), 1)
-    check = check_claim(inputs(loaded.lines), ctx.settings.claims, claim.days)
+    check = check_claim(
+        inputs(loaded.lines), ctx.settings.claims, claim.days, hours_of(loaded.event)
+    )
     store.record_assessment(
         claim,
         loaded.lines,
@@ -81,17 +90,22 @@ def describe_line(line: ClaimLine, rules: ClaimsConfig) -> Message:
         nights = int(line.quantity)
         msg.text(f", {nights} night{'s' if nights != 1 else ''}")
     elif line.category == "daily-allowance" and line.quantity is not None:
-        days = int(line.quantity)
-        msg.text(f", {days} day{'s' if days != 1 else ''}")
+        days = line.quantity
+        msg.text(f", {plain_number(days)} day{'s' if days != 1 else ''}")
     if line.distance_km is not None:
         msg.text(f", {line.distance_km} km one way")
     msg.text(" — ")
     if line.currency == "EUR":
         msg.text(fmt(line.eur))
     else:
+        source = (
+            f"InforEuro rate of {month_name(line.rate_month)}"
+            if line.rate_month
+            else "rate set by the Secretariat"
+        )
         msg.text(
             f"{fmt(line.amount, line.currency)} = {fmt(line.eur)} "
-            f"(at {line.rate} {line.currency} per EUR)"
+            f"(at {line.rate} {line.currency} per EUR, {source})"
         )
     if line.note:
         msg.text(" · ").italic(line.note)

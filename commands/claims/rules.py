@@ -114,30 +114,84 @@ def default_nights(days: int) -> int:
     return max(days - 1, 1)
 
 
-def check_claim(lines: Sequence[LineInput], rules: ClaimsConfig, days: int) -> ClaimCheck:
-    """Apply every rule: convert, cap, flag, and say what blocks submission."""
+def allowed_nights(days: int, rules: ClaimsConfig) -> int:
+    """The nights the rules pay for an event of ``days`` calendar days: the nights between
+    its days, plus ``travel_nights`` for the journey (at least one night)."""
+    return max(max(days, 1) - 1 + rules.travel_nights, 1)
+
+
+def allowance_days(days: int, hours: Decimal | None, rules: ClaimsConfig) -> Decimal:
+    """Meeting days the daily allowance is paid for: one per day of the event, or
+    ``short_meeting_share`` of one for an event shorter than ``short_meeting_hours``."""
+    if short_meeting(hours, rules):
+        return rules.short_meeting_share
+    return Decimal(max(days, 1))
+
+
+def short_meeting(hours: Decimal | None, rules: ClaimsConfig) -> bool:
+    limit = rules.short_meeting_hours
+    return bool(hours is not None and limit and hours < limit)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def check_claim(
+    lines: Sequence[LineInput], rules: ClaimsConfig, days: int, hours: Decimal | None = None
+) -> ClaimCheck:
+    """Apply every rule: convert, cap, flag, and say what blocks submission.
+
+    Accommodation is capped over the whole claim: the nights claimed (each line's
+    ``nights=``; a line without it may cover every night the event allows), never more than
+    the event allows, times the nightly cap; more nights than allowed (a line without
+    ``nights=`` counting one) are flagged. The daily allowance is capped at the meeting
+    days (see :func:`allowance_days`) times the daily rate. ``hours``: the event's length.
+    """
     checked: list[LineCheck] = []
-    allowance_left = cents(rules.daily_allowance * max(days, 1))
+    allowance_left = cents(rules.daily_allowance * allowance_days(days, hours, rules))
+    may_stay = allowed_nights(days, rules)
+    stays = [line for line in lines if line.category == "accommodation"]
+    nights_claimed = sum(int(line.quantity) if line.quantity else 1 for line in stays)
+    if any(not line.quantity for line in stays):
+        nights_paid = may_stay  # a bill without nights= may cover every night allowed
+    else:
+        nights_paid = min(nights_claimed, may_stay)
+    pool = cents(rules.accommodation_per_night * nights_paid)
+    stay_left = pool
+    too_many_nights = nights_claimed > may_stay
     for number, line in enumerate(lines, start=1):
         conversion = convert(line.amount, line.currency, rules, line.rate)
         flags: list[str] = []
         cap: Decimal | None = None
         allowed = conversion.eur
         if line.category == "accommodation":
-            nights = int(line.quantity) if line.quantity else default_nights(days)
-            cap = cents(rules.accommodation_per_night * nights)
+            cap = stay_left
+            if too_many_nights:
+                flags.append(
+                    f"{_plural(nights_claimed, 'night')} claimed, but the event allows "
+                    f"{_plural(may_stay, 'night')} ({_plural(max(days, 1), 'day')} plus "
+                    f"{_plural(rules.travel_nights, 'travel night')})"
+                )
             if conversion.eur > cap:
                 flags.append(
                     f"over the accommodation cap of {fmt(rules.accommodation_per_night)} a "
-                    f"night ({nights} night{'s' if nights != 1 else ''}: {fmt(cap)}); "
-                    f"capped at {fmt(cap)}"
+                    f"night ({_plural(nights_paid, 'night')}: {fmt(pool)} for the whole "
+                    f"claim); capped at {fmt(cap)}"
                 )
         elif line.category == "daily-allowance":
             cap = allowance_left
             if conversion.eur > cap:
+                if short_meeting(hours, rules):
+                    why = (
+                        f"the event lasted under {plain(rules.short_meeting_hours)} hours, "
+                        f"so it counts as {plain(rules.short_meeting_share)} of a meeting day"
+                    )
+                else:
+                    why = f"{_plural(days, 'meeting day')}"
                 flags.append(
                     f"over the daily allowance of {fmt(rules.daily_allowance)} a meeting day "
-                    f"({days} day{'s' if days != 1 else ''}); capped at {fmt(cap)}"
+                    f"({why}); capped at {fmt(cap)}"
                 )
         elif (
             line.category == "air"
@@ -152,6 +206,8 @@ def check_claim(lines: Sequence[LineInput], rules: ClaimsConfig, days: int) -> C
             allowed = min(conversion.eur, cap)
         if line.category == "daily-allowance":
             allowance_left -= allowed
+        if line.category == "accommodation":
+            stay_left -= allowed
         needs_receipt = line.category in rules.receipt_required and not line.has_receipt
         checked.append(
             LineCheck(
@@ -180,6 +236,11 @@ def check_claim(lines: Sequence[LineInput], rules: ClaimsConfig, days: int) -> C
     )
 
 
+def plain(value: Decimal) -> str:
+    """``4`` for 4.00, ``0.5`` for 0.50."""
+    return f"{value.normalize():f}"
+
+
 def price_new_line(
     *,
     category: str,
@@ -190,8 +251,10 @@ def price_new_line(
     quantity: Decimal | None = None,
     distance_km: int | None = None,
     note: str = "",
+    hours: Decimal | None = None,
 ) -> LineInput:
-    """Turn what the claimant typed into a line, or say what is wrong."""
+    """Turn what the claimant typed into a line, or say what is wrong (the currency's rate
+    is looked up by the caller)."""
     category = category.strip().lower()
     if category in rules.refused:
         raise MoneyError(rules.refused[category])
@@ -217,18 +280,18 @@ def price_new_line(
             note=note,
         )
     if category == "daily-allowance" and amount is None:
+        meeting_days = allowance_days(days, hours, rules)
         return LineInput(
             category=category,
-            amount=cents(rules.daily_allowance * days),
+            amount=cents(rules.daily_allowance * meeting_days),
             currency="EUR",
-            quantity=Decimal(days),
+            quantity=meeting_days,
             note=note,
         )
     if amount is None:
         raise MoneyError(f"give the amount you paid for {category}, e.g. {category} 120.50")
     if amount <= 0:
         raise MoneyError("the amount must be above zero")
-    convert(amount, code, rules)  # an unknown currency is refused here
     if category == "accommodation" and quantity is not None and quantity < 1:
         raise MoneyError("nights must be 1 or more")
     return LineInput(

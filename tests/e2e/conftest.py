@@ -87,6 +87,7 @@ async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFa
         matrix: dict[str, Any] | None = None,
         start: bool = True,
         login: str = "password",
+        claims: dict[str, Any] | None = None,
     ) -> BotProcess:
         account = await synapse.register(unique("bot"))
         folder = tmp_path / f"bot{len(bots)}"
@@ -103,6 +104,7 @@ async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFa
             cops=cops if cops is not None else [{"code": "HDEV", "name": "Heavy-duty EVs"}],
             matrix=matrix,
             login=login,
+            claims=claims,
         )
         bots.append(bot)
         if start:

@@ -94,6 +94,7 @@ class BotProcess:
         alias_prefix: str | None = None,
         login: str = "password",
         store_key: str | None = None,
+        claims: dict[str, Any] | None = None,
     ) -> None:
         self.synapse = synapse
         self.store_key = store_key or secrets.token_urlsafe(32)
@@ -105,6 +106,7 @@ class BotProcess:
             "matrix": matrix,
             "login": login,
             "store_key": self.store_key,
+            "claims": claims,
         }
         self.login = login
         self.folder = folder
@@ -128,6 +130,9 @@ class BotProcess:
                 "database": {"url": db_url},
                 "http": {"host": "127.0.0.1", "port": self.port},
                 "secretariat": {"admins": admins},
+                # Tests never reach the internet: no exchange rates are fetched unless a
+                # test serves them locally.
+                "claims": {"rates_url": "", **(claims or {})},
             },
             cops,
         )

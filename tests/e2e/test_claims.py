@@ -9,6 +9,8 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from tests.e2e.claims_support import (
     ask_replying,
@@ -108,3 +110,54 @@ async def test_a_member_claims_privately_and_a_moderator_approves_and_pays(
     # Nothing about the claim ever appeared in the CoP room.
     in_room = bodies(anna, cop_room, bot.user_id)
     assert not [body for body in in_room if "EUR" in body or "C1" in body]
+
+
+async def test_a_member_claims_in_sek_at_the_commissions_rate_of_the_month(
+    people, make_bot: BotFactory
+) -> None:
+    # The Commission's InforEuro service, played by a local server (never the internet).
+    asked: list[str] = []
+
+    async def monthly_rates(request: web.Request) -> web.Response:
+        asked.append(f"{request.query['year']}-{request.query['month']}")
+        body = '[{"isoA3Code": "SEK", "value": 11.0225}, {"isoA3Code": "NOK", "value": 11.6545}]'
+        return web.Response(text=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/monthly-rates", monthly_rates)
+    inforeuro = TestServer(app, host="127.0.0.1")
+    await inforeuro.start_server()
+    try:
+        url = str(inforeuro.make_url("/monthly-rates")) + "?year={year}&month={month}"
+        anna: Person = await people("anna")
+        mo: Person = await people("mo")
+        bot = await make_bot(
+            cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [mo.user_id]}],
+            claims={"rates_url": url},
+        )
+        await seed_member(bot.db_url, anna)
+        management = await mo.join(bot.alias("secretariat"))
+        dm = await anna.open_dm(bot.user_id)
+        day = (datetime.now(UTC) + timedelta(days=10)).astimezone(ZoneInfo("Europe/Brussels"))
+        await mo.ask(
+            management,
+            f'!event create HDEV in-person-meeting {day:%Y-%m-%d} 09:00 7h "Oslo meeting"',
+            bot.user_id,
+        )
+        await anna.ask(dm, "!rsvp E1 yes", bot.user_id)
+        await move_event_into_the_past(bot.db_url, 1, datetime.now(UTC))
+        await mo.ask(management, f"!attended E1 {anna.user_id}", bot.user_id)
+        await anna.wait_until(lambda: len(asked) >= 2, what="the rates job's two fetches")
+
+        opened = await anna.ask(dm, "!claim new E1", bot.user_id)
+        assert "Claim C1 is open as a draft" in opened["content"]["body"]
+        added = await anna.ask(dm, "!claim add C1 air 1450 SEK km=1100", bot.user_id)
+        text = added["content"]["body"]
+        first_day = datetime.now(UTC).astimezone(ZoneInfo("Europe/Brussels")) - timedelta(days=2)
+        month = f"{first_day:%B %Y}"
+        assert (
+            f"SEK 1,450.00 = EUR 131.55 (at 11.0225 SEK per EUR, InforEuro rate of {month})" in text
+        ), text
+        assert "C1 now totals EUR 131.55" in text
+    finally:
+        await inforeuro.close()

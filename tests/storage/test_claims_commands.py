@@ -143,7 +143,10 @@ async def test_someone_who_is_no_member_cannot_claim(world: World) -> None:
 async def test_another_currency_is_converted_and_both_amounts_shown(world: World) -> None:
     code = await new_claim(world)
     result = await world.send(ANNA, f"claim add {code} air 1105 SEK km=1100 Oslo")
-    assert "SEK 1,105.00 = EUR 100.00 (at 11.05 SEK per EUR)" in result.here
+    assert (
+        "SEK 1,105.00 = EUR 100.00 (at 11.05 SEK per EUR, rate set by the Secretariat)"
+        in result.here
+    )
     assert "needs a receipt" in result.here
     assert f"claim attach {code} 1" in result.here
 
@@ -178,7 +181,7 @@ async def test_a_hotel_over_the_cap_is_flagged_and_capped(world: World) -> None:
     ("typed", "says"),
     [
         ("rail 12.345", "more than two decimals"),
-        ("rail 10 USD", "USD is not a currency I have a rate for; I know EUR, SEK"),
+        ("rail 10 USD", "USD is not a currency I have a rate for; I have rates for EUR, SEK"),
         ("rail", "Give the amount you paid for rail"),
         ("", "<category> is missing"),
     ],

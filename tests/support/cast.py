@@ -57,7 +57,7 @@ def make_settings(**sections: Any) -> Settings:
                 "timezone": "Europe/Lisbon",
             },
         ],
-        "claims": {"rates": {"SEK": "11.05"}},
+        "claims": {"rates": {"SEK": "11.05"}, "rates_url": ""},
     }
     values.update(sections)
     return Settings(**values)
