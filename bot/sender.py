@@ -463,6 +463,10 @@ class Sender:
             except MatrixError as exc:
                 raise SendFailed(f"who is in {known} is unknown: {exc}", None, False) from exc
             if known is None:
+                known = await self._unrecorded_direct_room(user_id)
+                if known is not None:
+                    await self._record_direct_room(user_id, known, created=False)
+                    return known
                 encrypted = self.encrypt_direct_rooms
                 resp = await self._call(
                     lambda: self.client.room_create(
@@ -486,6 +490,32 @@ class Sender:
             else:
                 await self._record_direct_room(user_id, known, created=False)
         return known
+
+    async def _unrecorded_direct_room(self, user_id: str) -> str | None:
+        """A direct chat with the person that is on the server but not on record: a process
+        that died between creating it and recording it (a takeover) leaves it behind, and
+        the sync may not have shown it to this process yet. Found among the rooms the bot
+        is in, it is used instead of opening a second chat. New direct chats are rare (once
+        a person), so the extra look is cheap."""
+        resp = await self._call(self.client.joined_rooms)
+        async with self.db.read() as s:
+            recorded = await repo.recorded_room_ids(s)
+        for room_id in resp.rooms:
+            if room_id in recorded:
+                continue
+            try:
+                private = await self.members.is_private(room_id, user_id)
+            except MatrixError:
+                continue
+            if not private:
+                continue
+            state = await self.client.room_get_state_event(room_id, "m.room.encryption")
+            if not isinstance(state, ErrorResponse):
+                mark_encrypted(self.client, room_id)
+            ensure_room_known(self.client, room_id, invited=[user_id])
+            log.info("adopting the direct chat %s with %s", room_id, user_id)
+            return str(room_id)
+        return None
 
     async def _record_direct_room(self, user_id: str, room_id: str, *, created: bool) -> None:
         for attempt in range(1, 6):

@@ -214,6 +214,13 @@ async def set_direct_room(session: AsyncSession, user_id: str, room_id: str, now
     await session.flush()
 
 
+async def recorded_room_ids(session: AsyncSession) -> set[str]:
+    """Every room the bot has on record as a CoP room or someone's direct chat."""
+    direct = await session.scalars(select(DirectRoom.room_id))
+    cops = await session.scalars(select(Cop.room_id).where(Cop.room_id.is_not(None)))
+    return {str(room) for room in [*direct, *cops]}
+
+
 async def direct_room_user(session: AsyncSession, room_id: str) -> str | None:
     return await session.scalar(select(DirectRoom.user_id).where(DirectRoom.room_id == room_id))
 
