@@ -207,6 +207,7 @@ def outcome(ctx: Context, summary: Summary, *, done: bool, remove_items: bool) -
 
 @family.command(
     "forgetme",
+    section="Privacy",
     help="Have your personal data erased.\n"
     "I first show you exactly what is erased and what is kept (and until when); then you "
     "confirm with `forgetme confirm` within 10 minutes.",
@@ -236,6 +237,7 @@ async def forgetme(ctx: Context) -> None:
 
 @family.command(
     "forgetme confirm",
+    section="Privacy",
     help="Erase your personal data now (after `forgetme`, within 10 minutes).\n"
     f"Add `{REMOVE_ITEMS}` to delete the intel you shared instead of keeping it without "
     "your name.",

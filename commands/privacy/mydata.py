@@ -68,6 +68,7 @@ def summary(data: dict[str, Any], prefix: str) -> Message:
 
 @family.command(
     "mydata",
+    section="Privacy",
     help="Get a copy of everything I store about you, as a file in a direct message.\n"
     f"It holds {CONTENTS}. Asked in a room, I still answer only in our direct chat.",
     places=Place.ANYWHERE,

@@ -97,6 +97,7 @@ def notice(settings: Settings, prefix: str) -> Message:
 
 @family.command(
     "privacy",
+    section="Privacy",
     help="How I handle your personal data: who is responsible, what I keep, why, for how "
     "long, and how to get a copy or have it erased.",
     places=Place.EVERYWHERE,
