@@ -24,6 +24,7 @@ from commands.claims.money import (
     parse_amount,
 )
 from commands.roles import Role
+from commands.text import plural
 from config.claims import ClaimsConfig
 from storage.claims import Status
 from storage.events import claim_deadline_at, claim_deadline_day
@@ -129,7 +130,7 @@ def check_claim(lines: Sequence[LineInput], rules: ClaimsConfig, days: int) -> C
             if conversion.eur > cap:
                 flags.append(
                     f"over the accommodation cap of {fmt(rules.accommodation_per_night)} a "
-                    f"night ({nights} night{'s' if nights != 1 else ''}: {fmt(cap)}); "
+                    f"night ({plural(nights, 'night')}: {fmt(cap)}); "
                     f"capped at {fmt(cap)}"
                 )
         elif line.category == "daily-allowance":
@@ -137,7 +138,7 @@ def check_claim(lines: Sequence[LineInput], rules: ClaimsConfig, days: int) -> C
             if conversion.eur > cap:
                 flags.append(
                     f"over the daily allowance of {fmt(rules.daily_allowance)} a meeting day "
-                    f"({days} day{'s' if days != 1 else ''}); capped at {fmt(cap)}"
+                    f"({plural(days, 'day')}); capped at {fmt(cap)}"
                 )
         elif (
             line.category == "air"
@@ -289,7 +290,7 @@ def eligibility_problems(facts: EventFacts, now: datetime, rules: ClaimsConfig) 
         last = deadline_day(facts.days[-1], rules)
         problems.append(
             f"the deadline has passed: claims were due by {last.isoformat()} "
-            f"({rules.deadline_days} days after the event, {facts.tz.key} time)"
+            f"({plural(rules.deadline_days, 'day')} after the event, {facts.tz.key} time)"
         )
     return problems
 

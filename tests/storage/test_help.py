@@ -3,6 +3,9 @@ one topic, one command explained, and a clear answer to a word that is neither."
 
 from __future__ import annotations
 
+import re
+
+from commands.general import SECTIONS
 from tests.support.cast import ADMIN, ANNA, HDEV_ROOM, MGMT, MOD, STRANGER
 from tests.support.world import World
 
@@ -85,3 +88,25 @@ async def test_a_topic_the_asker_may_not_use_is_not_offered(world: World) -> Non
 
     assert "There is no topic or command moderation that you can use." in reply
     assert "Your topics: general, membership, events, privacy." in reply
+
+
+SLIPS = {
+    "doubled brackets": re.compile(r"\[\[|\]\]"),
+    "doubled punctuation": re.compile(r"[?!,;:]\.|\.[,;:]|(?<![.…])\.\.(?!\.)"),
+    "a space before punctuation": re.compile(r"\w [.,;:](\s|$)"),
+    "a capital after so": re.compile(r"\bso (?!I\b)[A-Z][a-z]"),
+    "one thing as many": re.compile(r"\b1 [a-z]+s\b(?! of)"),
+}
+
+
+def slips(text: str) -> list[str]:
+    return [name for name, pattern in SLIPS.items() if pattern.search(text)]
+
+
+async def test_every_help_text_is_free_of_small_slips(world: World) -> None:
+    asked = ["!help"] + [f"!help {section.key}" for section in SECTIONS]
+    asked += [f"!help {name}" for name in world.registry.commands]
+    for text in asked:
+        result = await world.send(ADMIN, text, MGMT)
+        assert result.reply, text
+        assert slips(result.reply) == [], (text, result.reply)
