@@ -120,6 +120,7 @@ def print_instructions(
         f"Start a direct chat with it and send:  {prefix}help",
         f"Health: http://{settings.http.host}:{settings.http.port}/healthz · "
         f"metrics: http://{settings.http.host}:{settings.http.port}/metrics",
+        "To add a person, run in another terminal:  ./dev demo adduser NAME",
         "Press Ctrl-C to stop Synapse and the bot. Data stays in the demo folder.",
         "",
     ]
