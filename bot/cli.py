@@ -1,4 +1,4 @@
-"""The ``bbwt-bot`` command line: run, check-config, db upgrade, demo."""
+"""The ``bbwt-bot`` command line: run, check-config, db upgrade, demo, demo adduser."""
 
 from __future__ import annotations
 
@@ -110,6 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     demo_p = sub.add_parser("demo", help="local Synapse + bot with example users")
     demo_p.add_argument("--data", default="demo-data", help="folder for Synapse and the bot")
     demo_p.add_argument("--port", type=int, default=8008, help="Synapse port on 127.0.0.1")
+    demo_sub = demo_p.add_subparsers(dest="demo_cmd", metavar="[adduser NAME]")
+    add_p = demo_sub.add_parser(
+        "adduser",
+        help="add a person to the demo's Synapse and print their password",
+        description="Register NAME on the demo's Synapse with its shared secret (whether "
+        "the demo runs or not) and print how to log in.",
+    )
+    add_p.add_argument("name", help="user name, e.g. maria")
+    add_p.add_argument("--data", default=argparse.SUPPRESS, help="the demo's folder")
+    add_p.add_argument("--port", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -130,6 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(asyncio.run(_upgrade(_load(args.config))))
     if args.cmd == "run":
         raise SystemExit(asyncio.run(_run(_load(args.config))))
+    if args.cmd == "demo" and args.demo_cmd == "adduser":
+        from bot.demo import adduser
+
+        synapse_dir = Path(args.data).resolve() / "synapse"
+        raise SystemExit(asyncio.run(adduser(synapse_dir, args.name, port=args.port)))
     if args.cmd == "demo":
         from bot.demo import demo
 

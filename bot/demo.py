@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+import sys
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from bot.app import BotApp
-from bot.devserver import LocalSynapse, SynapseUser
+from bot.devserver import LocalSynapse, SynapseRequestError, SynapseUser
 from commands.claims.rates import month_of, parse_rates, previous_month
 from config import load_config
 from config.models import Settings
@@ -137,7 +139,70 @@ def print_instructions(
         f"Start a direct chat with it and send:  {prefix}help",
         f"Health: http://{settings.http.host}:{settings.http.port}/healthz · "
         f"metrics: http://{settings.http.host}:{settings.http.port}/metrics",
+        "To add a person, run in another terminal:  ./dev demo adduser NAME",
         "Press Ctrl-C to stop Synapse and the bot. Data stays in the demo folder.",
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+LOCALPART = re.compile(r"^[a-z0-9._=/+-]{1,64}$")
+
+
+async def adduser(synapse_dir: Path, name: str, *, port: int = 8008) -> int:
+    """``bbwt-bot demo adduser NAME``: a new account on the demo's Synapse, registered with
+    the demo's shared secret (running or not), and how to log in with it."""
+    localpart = name.strip().lstrip("@").split(":", 1)[0].lower()
+    if not LOCALPART.match(localpart):
+        print(
+            f"{name!r} cannot be a Matrix user name: use letters, digits and . _ - = / + "
+            "only (for example: maria or maria.rossi).",
+            file=sys.stderr,
+        )
+        return 2
+    if not (synapse_dir / "homeserver.yaml").exists():
+        print(
+            f"There is no demo in {synapse_dir.parent} yet: start it once with ./dev demo, "
+            "then add people (in another terminal, while it runs, or after).",
+            file=sys.stderr,
+        )
+        return 1
+    synapse = LocalSynapse(synapse_dir, port=port, database="homeserver.db")
+    if (last := synapse.configured_port()) is not None:  # the port the demo was started on
+        synapse = LocalSynapse(synapse_dir, port=last, database="homeserver.db")
+    started_here = False
+    if not await synapse.attach():
+        print(f"The demo is not running; starting its Synapse for a moment on {synapse.base_url} …")
+        await synapse.start()
+        started_here = True
+    try:
+        try:
+            user = await synapse.register(localpart)
+        except SynapseRequestError as exc:
+            if exc.errcode != "M_FORBIDDEN":
+                raise
+            print(
+                f"{localpart} already exists on the demo with a password I do not know "
+                "(it was not made with demo adduser). Pick another name.",
+                file=sys.stderr,
+            )
+            return 1
+    finally:
+        await synapse.stop()
+    bot = f"@bbwt:{synapse.server_name}"
+    what = "is added to the demo" if user.new else "is already in the demo"
+    lines = [
+        f"{user.user_id} {what}.",
+        "",
+        f"  homeserver  {synapse.base_url}",
+        f"  user        {user.localpart}",
+        f"  password    {user.password}",
+        "",
+        "Log in with any Matrix client (Element: https://app.element.io → Sign in → Edit "
+        f"homeserver → {synapse.base_url}),",
+        f"start a direct chat with {bot} and send !help; to apply to a CoP, send !join HDEV.",
+    ]
+    if started_here:
+        lines.append("Start the demo (./dev demo) so that the bot answers.")
+    print("\n".join(lines), flush=True)
+    return 0

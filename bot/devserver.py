@@ -32,6 +32,7 @@ import hmac
 import json as _json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -127,6 +128,8 @@ class SynapseUser:
     password: str
     access_token: str
     device_id: str
+    new: bool = True
+    """Registered just now (False: it existed, and ``register`` logged in instead)."""
 
 
 class SynapseRequestError(RuntimeError):
@@ -190,6 +193,7 @@ class LocalSynapse:
         self.shared_secret = self._load_or_create_secret()
         self._proc: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._attached = False
 
     # -- paths -----------------------------------------------------------------------
 
@@ -213,6 +217,34 @@ class LocalSynapse:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
+
+    def configured_port(self) -> int | None:
+        """The port this data directory's server listens on (from its last start)."""
+        try:
+            overrides = yaml.safe_load(self.overrides_path.read_text(encoding="utf-8")) or {}
+            return int(overrides["listeners"][0]["port"])
+        except (OSError, KeyError, IndexError, TypeError, ValueError, yaml.YAMLError):
+            return None
+
+    async def attach(self) -> bool:
+        """Talk to a server of this data directory that another process runs (the demo's):
+        True when it answers on its configured port; then :meth:`register` works."""
+        port = self.configured_port()
+        if port is None or self._proc is not None:
+            return False
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        url = f"http://{HOST}:{port}/_matrix/client/versions"
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                answered = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            answered = False
+        if not answered:
+            await session.close()
+            return False
+        self.port, self.base_url = port, f"http://{HOST}:{port}"
+        self._session, self._attached = session, True
+        return True
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -240,6 +272,7 @@ class LocalSynapse:
         """Stop Synapse: SIGTERM, then SIGKILL after 10 s. Safe to call repeatedly."""
         proc, self._proc = self._proc, None
         session, self._session = self._session, None
+        self._attached = False
         try:
             if proc is not None:
                 await self._terminate(proc)
@@ -297,7 +330,9 @@ class LocalSynapse:
         except SynapseRequestError as exc:
             if exc.errcode != "M_USER_IN_USE":
                 raise
-            return await self.login(localpart, password)
+            user = await self.login(localpart, password)
+            user.new = False
+            return user
         return self._user_from(localpart, password, data)
 
     async def login(self, localpart: str, password: str) -> SynapseUser:
@@ -379,7 +414,7 @@ class LocalSynapse:
         access_token: str | None = None,
         json: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        if self._session is None or self._proc is None:
+        if self._session is None or (self._proc is None and not self._attached):
             raise RuntimeError("LocalSynapse is not running")
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
@@ -459,6 +494,7 @@ class LocalSynapse:
 
     def _write_config(self) -> None:
         generated = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        self._align_generated_secret(generated)
         log_config = Path(
             generated.get("log_config") or self.data_dir / f"{self.server_name}.log.config"
         )
@@ -469,6 +505,26 @@ class LocalSynapse:
             + yaml.safe_dump(overrides, sort_keys=False),
             encoding="utf-8",
         )
+
+    def _align_generated_secret(self, generated: dict[str, Any]) -> None:
+        """Put this directory's registration secret into the generated homeserver.yaml too
+        (the overrides win anyway), so that Synapse's own ``register_new_matrix_user -c
+        homeserver.yaml`` works instead of failing with "HMAC incorrect"."""
+        if generated.get("registration_shared_secret") == self.shared_secret:
+            return
+        text = self.config_path.read_text(encoding="utf-8")
+        line = f"registration_shared_secret: {_json.dumps(self.shared_secret)}"
+        if re.search(r"^registration_shared_secret:.*$", text, flags=re.MULTILINE):
+            text = re.sub(
+                r"^registration_shared_secret:.*$",
+                lambda _: line,
+                text,
+                count=1,
+                flags=re.MULTILINE,
+            )
+        else:
+            text = text.rstrip("\n") + "\n" + line + "\n"
+        self.config_path.write_text(text, encoding="utf-8")
 
     def _write_log_config(self, path: Path) -> None:
         config: dict[str, Any] = {}

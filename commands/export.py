@@ -18,7 +18,7 @@ from commands.errors import CommandError
 from commands.registry import Family, Place, Registry
 from commands.roles import Role
 from commands.scope import CopSet, Missing, cop_arg
-from commands.text import Message
+from commands.text import Message, plural
 from config.models import CopConfig
 from storage import repo
 
@@ -125,7 +125,7 @@ async def export(ctx: Context, what: str, cop: CopConfig | CopSet) -> None:
     )
     await ctx.reply(
         Message(f"Export of {exporter.description} for {', '.join(cops)}: ").text(
-            f"{rows} " + ("row" if rows == 1 else "rows") + f" in {filename}."
+            f"{plural(rows, 'row')} in {filename}."
         )
     )
 

@@ -403,7 +403,9 @@ class Registry:
         msg = Message()
         if problem:
             problem = excerpt(problem, 400)  # a parser may quote a very long word back
-            msg.text(problem[0].upper() + problem[1:]).text(". ")
+            problem = problem[0].upper() + problem[1:]
+            msg.text(problem if problem.endswith((".", "?", "!", "…")) else problem + ".")
+            msg.text(" ")
         msg.text("Usage: ").code(command.usage(self.prefix))
         if command.examples:
             msg.br().text("Example: ").code(command.example_lines(self.prefix)[0])

@@ -32,6 +32,12 @@ def excerpt(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """A count with its noun in agreement: ``1 event``, ``0 events``, ``2 people``
+    (``many`` for nouns that do not just add an s)."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def esc(text: object) -> str:
     return html.escape(defuse(str(text)), quote=True)
 

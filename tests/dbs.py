@@ -10,12 +10,32 @@ from pathlib import Path
 import asyncpg
 
 PG_ADMIN_URL = os.environ.get("BBWT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_SKIP_REASON = "PostgreSQL is not reachable"
+"""How a test skipped for want of PostgreSQL says so (the summary counts these)."""
+PG_HOWTO = """\
+To run them, install and start PostgreSQL (Debian/Ubuntu):
+    sudo apt-get install postgresql
+    sudo pg_ctlcluster $(ls /etc/postgresql | tail -n 1) main start
+    sudo -u postgres psql -c "ALTER USER postgres PASSWORD 'postgres'"
+    export BBWT_TEST_PG=postgresql://postgres:postgres@127.0.0.1:5432/test
+then run ./dev test again (the tests create and drop their own databases)."""
+
+
+def pg_where() -> str:
+    """Host and port of the test PostgreSQL, for messages."""
+    return PG_ADMIN_URL.split("@", 1)[-1].split("/", 1)[0]
+
+
+def pg_required() -> bool:
+    """Must the PostgreSQL tests run? Under CI (``CI=true``) or with ``BBWT_TEST_REQUIRE_PG=1``;
+    elsewhere (a laptop without PostgreSQL) they are skipped and the summary says so."""
+    flags = (os.environ.get("CI", ""), os.environ.get("BBWT_TEST_REQUIRE_PG", ""))
+    return any(flag.strip().lower() in {"1", "true", "yes"} for flag in flags)
 
 
 def pg_available() -> bool:
     """Is something listening where the test PostgreSQL should be?"""
-    rest = PG_ADMIN_URL.split("@", 1)[-1].split("/", 1)[0]
-    host, _, port = rest.partition(":")
+    host, _, port = pg_where().partition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port or 5432)), timeout=3):
             return True

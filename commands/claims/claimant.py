@@ -41,7 +41,7 @@ from commands.files import pointing_at
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import numbered
-from commands.text import Message
+from commands.text import Message, plural
 from storage import claims as store
 from storage import events as events_store
 from storage.claims import Claim
@@ -324,8 +324,7 @@ async def claim_remove(ctx: Context, claim: Claim, line: int) -> None:
     step(loaded, Action.EDIT)
     if not await store.remove_line(ctx.session, loaded.claim, line):
         raise CommandError(
-            f"{loaded.claim.code} has no line {line}; it has {len(loaded.lines)} "
-            f"line{'s' if len(loaded.lines) != 1 else ''}."
+            f"{loaded.claim.code} has no line {line}; it has {plural(len(loaded.lines), 'line')}."
         )
     loaded.lines = await store.lines_of(ctx.session, loaded.claim.id)
     check = assess(ctx, loaded)

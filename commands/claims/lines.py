@@ -14,6 +14,7 @@ from commands.claims.rates import is_currency_word
 from commands.claims.rules import MoneyError, parse_amount, split_note
 from commands.errors import CommandError
 from commands.files import encrypted_file, file_url
+from commands.text import plural
 from config.claims import ClaimsConfig
 from storage.claims import ClaimLine
 
@@ -122,8 +123,7 @@ def pick_line(lines: Sequence[ClaimLine], number: int | None, rules: ClaimsConfi
         found = next((line for line in lines if line.position == number), None)
         if found is None:
             raise CommandError(
-                f"There is no line {number}; the claim has {len(lines)} "
-                f"line{'s' if len(lines) != 1 else ''}."
+                f"There is no line {number}; the claim has {plural(len(lines), 'line')}."
             )
         return found
     for line in reversed(lines):

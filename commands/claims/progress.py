@@ -14,7 +14,7 @@ from commands.errors import CommandError
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import numbered
-from commands.text import Message
+from commands.text import Message, plural
 from storage import claims as store
 from storage import events as events_store
 from storage.claims import Claim, Status
@@ -170,7 +170,7 @@ async def claim_submit(ctx: Context, claim: Claim) -> None:
         note.text(f", {fmt(check.allowed)} after the caps")
     note.text(".")
     if flagged:
-        note.text(f" {flagged} line{'s' if flagged != 1 else ''} flagged.")
+        note.text(f" {plural(flagged, 'line')} flagged.")
     note.text(" See it with ").code(f"{ctx.prefix}claim show {loaded.claim.code}")
     note.text("; decide with ").code(f"{ctx.prefix}claim approve {loaded.claim.code}")
     note.text(" or ").code(f"{ctx.prefix}claim reject {loaded.claim.code} <reason>").text(".")

@@ -12,7 +12,7 @@ from commands.claims.access import Loaded
 from commands.claims.rates import month_name
 from commands.claims.rules import ClaimCheck, LineInput, check_claim, deadline_day, event_days, fmt
 from commands.context import Context
-from commands.text import Message
+from commands.text import Message, plural
 from config.claims import ClaimsConfig
 from storage import claims as store
 from storage import events as events_store
@@ -88,7 +88,7 @@ def describe_line(line: ClaimLine, rules: ClaimsConfig) -> Message:
         msg.text(f", {plain_number(line.quantity)} km at {fmt(rules.car_rate_per_km)}")
     elif line.category == "accommodation" and line.quantity is not None:
         nights = int(line.quantity)
-        msg.text(f", {nights} night{'s' if nights != 1 else ''}")
+        msg.text(f", {plural(nights, 'night')}")
     elif line.category == "daily-allowance" and line.quantity is not None:
         days = line.quantity
         msg.text(f", {plain_number(days)} day{'s' if days != 1 else ''}")

@@ -24,6 +24,7 @@ from commands.claims.money import (
     parse_amount,
 )
 from commands.roles import Role
+from commands.text import plural
 from config.claims import ClaimsConfig
 from storage.claims import Status
 from storage.events import claim_deadline_at, claim_deadline_day
@@ -133,10 +134,6 @@ def short_meeting(hours: Decimal | None, rules: ClaimsConfig) -> bool:
     return bool(hours is not None and limit and hours < limit)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' if count != 1 else ''}"
-
-
 def check_claim(
     lines: Sequence[LineInput], rules: ClaimsConfig, days: int, hours: Decimal | None = None
 ) -> ClaimCheck:
@@ -169,14 +166,14 @@ def check_claim(
             cap = stay_left
             if too_many_nights:
                 flags.append(
-                    f"{_plural(nights_claimed, 'night')} claimed, but the event allows "
-                    f"{_plural(may_stay, 'night')} ({_plural(max(days, 1), 'day')} plus "
-                    f"{_plural(rules.travel_nights, 'travel night')})"
+                    f"{plural(nights_claimed, 'night')} claimed, but the event allows "
+                    f"{plural(may_stay, 'night')} ({plural(max(days, 1), 'day')} plus "
+                    f"{plural(rules.travel_nights, 'travel night')})"
                 )
             if conversion.eur > cap:
                 flags.append(
                     f"over the accommodation cap of {fmt(rules.accommodation_per_night)} a "
-                    f"night ({_plural(nights_paid, 'night')}: {fmt(pool)} for the whole "
+                    f"night ({plural(nights_paid, 'night')}: {fmt(pool)} for the whole "
                     f"claim); capped at {fmt(cap)}"
                 )
         elif line.category == "daily-allowance":
@@ -188,7 +185,7 @@ def check_claim(
                         f"so it counts as {plain(rules.short_meeting_share)} of a meeting day"
                     )
                 else:
-                    why = f"{_plural(days, 'meeting day')}"
+                    why = f"{plural(days, 'meeting day')}"
                 flags.append(
                     f"over the daily allowance of {fmt(rules.daily_allowance)} a meeting day "
                     f"({why}); capped at {fmt(cap)}"
@@ -352,7 +349,7 @@ def eligibility_problems(facts: EventFacts, now: datetime, rules: ClaimsConfig) 
         last = deadline_day(facts.days[-1], rules)
         problems.append(
             f"the deadline has passed: claims were due by {last.isoformat()} "
-            f"({rules.deadline_days} days after the event, {facts.tz.key} time)"
+            f"({plural(rules.deadline_days, 'day')} after the event, {facts.tz.key} time)"
         )
     return problems
 

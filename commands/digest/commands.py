@@ -40,7 +40,7 @@ def _local_text(settings: Settings, code: str, when: datetime) -> str:
 @family.command(
     "digest preview",
     help="Show what this week's digest of a CoP would say, without posting it.",
-    section="Moderation",
+    section="Intel",
     args=[Arg("cop", parser=cop_code, optional=True, metavar="[COP]")],
     role=Role.MODERATOR,
     cop=cop_arg(topic="digest"),
@@ -75,7 +75,7 @@ async def preview(ctx: Context, cop: CopConfig) -> None:
     "digest send",
     help="Post this week's digest to a CoP room now.\n"
     "Each week's digest is posted once; add `again` to post an updated one anyway.",
-    section="Moderation",
+    section="Intel",
     args=[
         Arg("cop", parser=digest_cop, optional=True, metavar="[COP]"),
         Arg("again", parser=_again, optional=True, metavar="[again]"),

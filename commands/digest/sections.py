@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.events.render import kind_label
-from commands.text import Message
+from commands.text import Message, plural
 from config.models import CopConfig, Settings
 from storage import digest as store
 from storage import events as events_store
@@ -151,7 +151,7 @@ async def events_section(session: AsyncSession, scope: DigestScope) -> DigestSec
             counts += f", {event.maybe} maybe"
         if event.capacity is not None:
             left = max(event.capacity - event.yes, 0)
-            counts += f", {left} of {event.capacity} seats left"
+            counts += f", {left} of {plural(event.capacity, 'seat')} left"
         if event.waiting:
             counts += f", {event.waiting} waiting"
         items.append(line.text(f" · {counts}"))

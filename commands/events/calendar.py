@@ -154,8 +154,13 @@ async def send_calendar(ctx: Context, cop: str | None, token: str, intro: Messag
     filename = f"bbwt-events{f'-{cop.lower()}' if cop else ''}.ics"
     url = feed_url(ctx.settings, token, cop)
     upcoming = sum(1 for e in events if not e.cancelled)
-    msg = intro.text(f"{upcoming} upcoming " + ("event" if upcoming == 1 else "events"))
-    msg.text(" with your answers are in the file above. To keep your calendar up to date, ")
+    if upcoming == 0:
+        msg = intro.text("No upcoming events yet: the file above is empty for now.")
+    elif upcoming == 1:
+        msg = intro.text("1 upcoming event with your answer is in the file above.")
+    else:
+        msg = intro.text(f"{upcoming} upcoming events with your answers are in the file above.")
+    msg.text(" To keep your calendar up to date, ")
     msg.text("subscribe to your personal link in Outlook, Thunderbird or Google Calendar:")
     msg.br().link(url).para()
     msg.text("Keep the link to yourself: anyone who has it can see your events. ")
@@ -191,7 +196,7 @@ async def calendar(ctx: Context, cop: CopConfig | CopSet) -> None:
                 .text(" lists the CoPs and how to join.")
             )
     token = await store.calendar_token(ctx.session, ctx.sender, now=ctx.now)
-    await send_calendar(ctx, code, token, Message("📅 Your BBWT calendar: "))
+    await send_calendar(ctx, code, token, Message("📅 Here is your BBWT calendar. "))
 
 
 @family.command(

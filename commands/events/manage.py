@@ -35,13 +35,13 @@ from commands.events.render import (
     event_heading,
     kind_label,
     promotion_message,
-    seats_text,
+    seats_count,
 )
 from commands.events.times import duration_of, event_when, plan_times, reminder_list
 from commands.registry import Family
 from commands.roles import Role
 from commands.scope import cop_arg, numbered
-from commands.text import Message
+from commands.text import Message, plural
 from config.models import CopConfig
 from storage import events as store
 from storage import repo
@@ -164,8 +164,7 @@ async def create(
     )
     msg = Message("Created ").append(event_heading(event)).text(".").br()
     msg.append(details(event, zone))
-    seats = seats_text(event.capacity)
-    msg.br().text(f"Seats: {seats}")
+    msg.br().text(f"Seats: {seats_count(event.capacity)}")
     if note:
         msg.para().text(note)
     msg.para()
@@ -288,17 +287,18 @@ async def edit(ctx: Context, event: Event, changes: dict[str, Any]) -> None:
         now=ctx.now,
     )
     reply = Message("Updated ").append(event_heading(ev)).text(":").bullets(changed)
-    reply.text(f"I told {told} " + ("person" if told == 1 else "people"))
+    reply.text(f"I told {plural(told, 'person', 'people')}")
     reply.text(" who answered yes or maybe or are waiting, and posted the change in the room.")
     if ev.capacity is not None:
         counts = (await store.rsvp_counts(ctx.session, [ev.id]))[ev.id]
         if counts.yes > ev.capacity:
             reply.text(
-                f" {counts.yes} people already have a seat; nobody loses it, and new yes "
+                f" {plural(counts.yes, 'person', 'people')} already "
+                f"{'has' if counts.yes == 1 else 'have'} a seat; nobody loses it, and new yes "
                 "answers wait until seats free up."
             )
     if promoted:
-        reply.text(f" {len(promoted)} " + ("person" if len(promoted) == 1 else "people"))
+        reply.text(f" {plural(len(promoted), 'person', 'people')}")
         verb = "was" if len(promoted) == 1 else "were"
         reply.text(f" from the waiting list got a seat and {verb} told.")
     await ctx.reply(reply)
@@ -340,6 +340,6 @@ async def cancel(ctx: Context, event: Event, reason: str) -> None:
         now=ctx.now,
     )
     reply = Message("Cancelled ").append(event_heading(ev)).text(".")
-    reply.text(f" I told {told} " + ("person" if told == 1 else "people"))
+    reply.text(f" I told {plural(told, 'person', 'people')}")
     reply.text(" who answered yes or maybe or were waiting, and posted it in the room.")
     await ctx.reply(reply)

@@ -10,6 +10,7 @@ from functools import lru_cache
 from zoneinfo import available_timezones
 
 from commands.args import ArgError, positive_int, prefixed_id, user_id
+from commands.text import plural
 from storage.events import KINDS, MAYBE, NO, YES
 
 
@@ -55,12 +56,12 @@ class Length:
     def text(self) -> str:
         parts = []
         if self.days:
-            parts.append(f"{self.days} day" + ("s" if self.days != 1 else ""))
+            parts.append(plural(self.days, "day"))
         hours, minutes = divmod(self.minutes, 60)
         if hours:
-            parts.append(f"{hours} hour" + ("s" if hours != 1 else ""))
+            parts.append(plural(hours, "hour"))
         if minutes:
-            parts.append(f"{minutes} minute" + ("s" if minutes != 1 else ""))
+            parts.append(plural(minutes, "minute"))
         return " ".join(parts) or "0 minutes"
 
 

@@ -49,6 +49,11 @@ def seats_text(capacity: int | None) -> str:
     return f"{capacity} seat" + ("s" if capacity != 1 else "")
 
 
+def seats_count(capacity: int | None) -> str:
+    """After "Seats:": ``12`` or ``no limit``."""
+    return "no limit" if capacity is None else str(capacity)
+
+
 def rsvp_hint(prefix: str, event: Event) -> Message:
     return Message("Answer with ").code(f"{prefix}rsvp {event.code} yes|no|maybe").text(".")
 
@@ -56,7 +61,7 @@ def rsvp_hint(prefix: str, event: Event) -> Message:
 def announcement(prefix: str, event: Event, zone_name: str, cop_name: str) -> Message:
     msg = Message("📅 New event in ").text(cop_name).text(": ").append(event_heading(event))
     msg.br().append(details(event, zone_name))
-    msg.br().text(f"Seats: {seats_text(event.capacity)}")
+    msg.br().text(f"Seats: {seats_count(event.capacity)}")
     msg.para().text("Coming? React with ✅ (yes), ❌ (no) or ❔ (maybe), or send ")
     msg.code(f"{prefix}rsvp {event.code} yes").text(". Details: ")
     msg.code(f"{prefix}event {event.code}").text(".")

@@ -240,7 +240,7 @@ async def on_redaction(ctx: Context, raw: dict[str, Any]) -> None:
     if answer_row is None:
         return
     ev, outcome = await answer_event(ctx, answer_row.event_id, None, user=answer_row.user_id)
-    msg = Message("You removed your reaction, so ")
+    msg = Message("You removed your reaction. ")
     msg.append(outcome_message(ctx.settings, ev, outcome, ctx.now))
     msg.text(" Answer again with ").code(f"{ctx.prefix}rsvp {ev.code} yes|no|maybe").text(".")
     await ctx.dm(answer_row.user_id, msg)

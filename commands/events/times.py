@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from commands.args import ArgError
 from commands.events.parse import Length
+from commands.text import plural
 from config.events import EventsConfig
 from storage.events import Event
 
@@ -70,7 +71,7 @@ def plan_times(
         raise ArgError(f"{day.isoformat()} is very far ahead; please check the year")
     end = end_of(start, length, zone_name)
     if end - start > config.max_duration:
-        raise ArgError(f"an event can last {config.max_duration.days} days at most")
+        raise ArgError(f"an event can last {plural(config.max_duration.days, 'day')} at most")
     return start, end, note
 
 
@@ -83,8 +84,10 @@ def when_text(start: datetime, end: datetime, zone_name: str, *, year: bool = Tr
     abbr_s, abbr_e = s.tzname() or "", e.tzname() or ""
     same_day = s.date() == e.date() or (e - s <= timedelta(hours=24) and e.time() == time(0))
     if same_day:
-        text = f"{s.strftime(day_fmt)}, {s:%H:%M}–{e:%H:%M}"
-        text += f" {abbr_e}" if abbr_s == abbr_e else f" {abbr_s}/{abbr_e}"
+        if abbr_s == abbr_e:
+            text = f"{s.strftime(day_fmt)}, {s:%H:%M}–{e:%H:%M} {abbr_e}"
+        else:  # the clocks change during the event: each time with its own zone
+            text = f"{s.strftime(day_fmt)}, {s:%H:%M} {abbr_s} – {e:%H:%M} {abbr_e}"
     else:
         first = f"{s:%H:%M}" if abbr_s == abbr_e else f"{s:%H:%M} {abbr_s}"
         text = f"{s.strftime(day_fmt)} {first} – {e.strftime(day_fmt)} {e:%H:%M} {abbr_e}"
@@ -118,18 +121,18 @@ def offset_text(offset: timedelta) -> str:
     minutes = int(offset.total_seconds() // 60)
     if minutes % 1440 == 0 and minutes >= 2880:
         days = minutes // 1440
-        return f"{days} day" + ("s" if days != 1 else "")
+        return plural(days, "day")
     if minutes % 60 == 0:
         hours = minutes // 60
-        return f"{hours} hour" + ("s" if hours != 1 else "")
-    return f"{minutes} minutes"
+        return plural(hours, "hour")
+    return plural(minutes, "minute")
 
 
 def in_text(delta: timedelta) -> str:
     """``24 hours``, ``59 minutes``: how soon something starts."""
     minutes = max(1, round(delta.total_seconds() / 60))
     if minutes < 90:
-        return f"{minutes} minute" + ("s" if minutes != 1 else "")
+        return plural(minutes, "minute")
     hours = round(minutes / 60)
     if hours < 48:
         return f"{hours} hours"

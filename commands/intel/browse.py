@@ -32,7 +32,7 @@ from commands.intel.render import (
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import Kind, Missing, cop_arg, numbered
-from commands.text import Message
+from commands.text import Message, plural
 from storage import announce as announce_store
 from storage import intel as store
 from storage import repo
@@ -110,7 +110,8 @@ async def list_(ctx: Context, tag: str | None, options: dict[str, Any]) -> None:
     if not result.items:
         if result.total:
             raise CommandError(
-                f"There are only {result.total} items{' ' + what if what else ''}; "
+                f"There {'is' if result.total == 1 else 'are'} only "
+                f"{plural(result.total, 'item')}{' ' + what if what else ''}; "
                 f"page {page} is empty. Send {ctx.prefix}intel list"
                 f"{' #' + tag if tag else ''} to start from the newest."
             )
@@ -166,7 +167,8 @@ async def search(ctx: Context, words: Search) -> None:
         return
     if not result.items:
         raise CommandError(
-            f"There are only {result.total} results; page {page} is empty. "
+            f"There {'is' if result.total == 1 else 'are'} only "
+            f"{plural(result.total, 'result')}; page {page} is empty. "
             f"Send {ctx.prefix}intel search {query} for the first ones."
         )
     msg = Message("Results for ").bold(query).text(f" in {scope}, best first")
@@ -200,7 +202,7 @@ async def show(ctx: Context, item: store.IntelItem, options: dict[str, Any]) -> 
     page = int(options.get("page") or 1)
     if parts and page > len(parts):
         raise CommandError(
-            f"{ref(found)} has {len(parts)} part{'s' if len(parts) > 1 else ''}; "
+            f"{ref(found)} has {plural(len(parts), 'part')}; "
             f"send {ctx.prefix}intel show {ref(found)} to start from the first."
         )
     if not parts and page > 1:

@@ -14,7 +14,7 @@ from commands.intel.render import title_piece
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import room_cop
-from commands.text import Message
+from commands.text import Message, plural
 from storage import intel as store
 
 family = Family()
@@ -78,7 +78,7 @@ async def share(ctx: Context, text: str | None) -> None:
     if parsed.tags:
         extras.append("tags " + " ".join(f"#{t}" for t in parsed.tags))
     if parsed.urls:
-        extras.append("1 link" if len(parsed.urls) == 1 else f"{len(parsed.urls)} links")
+        extras.append(plural(len(parsed.urls), "link"))
     if extras:
         msg.br().text("With " + ", ".join(extras) + ".")
     msg.br().text("Anyone in the CoP can open it with ").code(f"{ctx.prefix}intel show {ref(item)}")

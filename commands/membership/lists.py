@@ -11,7 +11,7 @@ from commands.membership.rules import country_name
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import cop_arg
-from commands.text import Message
+from commands.text import Message, plural
 from config.models import CopConfig, Settings
 from storage import announce as announce_store
 from storage import membership as ms
@@ -44,7 +44,7 @@ async def members(ctx: Context, cop: CopConfig) -> None:
     private_place = ctx.place in (Place.DM, Place.MANAGEMENT, Place.COP_ROOM)
     show_ids = inside and private_place
     entries = await ms.members_of(ctx.session, target.code)
-    count = f"{len(entries)} member" + ("" if len(entries) == 1 else "s")
+    count = plural(len(entries), "member")
     msg = Message().append(cop_title(target)).text(f": {count}")
     items = []
     for entry in entries:
@@ -91,7 +91,8 @@ async def audit(ctx: Context, count: int) -> None:
         )
         return
     zone = ctx.settings.secretariat.timezone
-    msg = Message(f"The last {len(entries)} actions (times in {zone}):")
+    last = "The last action" if len(entries) == 1 else f"The last {len(entries)} actions"
+    msg = Message(f"{last} (times in {zone}):")
     msg.bullets(audit_line(ctx.settings, entry) for entry in entries)
     await ctx.reply(msg)
 

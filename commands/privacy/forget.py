@@ -21,7 +21,7 @@ from commands.errors import CommandError
 from commands.events.render import promotion_message
 from commands.privacy.notice import day, span
 from commands.registry import Family, Place
-from commands.text import Message
+from commands.text import Message, plural
 from storage import erasure, repo
 from storage import membership as ms
 from storage.claims import APPROVED, KeptClaim
@@ -153,13 +153,13 @@ def outcome(ctx: Context, summary: Summary, *, done: bool, remove_items: bool) -
         else Message("your profile, if any"),
     ]
     if summary.answers:
-        answers = Message(f"your answers to {summary.answers} event(s)")
+        answers = Message(f"your answers to {plural(summary.answers, 'event')}")
         if summary.seats:
             answers.text(f"; your seat at {', '.join(summary.seats)} goes to the next person ")
             answers.text("waiting")
         gone.append(answers)
     if summary.guest_invitations:
-        gone.append(Message(f"{summary.guest_invitations} guest invitation(s)"))
+        gone.append(Message(plural(summary.guest_invitations, "guest invitation")))
     if summary.calendar_link:
         gone.append(Message("your calendar link (calendars subscribed to it stop updating)"))
     if summary.moderated:
@@ -168,11 +168,13 @@ def outcome(ctx: Context, summary: Summary, *, done: bool, remove_items: bool) -
                 " (the management room is told)"
             )
         )
-    gone.append(
-        Message("every stored copy of your commands and of the messages and files I sent you")
-        .text(f" ({summary.copies}); my {summary.redactions} message(s) that carry your data ")
-        .text("are redacted")
-    )
+    copies = Message("every stored copy of your commands and of the messages and files I ")
+    copies.text(f"sent you ({summary.copies})")
+    if summary.redactions == 1:
+        copies.text("; my 1 message that carries your data is redacted")
+    elif summary.redactions:
+        copies.text(f"; my {summary.redactions} messages that carry your data are redacted")
+    gone.append(copies)
     msg = Message(f"I {'have erased' if done else 'will erase'}:").bullets(gone)
     if done:
         msg.text("I am now taking you out of the CoP rooms and leaving this chat.").para()
@@ -180,16 +182,27 @@ def outcome(ctx: Context, summary: Summary, *, done: bool, remove_items: bool) -
         msg.text("I will take you out of the CoP rooms and leave this chat.").para()
     kept: list[Message] = []
     if summary.intel_kept and not remove_items:
-        item = Message(f"The {summary.intel_kept} intel item(s) you shared stay for your CoP, ")
-        item.text("shown as shared by “a former member”.")
+        one = summary.intel_kept == 1
+        item = Message(f"The {plural(summary.intel_kept, 'intel item')} you shared ")
+        item.text(
+            f"{'stays' if one else 'stay'} for your CoP, shown as shared by “a former member”."
+        )
         if not done:
-            item.text(" To delete them instead, confirm with ")
+            item.text(f" To delete {'it' if one else 'them'} instead, confirm with ")
             item.code(f"{ctx.prefix}forgetme confirm {REMOVE_ITEMS}").text(".")
         kept.append(item)
     if summary.intel_deleted:
-        kept.append(Message(f"{summary.intel_deleted} intel item(s) of yours are deleted."))
+        kept.append(
+            Message(f"{plural(summary.intel_deleted, 'intel item')} of yours ").text(
+                "is deleted." if summary.intel_deleted == 1 else "are deleted."
+            )
+        )
     if summary.claims_deleted:
-        kept.append(Message(f"{summary.claims_deleted} draft claim(s) are deleted."))
+        kept.append(
+            Message(plural(summary.claims_deleted, "draft claim")).text(
+                " is deleted." if summary.claims_deleted == 1 else " are deleted."
+            )
+        )
     audit_until = day(ctx.settings, ctx.now + ctx.settings.privacy.audit_retention)
     kept.append(
         Message("Log entries keep the action and the reference ")
@@ -207,6 +220,7 @@ def outcome(ctx: Context, summary: Summary, *, done: bool, remove_items: bool) -
 
 @family.command(
     "forgetme",
+    section="Privacy",
     help="Have your personal data erased.\n"
     "I first show you exactly what is erased and what is kept (and until when); then you "
     "confirm with `forgetme confirm` within 10 minutes.",
@@ -236,6 +250,7 @@ async def forgetme(ctx: Context) -> None:
 
 @family.command(
     "forgetme confirm",
+    section="Privacy",
     help="Erase your personal data now (after `forgetme`, within 10 minutes).\n"
     f"Add `{REMOVE_ITEMS}` to delete the intel you shared instead of keeping it without "
     "your name.",

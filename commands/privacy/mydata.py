@@ -8,7 +8,7 @@ from typing import Any
 
 from commands.context import Context
 from commands.registry import Family, Place
-from commands.text import Message
+from commands.text import Message, plural
 from storage import privacy as store
 
 family = Family()
@@ -17,10 +17,6 @@ CONTENTS = (
     "guest invitations, the intel you shared, your travel claims, the log entries about you, "
     "the commands you sent me and the messages I sent you"
 )
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def summary(data: dict[str, Any], prefix: str) -> Message:
@@ -39,23 +35,23 @@ def summary(data: dict[str, Any], prefix: str) -> Message:
         if profile
         else Message("Profile: none"),
         Message(
-            _count(
+            plural(
                 len(data["memberships"]),
                 "CoP membership or application",
                 "CoP memberships or applications",
             )
         ),
         Message(
-            f"{_count(len(events['answers']), 'event answer')}, "
-            f"{_count(len(events['attended']), 'attendance')}, "
-            f"{_count(len(events['guest_invitations']), 'guest invitation')}"
+            f"{plural(len(events['answers']), 'event answer')}, "
+            f"{plural(len(events['attended']), 'attendance')}, "
+            f"{plural(len(events['guest_invitations']), 'guest invitation')}"
         ),
-        Message(_count(len(data["intel_items"]), "intel item")),
-        Message(_count(len(data["claims"]), "travel claim")),
-        Message(_count(len(data["audit_log"]), "log entry", "log entries")),
+        Message(plural(len(data["intel_items"]), "intel item")),
+        Message(plural(len(data["claims"]), "travel claim")),
+        Message(plural(len(data["audit_log"]), "log entry", "log entries")),
         Message(
-            f"{_count(len(data['stored_events']), 'command or event', 'commands and events')} "
-            f"you sent me, {_count(len(data['messages_to_you']), 'message')} I sent you"
+            f"{plural(len(data['stored_events']), 'command or event', 'commands and events')} "
+            f"you sent me, {plural(len(data['messages_to_you']), 'message')} I sent you"
         ),
     ]
     msg = Message("🔒 Here is everything I store about you, in the JSON file above:")
@@ -68,6 +64,7 @@ def summary(data: dict[str, Any], prefix: str) -> Message:
 
 @family.command(
     "mydata",
+    section="Privacy",
     help="Get a copy of everything I store about you, as a file in a direct message.\n"
     f"It holds {CONTENTS}. Asked in a room, I still answer only in our direct chat.",
     places=Place.ANYWHERE,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from commands.context import Context
 from commands.registry import Family, Place
-from commands.text import Message
+from commands.text import Message, plural
 from config.models import DAYS_PER_YEAR, Settings
 
 family = Family()
@@ -20,11 +20,11 @@ def span(delta: timedelta) -> str:
     days, seconds = delta.days, delta.seconds
     if seconds == 0 and days and days % DAYS_PER_YEAR == 0:
         years = days // DAYS_PER_YEAR
-        return "1 year" if years == 1 else f"{years} years"
+        return plural(years, "year")
     if seconds == 0 and days:
-        return "1 day" if days == 1 else f"{days} days"
+        return plural(days, "day")
     hours = round(delta.total_seconds() / 3600)
-    return "1 hour" if hours == 1 else f"{hours} hours"
+    return plural(hours, "hour")
 
 
 def day(settings: Settings, when: datetime) -> str:
@@ -97,6 +97,7 @@ def notice(settings: Settings, prefix: str) -> Message:
 
 @family.command(
     "privacy",
+    section="Privacy",
     help="How I handle your personal data: who is responsible, what I keep, why, for how "
     "long, and how to get a copy or have it erased.",
     places=Place.EVERYWHERE,

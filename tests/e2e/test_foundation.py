@@ -25,6 +25,9 @@ async def test_help_in_a_direct_chat_lists_the_commands(people, make_bot: BotFac
     assert "!cops" in reply["content"]["body"]
     assert "<code>!help" in reply["content"]["formatted_body"]
     assert reply["content"]["m.mentions"] == {}
+    topic = await anna.ask(dm, "!help events", bot.user_id)
+    assert topic["content"]["body"].startswith("Events — ")
+    assert "!rsvp <E#> yes|no|maybe" in topic["content"]["body"]
 
 
 async def test_the_bot_can_log_in_with_an_access_token_and_serves_its_health_page(

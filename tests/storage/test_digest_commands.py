@@ -117,8 +117,8 @@ async def test_sending_is_written_to_the_audit_log(world: World) -> None:
 
 
 async def test_the_digest_commands_are_in_help_for_moderators_only(world: World) -> None:
-    for_mod = await world.only(MOD, "!help", MGMT)
-    for_member = await world.only(ANNA, "!help", HDEV_ROOM)
+    for_mod = await world.only(MOD, "!help intel", MGMT)
+    for_member = await world.only(ANNA, "!help intel", HDEV_ROOM)
 
     assert "!digest send" in for_mod.body
     assert "!digest" not in for_member.body

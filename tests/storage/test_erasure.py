@@ -439,7 +439,7 @@ async def test_shared_intel_stays_as_a_former_members_unless_they_ask_to_remove_
     removed = await ok(world, BEN, "forgetme confirm remove-items")
     async with world.db.read() as s:
         assert await s.get(IntelItem, second) is None
-    assert "1 intel item(s) of yours are deleted." in removed.text
+    assert "1 intel item of yours is deleted." in removed.text
 
 
 async def test_the_calendar_link_stops_working(world: World) -> None:

@@ -53,7 +53,7 @@ async def test_a_moderator_creates_an_event_and_it_is_announced_with_reactions(
     announcement = next(m for m in sent if m.room_id == HDEV_ROOM and m.kind == "message")
     assert announcement.tag == "event:1"
     assert "New event in Heavy-duty electric vehicles" in announcement.body
-    assert "Market dialogue" in announcement.body and "Seats: 30 seats" in announcement.body
+    assert "Market dialogue" in announcement.body and "Seats: 30\n" in announcement.body
     assert "https://meet.example.org/bus" in announcement.body
     assert "!rsvp E1 yes" in announcement.body
     reactions = [m for m in sent if m.kind == "reaction"]
@@ -90,7 +90,7 @@ async def test_bad_dates_get_the_usage_line_and_what_was_wrong(world: World) -> 
     gap = await world.reply(
         MOD, '!event create HDEV online-meeting 2026-03-29 02:30 1h "Night owls"'
     )
-    assert "does not exist in Europe/Brussels" in gap and "03:30" in gap
+    assert "does not exist in Europe/Brussels" in gap and "Did you mean 03:30? Usage:" in gap
     zone = await world.reply(MOD, CREATE.format(day=in_days(5), cap=5) + " tz=Moon/Base")
     assert "not a time zone I know" in zone
 
@@ -102,6 +102,9 @@ async def test_an_ambiguous_time_on_the_night_the_clocks_go_back_is_explained(
         MOD, '!event create HDEV online-meeting 2026-10-25 02:30 1h "Night owls"'
     )
     assert "happens twice" in reply and "I used the first one (02:30 CEST" in reply
+    # One hour from 02:30 CEST ends at 02:30 CET: each time is shown with its own zone.
+    assert "Sun 25 Oct 2026, 02:30 CEST – 02:30 CET (Europe/Brussels)" in reply
+    assert "Seats: no limit" in reply
 
 
 async def test_rsvp_by_command_fills_seats_then_the_waiting_list(world: World) -> None:
@@ -174,7 +177,9 @@ async def test_reacting_to_the_announcement_answers_and_removing_it_withdraws(
     freed = (await world.react(ANNA, announcement, "❌", event_id="$r3")).sent
     assert "a seat freed up" in dms(freed, BEN)[0].body
     withdrawn = (await world.unreact(BEN, "$r1")).sent
-    assert "is withdrawn" in dms(withdrawn, BEN)[0].body
+    assert dms(withdrawn, BEN)[0].body.startswith(
+        "You removed your reaction. Your answer to E1 “Electric buses” is withdrawn."
+    )
     async with world.db.session() as s:
         assert await store.rsvp_of(s, event_id, BEN) is None
         assert await store.rsvp_of(s, event_id, ANNA) == "no"
@@ -309,6 +314,7 @@ async def test_the_calendar_command_sends_a_file_and_a_personal_link(world: Worl
     assert file.payload["filename"] == "bbwt-events.ics"
     assert b"Electric buses" in base64.b64decode(file.payload["data_b64"])
     text = next(m for m in sent if m.kind == "message").body
+    assert "calendar. 1 upcoming event with your answer is in the file above." in text
     async with world.db.session() as s:
         token = await store.calendar_token(s, ANNA, now=world.now)
     assert f"https://bot.example.org/calendar/{token}.ics" in text

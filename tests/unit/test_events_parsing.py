@@ -155,6 +155,12 @@ def test_an_event_across_the_night_of_the_clock_change_lasts_exactly_its_hours()
     assert shown == "Sat 28 Mar 2026 23:00 CET – Sun 29 Mar 2026 04:00 CEST (Europe/Brussels)"
 
 
+def test_a_short_event_on_the_night_the_clocks_go_back_names_the_zone_of_each_time() -> None:
+    start = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    shown = when_text(start, start + timedelta(hours=1), BRUSSELS)
+    assert shown == "Sun 25 Oct 2026, 02:30 CEST – 02:30 CET (Europe/Brussels)"
+
+
 def test_a_multi_day_event_keeps_its_local_time_of_day_across_the_clock_change() -> None:
     start, _ = resolve_local(date(2026, 3, 28), time(9, 0), BRUSSELS)
     end = end_of(start, Length(days=2), BRUSSELS)

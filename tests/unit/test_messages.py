@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands.text import Message
+from commands.text import Message, plural
 
 
 def test_user_text_is_escaped_in_the_html_body() -> None:
@@ -38,3 +38,11 @@ def test_bullets_make_an_html_list_and_a_plain_list() -> None:
     msg = Message("Items:").bullets(["<one>", Message().bold("two")])
     assert msg.html == "Items:<ul><li>&lt;one&gt;</li><li><strong>two</strong></li></ul>"
     assert msg.plain == "Items:\n• <one>\n• two"
+
+
+def test_counts_agree_with_their_noun() -> None:
+    assert plural(1, "event") == "1 event"
+    assert plural(0, "event") == "0 events"
+    assert plural(2, "event") == "2 events"
+    assert plural(1, "person", "people") == "1 person"
+    assert plural(3, "person", "people") == "3 people"
