@@ -9,6 +9,7 @@ from typing import Any
 from commands.args import Arg, cop_code, user_id
 from commands.context import Context
 from commands.errors import CommandError
+from commands.events.seats import promoted_count, release_seats, withdrawn_answers
 from commands.membership.apply import TAG_PREFIX
 from commands.membership.render import cop_title, describe, local_time, not_pending
 from commands.membership.rooms import invite, kick
@@ -234,19 +235,27 @@ async def remove(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
             f"Removed from the CoP{': ' + reason if reason else ''}"[:250],
             now=ctx.now,
         )
+    freed = await release_seats(ctx, user, [target.code])
     told = Message("You have been removed from ").append(cop_title(target))
     told.text(" by its moderators.")
     if reason:
         told.text(" Their reason: ").italic(reason)
+    answers = withdrawn_answers(freed)
+    if answers is not None:
+        told.para().text("Your answers to its upcoming events are withdrawn: ").append(answers)
+        told.text(".")
     told.para().text("If you have questions, please contact the BBWT Secretariat.")
     await ctx.dm(user, told)
-    await ctx.reply(
-        Message("Removed ")
-        .text(user)
-        .text(" from ")
-        .bold(target.code)
-        .text(": they are out of the room and I've told them why.")
-    )
+    done = Message("Removed ").text(user).text(" from ").bold(target.code)
+    done.text(": they are out of the room and I've told them why.")
+    if answers is not None:
+        done.text(" Their answers to its upcoming events are withdrawn")
+        promoted = promoted_count(freed)
+        if promoted:
+            people = "person" if promoted == 1 else "people"
+            done.text(f"; {promoted} {people} from the waiting list got a seat and were told")
+        done.text(".")
+    await ctx.reply(done)
 
 
 @family.on("reaction")

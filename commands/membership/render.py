@@ -68,6 +68,16 @@ def question(kind: str, prefix: str) -> Message:
     return msg.br().append(cancel_hint(prefix))
 
 
+def country_retry(prefix: str) -> Message:
+    """After an answer that is not an EU or EEA country: no list again, but a way out."""
+    return (
+        Message("If your organisation is established elsewhere, send ")
+        .code(f"{prefix}cancel")
+        .text(" to stop. (Suppliers, consultancies and other market actors can't join either, ")
+        .text("but a CoP moderator can invite them as guests to single events.)")
+    )
+
+
 def profile_message(prefix: str, person: Person | None, statuses: dict[str, str]) -> Message:
     msg = Message("Your profile:")
     msg.bullets(
