@@ -16,7 +16,7 @@ from commands.membership.rooms import invite, kick
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import CopSet, Missing, cop_arg
-from commands.text import Message
+from commands.text import Message, isolate
 from config.models import CopConfig
 from storage import membership as ms
 from storage import repo
@@ -51,7 +51,9 @@ async def approve(ctx: Context, cop: CopConfig, user: str) -> Message:
     return (
         Message("Approved: ")
         .text(user)
-        .text(f" ({describe(person)}) is now a member of ")
+        .text(" (")
+        .append(describe(person))
+        .text(") is now a member of ")
         .bold(cop.code)
         .text(". I've invited them to the room and told them.")
     )
@@ -82,7 +84,7 @@ async def applications(ctx: Context, cop: CopConfig | CopSet) -> None:
     for entry in entries:
         row = entry.membership
         item = Message().bold(row.cop_code).text(" · ").text(row.user_id)
-        item.text(f" · {describe(entry.person)}")
+        item.text(" · ").append(describe(entry.person))
         item.text(f" · applied {local_time(ctx.settings, row.applied_at)[:10]}")
         if row.flagged:
             item.text(" · ⚠️ flagged: ").text(row.flag_reason)
@@ -232,7 +234,7 @@ async def remove(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
             ctx.session,
             room_id,
             user,
-            f"Removed from the CoP{': ' + reason if reason else ''}"[:250],
+            f"Removed from the CoP{': ' + isolate(reason) if reason else ''}"[:250],
             now=ctx.now,
         )
     freed = await release_seats(ctx, user, [target.code])

@@ -34,16 +34,15 @@ def cop_title(cop: CopConfig) -> Message:
     return Message().bold(cop.code).text(f" — {cop.name}")
 
 
-def describe(person: Person | None) -> str:
-    """``City of Oslo · Norway (NO) · local authority``."""
+def describe(person: Person | None) -> Message:
+    """``City of Oslo · Norway (NO) · local authority`` (the name a piece of its own, so it
+    is isolated from the bot's words around it)."""
     if person is None:
-        return "no profile"
-    return " · ".join(
-        [
-            person.org or "organisation not given",
-            country_name(person.country),
-            short_type(person.authority_type),
-        ]
+        return Message("no profile")
+    return (
+        Message()
+        .text(person.org or "organisation not given")
+        .text(f" · {country_name(person.country)} · {short_type(person.authority_type)}")
     )
 
 

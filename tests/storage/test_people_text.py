@@ -149,8 +149,11 @@ async def test_right_to_left_text_is_shown_isolated_in_its_own_direction(world: 
 
     applied = await world.send(APPLICANT, "join HDEV")
 
+    approved = await world.send(MOD, f"approve {APPLICANT} HDEV")
+
     notice = applied.to(MGMT)[0]
-    for text in (notice.body, notice.html):
-        assert f"\u2068{name}\u2069" in text
+    for text in (notice.body, notice.html, approved.reply):
+        assert f"\u2068{name}\u2069" in text  # the name alone, not the bot's words
         assert unclosed_bidi(text) == []
     assert "Country: Cyprus (CY)" in notice.body
+    assert f"(\u2068{name}\u2069 · Cyprus (CY) · local authority) is now" in approved.reply
