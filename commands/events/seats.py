@@ -42,5 +42,12 @@ def withdrawn_answers(freed: list[FreedSeat]) -> Message | None:
     return msg
 
 
+def seat_note(freed: list[FreedSeat]) -> Message:
+    """`` The first person waiting has your seat.`` when someone got one, else nothing."""
+    if not promoted_count(freed):
+        return Message()
+    return Message(" The first person on the waiting list has your seat and has been told.")
+
+
 def promoted_count(freed: list[FreedSeat]) -> int:
     return sum(len(item.promoted) for item in freed)

@@ -10,7 +10,7 @@ from typing import Any
 from commands.args import Arg, ArgError, Options, cop_code
 from commands.context import Context
 from commands.errors import CommandError, UsageError
-from commands.events.seats import release_seats, withdrawn_answers
+from commands.events.seats import release_seats, seat_note, withdrawn_answers
 from commands.membership.render import (
     cop_title,
     country_retry,
@@ -209,7 +209,8 @@ async def profile(ctx: Context) -> None:
     "two-letter code (EL or GR for Greece). "
     "Type: state-authority, regional-authority, local-authority, "
     "body-governed-by-public-law, association-of-authorities or central-purchasing-body; "
-    "if none fits, other-public-body or public-company (the Secretariat checks those).",
+    "if none fits, other-public-body or public-company (the Secretariat checks those). "
+    "If a value is wrong, nothing is saved.",
     section="Membership",
     options=Options({"org": str, "country": str, "type": str}),
     examples=[
@@ -452,10 +453,11 @@ async def leave(ctx: Context, cop: CopConfig) -> None:
         room_id = await ctx.cop_room(target.code)
         if room_id is not None:
             await kick(ctx.session, room_id, ctx.sender, "Left the CoP", now=ctx.now)
-        answers = withdrawn_answers(await release_seats(ctx, ctx.sender, [target.code]))
+        freed = await release_seats(ctx, ctx.sender, [target.code])
+        answers = withdrawn_answers(freed)
         if answers is not None:
-            msg.text("Your answers to its upcoming events are withdrawn, so the people ")
-            msg.text("waiting get the seats: ").append(answers).text(".").para()
+            msg.text("Your answers to its upcoming events are withdrawn: ").append(answers)
+            msg.text(".").append(seat_note(freed)).para()
         msg.text("You are welcome back any time: send ").code(f"{ctx.prefix}join {target.code}")
         msg.text(".")
     await ctx.reply(msg)

@@ -9,7 +9,12 @@ from typing import Any
 from commands.args import Arg, cop_code, user_id
 from commands.context import Context
 from commands.errors import CommandError
-from commands.events.seats import promoted_count, release_seats, withdrawn_answers
+from commands.events.seats import (
+    promoted_count,
+    release_seats,
+    seat_note,
+    withdrawn_answers,
+)
 from commands.membership.apply import TAG_PREFIX
 from commands.membership.render import cop_title, describe, local_time, not_pending
 from commands.membership.rooms import invite, kick
@@ -245,7 +250,7 @@ async def remove(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
     answers = withdrawn_answers(freed)
     if answers is not None:
         told.para().text("Your answers to its upcoming events are withdrawn: ").append(answers)
-        told.text(".")
+        told.text(".").append(seat_note(freed))
     told.para().text("If you have questions, please contact the BBWT Secretariat.")
     await ctx.dm(user, told)
     done = Message("Removed ").text(user).text(" from ").bold(target.code)
@@ -254,8 +259,8 @@ async def remove(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
         done.text(" Their answers to its upcoming events are withdrawn")
         promoted = promoted_count(freed)
         if promoted:
-            people = "person" if promoted == 1 else "people"
-            done.text(f"; {promoted} {people} from the waiting list got a seat and were told")
+            people, verb = ("person", "was") if promoted == 1 else ("people", "were")
+            done.text(f"; {promoted} {people} from the waiting list got a seat and {verb} told")
         done.text(".")
     await ctx.reply(done)
 

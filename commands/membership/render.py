@@ -59,7 +59,8 @@ def question(kind: str, prefix: str) -> Message:
         msg = Message("What is the full name of your organisation? (For example: City of Oslo.)")
     elif kind == "country":
         msg = Message("In which country is your organisation established? ")
-        msg.text("Answer with the number or the country code:")
+        msg.text("Answer with the number, the country's name (in English or its own ")
+        msg.text("language) or its code:")
         msg.bullets(f"{n} — {COUNTRIES[c]} ({c})" for n, c in enumerate(COUNTRY_CHOICES, 1))
     else:
         msg = Message("What kind of organisation is it? Answer with the number:")

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context, cop_room
-from commands.events.seats import release_seats, withdrawn_answers
+from commands.events.seats import release_seats, seat_note, withdrawn_answers
 from commands.membership.render import cop_title
 from commands.registry import Family, Place
 from commands.roles import Role, role_of
@@ -140,12 +140,13 @@ async def left_room(ctx: Context, code: str, user: str, by: str) -> None:
     if await role_of(ctx.session, ctx.settings, user, code) >= Role.MODERATOR:
         return
     cop = ctx.settings.cop(code)
-    answers = withdrawn_answers(await release_seats(ctx, user, [code]))
+    freed = await release_seats(ctx, user, [code])
+    answers = withdrawn_answers(freed)
     if cop is None or answers is None:
         return
     told = Message("You left the room of " if by == user else "You were taken out of the room of ")
-    told.append(cop_title(cop)).text(", so I've withdrawn your answers to its upcoming events ")
-    told.text("and the people waiting get the seats: ").append(answers).text(".")
+    told.append(cop_title(cop)).text(", so I've withdrawn your answers to its upcoming events: ")
+    told.append(answers).text(".").append(seat_note(freed))
     if await role_of(ctx.session, ctx.settings, user, code) >= Role.MEMBER:
         told.para().text("You are still a member of ").bold(code).text(". To come back to ")
         told.text("the room, send ").code(f"{ctx.prefix}join {code}").text("; then answer ")

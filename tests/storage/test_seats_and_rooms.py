@@ -59,7 +59,7 @@ async def test_a_removed_member_gives_up_the_seat_and_the_first_waiting_gets_it(
     assert "a seat freed up at E1" in result.dms_to(BEN)
     told = result.dms_to(ANNA)
     assert "removed from HDEV" in told and "E1 “Charging standards” (you had a seat)" in told
-    assert "1 person from the waiting list got a seat" in result.reply
+    assert "1 person from the waiting list got a seat and was told" in result.reply
 
 
 async def test_a_removed_member_is_not_reminded_and_the_promoted_one_is(world: World) -> None:
@@ -124,6 +124,7 @@ async def test_leaving_the_room_gives_up_the_seat_and_says_how_to_come_back(
     told = result.dms_to(ANNA)
     assert "You left the room of HDEV" in told and "(you had a seat)" in told
     assert "still a member of HDEV" in told and "!join HDEV" in told
+    assert "The first person on the waiting list has your seat" in told
     async with world.db.read() as s:
         assert await repo.memberships_of(s, ANNA) == {"HDEV": "member"}
 
