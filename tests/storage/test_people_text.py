@@ -5,6 +5,15 @@ lines around. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection
+from sqlalchemy import text as sql
+
+import storage
 from storage import membership as ms
 from tests.support.cast import APPLICANT, MGMT, MOD
 from tests.support.world import World
@@ -157,3 +166,29 @@ async def test_right_to_left_text_is_shown_isolated_in_its_own_direction(world: 
         assert unclosed_bidi(text) == []
     assert "Country: Cyprus (CY)" in notice.body
     assert f"(\u2068{name}\u2069 · Cyprus (CY) · local authority) is now" in approved.reply
+
+
+async def test_profiles_saved_with_gr_are_moved_to_el_by_the_migration(world: World) -> None:
+    async with world.db.session() as s:
+        await ms.save_profile(s, APPLICANT, country="GR", now=world.now)
+    path = Path(storage.__file__).parent / "migrations" / "versions" / "0008p_greece_el.py"
+    spec = importlib.util.spec_from_file_location("migration_0008p", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+
+    def upgrade(sync: Connection) -> None:
+        with Operations.context(MigrationContext.configure(sync)):
+            migration.upgrade()
+
+    async with world.db.engine.connect() as conn:
+        await conn.run_sync(upgrade)
+        await conn.commit()
+
+    async with world.db.read() as s:
+        stored = await s.scalar(
+            sql("SELECT country FROM people WHERE user_id = :u"), {"u": APPLICANT}
+        )
+    assert stored == "EL"
+    shown = await world.send(APPLICANT, "profile")
+    assert "Country: Greece (EL)" in shown.reply
