@@ -5,12 +5,19 @@ Every piece of text that did not come from the bot's own source code must go thr
 :meth:`Message.text` (or another method that escapes). ``@room`` is defused everywhere, and
 every message carries an empty ``m.mentions`` so that clients and servers that follow
 intentional mentions never turn user text into a ping.
+
+People's text can carry invisible characters. Every piece that goes into a message is
+isolated (:func:`isolate`): a right-to-left override or embedding left open in an
+organisation's name cannot reverse the rest of the bot's line. Rules that look at people's
+text (the company check, country names) compare text after :func:`fold`, so a zero-width space
+cannot hide a word; what is stored is what the person typed.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,10 +27,90 @@ MAX_MESSAGE_BYTES = 24_000
 third larger than its content (base64), so a reply longer than this is sent in parts."""
 WORD_JOINER = "\u2060"
 
+# Unicode bidirectional controls (UAX #9): embeddings and overrides end with PDF, isolates
+# with PDI.
+_EMBEDDINGS = frozenset("\u202a\u202b\u202d\u202e")  # LRE RLE LRO RLO
+_PDF = "\u202c"
+_ISOLATES = frozenset("\u2066\u2067\u2068")  # LRI RLI FSI
+_PDI = "\u2069"
+FSI, PDI = "\u2068", "\u2069"
+_NEEDS_ISOLATION = frozenset(
+    {"R", "AL", "AN", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"}
+)
+"""Bidi classes that can change how the text around them is displayed: right-to-left
+letters, Arabic numbers and the explicit controls."""
+
 
 def defuse(text: str) -> str:
     """Stop ``@room`` in text from notifying a whole room (legacy push rules match the body)."""
     return _ROOM_PING.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], text)
+
+
+def fold(text: str) -> str:
+    """People's text as the rules compare it: NFKC-normalised (full-width letters, ligatures
+    and the like become plain ones) and without format characters (Unicode category Cf:
+    zero-width spaces and joiners, bidi controls, soft hyphens). For checks only; store and
+    show what the person typed."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
+def match_key(text: str) -> str:
+    """:func:`fold` plus no accents, no case and single spaces: ``"  Österreich"`` and
+    ``"osterreich"`` give the same key (for matching names, never for showing)."""
+    decomposed = unicodedata.normalize("NFKD", fold(text))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(unicodedata.normalize("NFC", bare).casefold().split())
+
+
+def balance_bidi(text: str) -> str:
+    """``text`` without the bidi controls that are not properly paired in it: an override
+    or isolate left open, a PDF or PDI that closes nothing, and embeddings that an isolate's
+    end would close implicitly. What is left is nested pairs, which end where they began."""
+    if text.isascii():
+        return text
+    drop: set[int] = set()
+    stack: list[tuple[int, bool]] = []  # (position, is an isolate)
+    for index, ch in enumerate(text):
+        if ch in _EMBEDDINGS or ch in _ISOLATES:
+            stack.append((index, ch in _ISOLATES))
+        elif ch == _PDF:
+            if stack and not stack[-1][1]:
+                stack.pop()
+            else:
+                drop.add(index)
+        elif ch == _PDI:
+            if any(isolate for _, isolate in stack):
+                while stack:
+                    position, isolate = stack.pop()
+                    if isolate:
+                        break
+                    drop.add(position)  # an embedding the isolate's end would cut short
+            else:
+                drop.add(index)
+        elif ch in "\n\r\u2029\x1c\x1d\x1e\x85":  # a paragraph's end closes everything
+            drop.update(position for position, _ in stack)
+            stack.clear()
+    drop.update(position for position, _ in stack)
+    if not drop:
+        return text
+    return "".join(ch for index, ch in enumerate(text) if index not in drop)
+
+
+def isolate(text: str) -> str:
+    """A piece of text made safe to put in a line of the bot's own: unpaired bidi controls
+    removed and, when it holds right-to-left text or bidi controls, each line wrapped in a
+    first-strong isolate (FSI … PDI), so it is shown in its own direction and cannot turn
+    the rest of the line around. Plain left-to-right text is left exactly as it is."""
+    if text.isascii():
+        return text
+    lines = balance_bidi(text).split("\n")
+    return "\n".join(
+        FSI + line + PDI
+        if any(unicodedata.bidirectional(ch) in _NEEDS_ISOLATION for ch in line)
+        else line
+        for line in lines
+    )
 
 
 def excerpt(text: str, limit: int = 40) -> str:
@@ -39,7 +126,12 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 
 def esc(text: object) -> str:
-    return html.escape(defuse(str(text)), quote=True)
+    return html.escape(_safe(text), quote=True)
+
+
+def _safe(text: object) -> str:
+    """Any piece of a message: bidi-isolated, ``@room`` defused."""
+    return isolate(defuse(str(text)))
 
 
 class Message:
@@ -53,34 +145,34 @@ class Message:
 
     # inline pieces -----------------------------------------------------------------------
     def text(self, text: object) -> Message:
-        value = defuse(str(text))
+        value = _safe(text)
         self._plain.append(value)
         self._html.append(html.escape(value, quote=True).replace("\n", "<br>"))
         return self
 
     def bold(self, text: object) -> Message:
-        value = defuse(str(text))
+        value = _safe(text)
         self._plain.append(value)
         self._html.append(f"<strong>{html.escape(value)}</strong>")
         return self
 
     def italic(self, text: object) -> Message:
-        value = defuse(str(text))
+        value = _safe(text)
         self._plain.append(value)
         self._html.append(f"<em>{html.escape(value)}</em>")
         return self
 
     def code(self, text: object) -> Message:
-        value = defuse(str(text))
+        value = _safe(text)
         self._plain.append(value)
         self._html.append(f"<code>{html.escape(value)}</code>")
         return self
 
     def link(self, url: str, label: object | None = None) -> Message:
         """A link; only http(s) and mxc URLs become clickable, anything else stays text."""
-        shown = defuse(str(label if label is not None else url))
+        shown = _safe(label if label is not None else url)
         if re.match(r"^(https?|mxc)://", url, re.IGNORECASE):
-            self._plain.append(shown if label is None else f"{shown} ({url})")
+            self._plain.append(shown if label is None else f"{shown} ({_safe(url)})")
             self._html.append(f'<a href="{html.escape(url, quote=True)}">{html.escape(shown)}</a>')
         else:
             self.text(shown)

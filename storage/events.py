@@ -447,6 +447,8 @@ class FreedSeat:
 
     event: Event
     promoted: list[str]
+    previous: str | None = None
+    """The answer withdrawn (``yes``, ``waiting``, ``maybe``, ``no``)."""
 
 
 async def free_seats(
@@ -473,7 +475,7 @@ async def free_seats(
         if event is None:  # pragma: no cover - events are never deleted
             continue
         outcome = await set_rsvp(session, event, user_id, None, now)
-        freed.append(FreedSeat(event, outcome.promoted))
+        freed.append(FreedSeat(event, outcome.promoted, outcome.previous))
     return freed
 
 

@@ -9,9 +9,11 @@ from typing import Any
 
 from commands.args import Arg, ArgError, Options, cop_code
 from commands.context import Context
-from commands.errors import CommandError
+from commands.errors import CommandError, UsageError
+from commands.events.seats import release_seats, seat_note, withdrawn_answers
 from commands.membership.render import (
     cop_title,
+    country_retry,
     local_time,
     profile_message,
     question,
@@ -34,7 +36,7 @@ from commands.membership.rules import (
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import Missing, cop_arg
-from commands.text import Message, strip_reply_fallback
+from commands.text import Message, match_key, strip_reply_fallback
 from config.models import CopConfig
 from storage import membership as ms
 from storage.models import Membership, Person
@@ -71,7 +73,13 @@ def parse_answer(kind: str, answer: str) -> str:
     if kind == "org":
         return parse_org(answer)
     if kind == "country":
-        return parse_choice(answer, COUNTRY_CHOICES) or parse_country(answer)
+        chosen = parse_choice(answer, COUNTRY_CHOICES)
+        if chosen is None and answer.strip().rstrip(".)").isdigit():
+            raise ArgError(
+                f"please answer with a number from 1 to {len(COUNTRY_CHOICES)}, or the "
+                f"country's name or code; {answer.strip()[:8]} is not one of the numbers"
+            )
+        return chosen or parse_country(answer)
     chosen = parse_choice(answer, TYPE_CHOICES)
     if chosen is not None:
         return chosen
@@ -82,6 +90,20 @@ def parse_answer(kind: str, answer: str) -> str:
             f"please answer with a number from 1 to {len(TYPE_CHOICES)}; "
             f"{answer.strip()[:40]!r} is not one of them"
         ) from None
+
+
+def check_profile(options: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The profile facts given to ``!profile set``, checked: (valid facts, problems)."""
+    parsers = {"org": parse_org, "country": parse_country, "type": parse_type}
+    facts: dict[str, str] = {}
+    problems: list[str] = []
+    for key, raw in options.items():
+        try:
+            facts[key] = parsers[key](raw)
+        except ArgError as exc:
+            label = {"org": "organisation", "type": "type"}.get(key)
+            problems.append(f"{label}: {exc}" if label else str(exc))
+    return facts, problems
 
 
 async def submit(
@@ -183,12 +205,14 @@ async def profile(ctx: Context) -> None:
 @family.command(
     "profile set",
     help="Set your organisation, country or type of authority.\n"
-    "Country: the two-letter code of an EU or EEA country (EL or GR for Greece). "
+    "Country: an EU or EEA country, by its name (in English or its own language) or its "
+    "two-letter code (EL or GR for Greece). "
     "Type: state-authority, regional-authority, local-authority, "
     "body-governed-by-public-law, association-of-authorities or central-purchasing-body; "
-    "if none fits, other-public-body or public-company (the Secretariat checks those).",
+    "if none fits, other-public-body or public-company (the Secretariat checks those). "
+    "If a value is wrong, nothing is saved.",
     section="Membership",
-    options=Options({"org": parse_org, "country": parse_country, "type": parse_type}),
+    options=Options({"org": str, "country": str, "type": str}),
     examples=[
         '!profile set org="City of Oslo" country=NO type=local-authority',
         "!profile set country=EL",
@@ -197,12 +221,21 @@ async def profile(ctx: Context) -> None:
 async def profile_set(ctx: Context, options: dict[str, str]) -> None:
     if not options:
         raise ctx.usage_error("tell me what to set")
+    facts, problems = check_profile(options)
+    if problems:
+        # All or nothing: a profile half changed would be harder to follow than none.
+        refusal = Message("Nothing was saved; your profile is as it was.")
+        for problem in problems:
+            refusal.para().text(sentence(problem)).text(".")
+        refusal.para().text("Usage: ").code(ctx.command.usage(ctx.prefix) if ctx.command else "")
+        refusal.br().text("Example: ").code(f"{ctx.prefix}profile set country=DE")
+        raise UsageError(refusal)
     person = await ms.save_profile(
         ctx.session,
         ctx.sender,
-        org=options.get("org"),
-        country=options.get("country"),
-        authority_type=options.get("type"),
+        org=facts.get("org"),
+        country=facts.get("country"),
+        authority_type=facts.get("type"),
         now=ctx.now,
     )
     msg = Message("Saved. ").append(profile_message(ctx.prefix, person, {}))
@@ -356,18 +389,18 @@ async def on_answer(ctx: Context, event: dict[str, Any]) -> bool:
     answer = strip_reply_fallback(body if isinstance(body, str) else "").strip()
     if not answer:
         return False
-    if answer.lower().strip(".!") in ("cancel", "stop"):
+    if match_key(answer).strip(".!") in ("cancel", "stop"):
         await stop_dialogue(ctx, dialogue)
         return True
     try:
         value = parse_answer(dialogue.asked, answer)
     except ArgError as exc:
-        await ctx.reply(
-            Message(sentence(str(exc)))
-            .text(".")
-            .para()
-            .append(question(dialogue.asked, ctx.prefix))
-        )
+        retry = Message(sentence(str(exc))).text(".").para()
+        if dialogue.asked == "country":  # the list was in the question: say who may join
+            retry.append(country_retry(ctx.prefix))
+        else:
+            retry.append(question(dialogue.asked, ctx.prefix))
+        await ctx.reply(retry)
         return True
     facts = {dialogue.asked: value}
     await ms.save_profile(
@@ -417,11 +450,16 @@ async def leave(ctx: Context, cop: CopConfig) -> None:
     await ms.decide(ctx.session, row, status="left", by=ctx.sender, reason="", now=ctx.now)
     msg = Message("You have left ").append(cop_title(target)).text(". ")
     if await ctx.role_in(target.code) >= Role.MODERATOR:
-        msg.text("As a moderator or admin you keep access to its room.")
+        msg.text("As a moderator or admin you keep access to its room and its events.")
     else:
         room_id = await ctx.cop_room(target.code)
         if room_id is not None:
             await kick(ctx.session, room_id, ctx.sender, "Left the CoP", now=ctx.now)
+        freed = await release_seats(ctx, ctx.sender, [target.code])
+        answers = withdrawn_answers(freed)
+        if answers is not None:
+            msg.text("Your answers to its upcoming events are withdrawn: ").append(answers)
+            msg.text(".").append(seat_note(freed)).para()
         msg.text("You are welcome back any time: send ").code(f"{ctx.prefix}join {target.code}")
         msg.text(".")
     await ctx.reply(msg)

@@ -9,13 +9,19 @@ from typing import Any
 from commands.args import Arg, cop_code, user_id
 from commands.context import Context
 from commands.errors import CommandError
+from commands.events.seats import (
+    promoted_count,
+    release_seats,
+    seat_note,
+    withdrawn_answers,
+)
 from commands.membership.apply import TAG_PREFIX
 from commands.membership.render import cop_title, describe, local_time, not_pending
 from commands.membership.rooms import invite, kick
 from commands.registry import Family, Place
 from commands.roles import Role
 from commands.scope import CopSet, Missing, cop_arg
-from commands.text import Message
+from commands.text import Message, isolate
 from config.models import CopConfig
 from storage import membership as ms
 from storage import repo
@@ -50,7 +56,9 @@ async def approve(ctx: Context, cop: CopConfig, user: str) -> Message:
     return (
         Message("Approved: ")
         .text(user)
-        .text(f" ({describe(person)}) is now a member of ")
+        .text(" (")
+        .append(describe(person))
+        .text(") is now a member of ")
         .bold(cop.code)
         .text(". I've invited them to the room and told them.")
     )
@@ -81,7 +89,7 @@ async def applications(ctx: Context, cop: CopConfig | CopSet) -> None:
     for entry in entries:
         row = entry.membership
         item = Message().bold(row.cop_code).text(" · ").text(row.user_id)
-        item.text(f" · {describe(entry.person)}")
+        item.text(" · ").append(describe(entry.person))
         item.text(f" · applied {local_time(ctx.settings, row.applied_at)[:10]}")
         if row.flagged:
             item.text(" · ⚠️ flagged: ").text(row.flag_reason)
@@ -231,22 +239,30 @@ async def remove(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
             ctx.session,
             room_id,
             user,
-            f"Removed from the CoP{': ' + reason if reason else ''}"[:250],
+            f"Removed from the CoP{': ' + isolate(reason) if reason else ''}"[:250],
             now=ctx.now,
         )
+    freed = await release_seats(ctx, user, [target.code])
     told = Message("You have been removed from ").append(cop_title(target))
     told.text(" by its moderators.")
     if reason:
         told.text(" Their reason: ").italic(reason)
+    answers = withdrawn_answers(freed)
+    if answers is not None:
+        told.para().text("Your answers to its upcoming events are withdrawn: ").append(answers)
+        told.text(".").append(seat_note(freed))
     told.para().text("If you have questions, please contact the BBWT Secretariat.")
     await ctx.dm(user, told)
-    await ctx.reply(
-        Message("Removed ")
-        .text(user)
-        .text(" from ")
-        .bold(target.code)
-        .text(": they are out of the room and I've told them why.")
-    )
+    done = Message("Removed ").text(user).text(" from ").bold(target.code)
+    done.text(": they are out of the room and I've told them why.")
+    if answers is not None:
+        done.text(" Their answers to its upcoming events are withdrawn")
+        promoted = promoted_count(freed)
+        if promoted:
+            people, verb = ("person", "was") if promoted == 1 else ("people", "were")
+            done.text(f"; {promoted} {people} from the waiting list got a seat and {verb} told")
+        done.text(".")
+    await ctx.reply(done)
 
 
 @family.on("reaction")

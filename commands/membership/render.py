@@ -34,16 +34,15 @@ def cop_title(cop: CopConfig) -> Message:
     return Message().bold(cop.code).text(f" — {cop.name}")
 
 
-def describe(person: Person | None) -> str:
-    """``City of Oslo · Norway (NO) · local authority``."""
+def describe(person: Person | None) -> Message:
+    """``City of Oslo · Norway (NO) · local authority`` (the name a piece of its own, so it
+    is isolated from the bot's words around it)."""
     if person is None:
-        return "no profile"
-    return " · ".join(
-        [
-            person.org or "organisation not given",
-            country_name(person.country),
-            short_type(person.authority_type),
-        ]
+        return Message("no profile")
+    return (
+        Message()
+        .text(person.org or "organisation not given")
+        .text(f" · {country_name(person.country)} · {short_type(person.authority_type)}")
     )
 
 
@@ -60,12 +59,23 @@ def question(kind: str, prefix: str) -> Message:
         msg = Message("What is the full name of your organisation? (For example: City of Oslo.)")
     elif kind == "country":
         msg = Message("In which country is your organisation established? ")
-        msg.text("Answer with the number or the country code:")
+        msg.text("Answer with the number, the country's name (in English or its own ")
+        msg.text("language) or its code:")
         msg.bullets(f"{n} — {COUNTRIES[c]} ({c})" for n, c in enumerate(COUNTRY_CHOICES, 1))
     else:
         msg = Message("What kind of organisation is it? Answer with the number:")
         msg.bullets(f"{n} — {TYPE_LABELS[t]}" for n, t in enumerate(TYPE_CHOICES, 1))
     return msg.br().append(cancel_hint(prefix))
+
+
+def country_retry(prefix: str) -> Message:
+    """After an answer that is not an EU or EEA country: no list again, but a way out."""
+    return (
+        Message("If your organisation is established elsewhere, send ")
+        .code(f"{prefix}cancel")
+        .text(" to stop. (Suppliers, consultancies and other market actors can't join either, ")
+        .text("but a CoP moderator can invite them as guests to single events.)")
+    )
 
 
 def profile_message(prefix: str, person: Person | None, statuses: dict[str, str]) -> Message:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from commands.args import Arg, cop_code, user_id
 from commands.context import Context
 from commands.errors import CommandError
+from commands.events.seats import release_seats, withdrawn_answers
 from commands.membership.render import cop_title
 from commands.membership.rooms import invite, kick, sync_power
 from commands.registry import Family, Place
@@ -108,12 +109,13 @@ async def mod_remove(ctx: Context, user: str, cop: CopConfig) -> None:
     await sync_power(ctx.session, ctx.settings, ctx.now, [target.code])
     notes = Message()
     room_id = await ctx.cop_room(target.code)
-    if (
-        room_id is not None
-        and await role_of(ctx.session, ctx.settings, user, target.code) < Role.MEMBER
-    ):
+    outside = await role_of(ctx.session, ctx.settings, user, target.code) < Role.MEMBER
+    if room_id is not None and outside:
         if await kick(ctx.session, room_id, user, "No longer a moderator of this CoP", now=ctx.now):
             notes.text(" As they are not a member, I took them out of its room.")
+    if outside and withdrawn_answers(await release_seats(ctx, user, [target.code])):
+        notes.text(" Their answers to its upcoming events are withdrawn (seats go to the ")
+        notes.text("waiting list).")
     if (
         ctx.management_room
         and user not in ctx.settings.secretariat.admins

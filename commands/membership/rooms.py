@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context, cop_room
+from commands.events.seats import release_seats, seat_note, withdrawn_answers
 from commands.membership.render import cop_title
 from commands.registry import Family, Place
 from commands.roles import Role, role_of
@@ -94,9 +95,12 @@ async def on_member(ctx: Context, event: dict[str, Any]) -> None:
         return
     await ms.set_room_membership(ctx.session, ctx.room_id, target, membership, now=ctx.now)
     code = ctx.room_cop
-    if ctx.place is not Place.COP_ROOM or code is None or membership != "join":
+    if ctx.place is not Place.COP_ROOM or code is None or target == ctx.settings.matrix.user_id:
         return
-    if target == ctx.settings.matrix.user_id:
+    if membership in ("leave", "ban"):
+        await left_room(ctx, code, target, by=ctx.sender)
+        return
+    if membership != "join":
         return
     if await role_of(ctx.session, ctx.settings, target, code) >= Role.MEMBER:
         return
@@ -125,6 +129,29 @@ async def on_member(ctx: Context, event: dict[str, Any]) -> None:
         .bold(code)
         .text(" room without being a member, so I removed them and told them how to apply.")
     )
+
+
+async def left_room(ctx: Context, code: str, user: str, by: str) -> None:
+    """Someone left a CoP's room (or a room admin took them out): a member who is no
+    moderator gives up their answers to the CoP's upcoming events, so the people waiting
+    get the seats and nobody is reminded of an event whose room they are not in. They stay
+    a member and are told how to come back. (The bot's own kicks never come here: the
+    commands that kick have given up the seats already.)"""
+    if await role_of(ctx.session, ctx.settings, user, code) >= Role.MODERATOR:
+        return
+    cop = ctx.settings.cop(code)
+    freed = await release_seats(ctx, user, [code])
+    answers = withdrawn_answers(freed)
+    if cop is None or answers is None:
+        return
+    told = Message("You left the room of " if by == user else "You were taken out of the room of ")
+    told.append(cop_title(cop)).text(", so I've withdrawn your answers to its upcoming events: ")
+    told.append(answers).text(".").append(seat_note(freed))
+    if await role_of(ctx.session, ctx.settings, user, code) >= Role.MEMBER:
+        told.para().text("You are still a member of ").bold(code).text(". To come back to ")
+        told.text("the room, send ").code(f"{ctx.prefix}join {code}").text("; then answer ")
+        told.text("again with ").code(f"{ctx.prefix}rsvp <E#> yes").text(".")
+    await ctx.dm(user, told)
 
 
 # --- roles ---------------------------------------------------------------------------------

@@ -3,14 +3,17 @@ rule of Directive 2014/24/EU Art. 2(1). Pure functions, no storage, no Matrix.""
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from enum import Enum
 
 from commands.args import ArgError
+from commands.text import excerpt, fold, match_key
 from config.models import AUTHORITY_TYPES
 
-# EU-27 and the EEA countries (IS, LI, NO), ISO 3166 codes; Greece is stored as GR.
+# EU-27 and the EEA countries (IS, LI, NO). The codes are ISO 3166, except Greece, which is
+# EL as the Commission writes it (ISO's GR is accepted and stored as EL).
 COUNTRIES: dict[str, str] = {
     "AT": "Austria",
     "BE": "Belgium",
@@ -23,7 +26,7 @@ COUNTRIES: dict[str, str] = {
     "FI": "Finland",
     "FR": "France",
     "DE": "Germany",
-    "GR": "Greece",
+    "EL": "Greece",
     "HU": "Hungary",
     "IS": "Iceland",
     "IE": "Ireland",
@@ -45,14 +48,57 @@ COUNTRIES: dict[str, str] = {
 }
 EU27 = frozenset(COUNTRIES) - {"IS", "LI", "NO"}
 EEA_ONLY = frozenset({"IS", "LI", "NO"})
-COUNTRY_ALIASES = {"EL": "GR"}
-"""Codes the EU uses that differ from ISO 3166."""
-COUNTRY_NAME_ALIASES = {
-    "czech republic": "CZ",
-    "the netherlands": "NL",
-    "holland": "NL",
-    "hellas": "GR",
+COUNTRY_ALIASES = {"GR": "EL"}
+"""Codes that differ from the ones the bot stores (ISO's GR for Greece)."""
+NATIVE_NAMES: dict[str, tuple[str, ...]] = {
+    "AT": ("Österreich", "Oesterreich"),
+    "BE": ("Belgique", "België", "Belgien"),
+    "BG": ("България", "Bulgariya", "Balgariya"),
+    "HR": ("Hrvatska",),
+    "CY": ("Κύπρος", "Kypros", "Kıbrıs"),
+    "CZ": ("Česko", "Česká republika", "Czech Republic"),
+    "DK": ("Danmark",),
+    "EE": ("Eesti",),
+    "FI": ("Suomi",),
+    "DE": ("Deutschland",),
+    "EL": ("Ελλάδα", "Ελλάς", "Ellada", "Hellas", "Hellenic Republic"),
+    "HU": ("Magyarország",),
+    "IS": ("Ísland",),
+    "IE": ("Éire", "Eire"),
+    "IT": ("Italia",),
+    "LV": ("Latvija",),
+    "LT": ("Lietuva",),
+    "LU": ("Lëtzebuerg", "Luxemburg"),
+    "NL": ("Nederland", "The Netherlands", "Holland"),
+    "NO": ("Norge", "Noreg"),
+    "PL": ("Polska",),
+    "RO": ("România",),
+    "SK": ("Slovensko",),
+    "SI": ("Slovenija",),
+    "ES": ("España",),
+    "SE": ("Sverige",),
 }
+"""Names in the country's own language(s), and a few other common ones; matched without
+case or accents (:func:`~commands.text.match_key`), next to the English names."""
+OUTSIDE_NAMES = frozenset(
+    match_key(name)
+    for name in (
+        "United States", "United States of America", "USA", "America", "United Kingdom",
+        "Great Britain", "England", "Scotland", "Wales", "Northern Ireland", "Switzerland",
+        "Schweiz", "Suisse", "Svizzera", "Turkey", "Türkiye", "Ukraine", "Serbia", "Albania",
+        "North Macedonia", "Montenegro", "Bosnia and Herzegovina", "Moldova", "Georgia",
+        "Andorra", "Monaco", "San Marino", "Kosovo", "Canada", "Australia", "China", "Japan",
+        "India", "Israel", "Morocco", "Russia", "Belarus",
+    )
+)  # fmt: skip
+"""Countries people may well answer with that are outside the EU and the EEA (only to
+word the answer: any name not in the lists above is refused either way)."""
+COUNTRY_NAMES: dict[str, str] = {
+    match_key(name): code
+    for code, names in ((c, (n, *NATIVE_NAMES.get(c, ()))) for c, n in COUNTRIES.items())
+    for name in names
+}
+"""Every name the bot understands (as a :func:`~commands.text.match_key`) -> its code."""
 COUNTRY_CHOICES: list[str] = sorted(COUNTRIES, key=lambda code: COUNTRIES[code])
 """The numbered list offered in the join dialogue (by English name)."""
 
@@ -106,37 +152,63 @@ def short_type(kind: str | None) -> str:
     return kind.replace("-", " ")
 
 
+def canonical_country(code: str | None) -> str | None:
+    """A stored or given code as the bot stores it (``GR`` -> ``EL``)."""
+    if not code:
+        return code
+    return COUNTRY_ALIASES.get(code.upper(), code.upper())
+
+
 def country_name(code: str | None) -> str:
+    """``Greece (EL)``; ``not set`` when there is none."""
     if not code:
         return "not set"
-    return f"{COUNTRIES.get(code, code)} ({code})"
+    stored = canonical_country(code) or code
+    return f"{COUNTRIES.get(stored, code)} ({stored})"
 
 
-def _valid_countries() -> str:
-    return ", ".join(sorted(COUNTRIES)) + " (EL is accepted for Greece)"
+WHO_MAY_JOIN = (
+    "Only contracting authorities (public buyers) established in the EU or the EEA can "
+    "join: the 27 EU countries, Iceland, Liechtenstein and Norway"
+)
+COUNTRY_HINT = (
+    "Write the country's name, in English or its own language, or its two-letter code: "
+    "for example Deutschland or DE (EL or GR for Greece)"
+)
 
 
 def parse_country(token: str) -> str:
-    """An EU/EEA country code or English name -> its ISO code (GR for Greece)."""
-    raw = token.strip().strip(".")
-    code = raw.upper()
-    code = COUNTRY_ALIASES.get(code, code)
+    """An EU/EEA country by code or name (English or the country's own language, any case,
+    with or without accents, invisible characters ignored) -> its code (EL for Greece).
+
+    Raises ArgError that says plainly who may join (no list of codes)."""
+    raw = fold(token).strip().strip(".").strip()
+    code = canonical_country(raw) or ""
     if code in COUNTRIES:
         return code
-    by_name = {name.lower(): c for c, name in COUNTRIES.items()} | COUNTRY_NAME_ALIASES
-    if raw.lower() in by_name:
-        return by_name[raw.lower()]
+    key = match_key(raw)
+    if key in COUNTRY_NAMES:
+        return COUNTRY_NAMES[key]
+    shown = excerpt(raw)
     if re.fullmatch(r"[A-Za-z]{2}", raw):
-        raise ArgError(
-            f"{raw.upper()} is not an EU or EEA country. Only organisations established in "
-            f"the EU or the EEA can join; the country codes are: {_valid_countries()}"
-        )
-    raise ArgError(f"I don't know the country {raw!r}; use its code, one of: {_valid_countries()}")
+        problem = f"{raw.upper()} is not the code of an EU or EEA country"
+    elif key in OUTSIDE_NAMES:
+        problem = f"{shown} is not in the EU or the EEA"
+    else:
+        close = difflib.get_close_matches(key, list(COUNTRY_NAMES), n=1, cutoff=0.75)
+        if close:
+            guess = COUNTRY_NAMES[close[0]]
+            raise ArgError(
+                f"I don't know the country “{shown}”. Did you mean {COUNTRIES[guess]} "
+                f"({guess})? {COUNTRY_HINT}"
+            )
+        problem = f"I don't know “{shown}” as a country of the EU or the EEA"
+    raise ArgError(f"{problem}. {WHO_MAY_JOIN}. {COUNTRY_HINT}")
 
 
 def parse_type(token: str) -> str:
     """A kind of organisation: one of :data:`TYPE_LABELS` (or a common alias)."""
-    key = re.sub(r"[\s_]+", "-", token.strip().lower()).strip("-")
+    key = re.sub(r"[\s_]+", "-", match_key(token)).strip("-")
     key = TYPE_ALIASES.get(key, key)
     if key in TYPE_LABELS:
         return key
@@ -148,8 +220,10 @@ def parse_type(token: str) -> str:
 
 
 def parse_org(token: str) -> str:
+    """The organisation's name as typed (spaces tidied); checked after :func:`fold`."""
     value = " ".join(token.split())
-    if len(value) < 2 or not any(ch.isalpha() for ch in value):
+    checked = " ".join(fold(value).split())
+    if len(checked) < 2 or not any(ch.isalpha() for ch in checked):
         raise ArgError("the organisation's name should be its full name, e.g. City of Oslo")
     if len(value) > 300:
         raise ArgError("the organisation's name is too long (300 characters at most)")
@@ -158,7 +232,7 @@ def parse_org(token: str) -> str:
 
 def parse_choice(answer: str, choices: list[str]) -> str | None:
     """``"3"`` or ``"3."`` -> the third choice; None when the answer is not a number in range."""
-    match = re.fullmatch(r"\s*(\d{1,2})[.)]?\s*", answer)
+    match = re.fullmatch(r"\s*(\d{1,2})[.)]?\s*", fold(answer))
     if match is None:
         return None
     number = int(match.group(1))
@@ -167,7 +241,7 @@ def parse_choice(answer: str, choices: list[str]) -> str | None:
 
 def company_form(org: str | None) -> str | None:
     """The company legal form in an organisation's name (``GmbH``, ``Ltd``), if any."""
-    for found in re.findall(r"[\w./]+", org or ""):
+    for found in re.findall(r"[\w./]+", fold(org or "")):
         word = str(found).rstrip(".")
         if word in _COMPANY_FORMS_EXACT or word.lower() in _COMPANY_WORDS:
             return word
@@ -189,7 +263,9 @@ class Assessment:
 
 
 def assess(org: str | None, country: str | None, kind: str | None) -> Assessment:
-    """Can an organisation with this profile join a CoP?"""
+    """Can an organisation with this profile join a CoP? (The name is checked after
+    :func:`fold`: invisible characters cannot hide a company's legal form.)"""
+    country = canonical_country(country)
     if country not in COUNTRIES:
         return Assessment(
             Verdict.REFUSED,

@@ -130,3 +130,43 @@ async def test_an_event_from_announcement_to_waiting_list_promotion_and_calendar
     resp = await carl.client.room_redact(room, reaction)
     assert isinstance(resp, RoomRedactResponse), resp
     await wait_for_message(carl, carl_dm, bot.user_id, "is withdrawn")
+
+
+async def test_a_member_who_leaves_the_room_gives_the_seat_to_the_first_waiting(
+    people, make_bot: BotFactory
+) -> None:
+    mod: Person = await people("mod")
+    ben: Person = await people("ben")
+    carl: Person = await people("carl")
+    bot = await make_bot(
+        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [mod.user_id]}]
+    )
+    await seed_members(bot.db_url, ben, carl)
+    room = await mod.join(bot.alias("hdev"))
+    await ben.join(room)
+    await carl.join(room)
+    ben_dm = await ben.open_dm(bot.user_id)
+    carl_dm = await carl.open_dm(bot.user_id)
+    day = (datetime.now(UTC) + timedelta(days=10)).astimezone(ZoneInfo("Europe/Brussels"))
+    created = await mod.ask(
+        room,
+        f'!event create online-meeting {day:%Y-%m-%d} 10:00 1h "Charging standards" '
+        "url=https://meet.example.org/hdev capacity=1",
+        bot.user_id,
+    )
+    assert "Created E1" in created["content"]["body"]
+    going = await ben.ask(ben_dm, "!rsvp E1 yes", bot.user_id)
+    assert "You're going to E1" in going["content"]["body"]
+    waiting = await carl.ask(carl_dm, "!rsvp E1 yes", bot.user_id)
+    assert "number 1 on the waiting list" in waiting["content"]["body"]
+
+    # Ben leaves the CoP's room in his client: the seat goes to Carl, and both are told.
+    await ben.client.room_leave(room)
+    await wait_for_message(carl, carl_dm, bot.user_id, "a seat freed up at E1")
+    told = await wait_for_message(ben, ben_dm, bot.user_id, "You left the room of HDEV")
+    assert "(you had a seat)" in told["content"]["body"]
+    assert "!join HDEV" in told["content"]["body"]
+    details = await carl.ask(carl_dm, "!event E1", bot.user_id)
+    assert "Your answer: going" in details["content"]["body"]
+    mine = await ben.ask(ben_dm, "!event E1", bot.user_id)
+    assert "Your answer: none yet" in mine["content"]["body"]

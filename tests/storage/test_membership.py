@@ -41,7 +41,7 @@ async def test_a_profile_is_set_and_shown(world: World) -> None:
         APPLICANT, 'profile set org="City of Athens" country=EL type=local-authority'
     )
     assert result.outcome == "ok"
-    assert "City of Athens" in result.reply and "Greece (GR)" in result.reply
+    assert "City of Athens" in result.reply and "Greece (EL)" in result.reply
     assert "!join" in result.reply
 
     shown = await world.send(APPLICANT, "profile")
@@ -60,7 +60,9 @@ async def test_a_profile_asked_for_in_a_room_is_sent_by_direct_message(world: Wo
 async def test_an_unknown_country_or_type_gets_the_valid_values(world: World) -> None:
     result = await world.send(APPLICANT, "profile set country=US")
     assert result.outcome == "usage"
-    assert "US is not an EU or EEA country" in result.reply and "AT, BE" in result.reply
+    assert result.reply.startswith("Nothing was saved; your profile is as it was.")
+    assert "US is not the code of an EU or EEA country" in result.reply
+    assert "established in the EU or the EEA" in result.reply
     assert "Usage: !profile set" in result.reply
 
     result = await world.send(APPLICANT, "profile set type=bakery")
@@ -173,7 +175,8 @@ async def test_without_a_profile_the_bot_asks_one_question_at_a_time(world: Worl
     assert "1 — Austria (AT)" in second.reply
 
     wrong = await world.answer(APPLICANT, "Narnia")
-    assert "I don't know the country" in wrong.reply and "In which country" in wrong.reply
+    assert "I don't know “Narnia” as a country of the EU or the EEA" in wrong.reply
+    assert "!cancel" in wrong.reply and "1 — Austria (AT)" not in wrong.reply
 
     third = await world.answer(APPLICANT, str(COUNTRY_CHOICES.index("EE") + 1))
     assert "What kind of organisation" in third.reply
