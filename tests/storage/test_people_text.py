@@ -49,7 +49,7 @@ async def test_a_country_outside_the_eu_gets_a_plain_answer_not_the_list_again(
 
     for answer in ("US", "United States"):
         wrong = await world.answer(APPLICANT, answer)
-        assert wrong.outcome == "ok"
+        assert wrong.outcome == "answer"
         assert "established in the EU or the EEA can join" in wrong.reply
         assert "27 EU countries, Iceland, Liechtenstein and Norway" in wrong.reply
         assert "!cancel" in wrong.reply and "guests" in wrong.reply
