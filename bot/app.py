@@ -171,6 +171,7 @@ class BotApp:
             clock=self.clock,
             members=members,
             encrypt_direct_rooms=settings.matrix.encrypt_rooms,
+            shared_rooms=frozenset([*cop_rooms, management]),
         )
         self.undecryptable = Undecryptable(
             self.client,

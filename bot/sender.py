@@ -95,8 +95,12 @@ class Sender:
         members: MemberCache,
         encrypt_direct_rooms: bool = True,
         caught_up: asyncio.Event | None = None,
+        shared_rooms: frozenset[str] = frozenset(),
     ) -> None:
         self.encrypt_direct_rooms = encrypt_direct_rooms
+        self.shared_rooms = shared_rooms
+        """The CoP rooms and the management room: never anyone's direct chat, even when
+        they hold just the bot and one person."""
         self.caught_up = caught_up
         """Set once the sync loop has stored what happened while no process ran (say, a
         direct chat the previous process opened but could not record): sending waits."""
@@ -501,7 +505,7 @@ class Sender:
         async with self.db.read() as s:
             recorded = await repo.recorded_room_ids(s)
         for room_id in resp.rooms:
-            if room_id in recorded:
+            if room_id in recorded or room_id in self.shared_rooms:
                 continue
             try:
                 private = await self.members.is_private(room_id, user_id)
