@@ -1,20 +1,23 @@
 """Market intelligence: the items members share, their tags, and full-text search.
 
-Search indexes (created by migration 0004, never by the ORM):
+Search works on word forms computed here, in Python, by :mod:`storage.wordforms` (folded
+accents, Snowball stems in the members' languages), so both databases find the same items.
+When an item is written its forms are stored in ``search_title``, ``search_tags`` and
+``search_body`` (note and file name); a search is cut into the same forms. The indexes over
+those columns (created by migrations 0004 and 0008s, never by the ORM):
 
 * SQLite: the FTS5 table ``intel_fts`` (title, tags, body) whose rowid is the item id. Triggers
   on ``intel_items`` keep it in step: an insert adds the row, an update replaces it (and drops
   it when the item is removed), a delete deletes it.
 * PostgreSQL: the stored generated column ``intel_items.search_vector`` (weights: title A,
-  tags B, note and file name C) with a GIN index; PostgreSQL recomputes it on every write.
+  tags B, body C; ``simple`` configuration, as the forms are made already) with a GIN index.
 
-Both use English stemming, so "buses" finds "bus". Queries are built from plain words only:
-nothing the user types reaches the query syntax of either database.
+Queries are built from the computed forms only (letters and digits): nothing the user types
+reaches the query syntax of either database.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
 
+from storage import wordforms
 from storage.models import Base, BigId
 
 MAX_TITLE = 300
@@ -46,14 +50,6 @@ community and is shown as shared by "a former member" (it never matches a Matrix
 MAX_TAG = 50
 SEARCH_CANDIDATES = 1000
 """A search ranks at most this many matches (the newest) and counts up to this many."""
-
-# Words that carry no meaning in a search; dropped from queries (unless nothing else is left)
-# so that SQLite (no stop words) and PostgreSQL (English stop words) agree.
-STOP_WORDS = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was "
-    "were will with".split()
-)
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
 class IntelItem(Base):
@@ -88,6 +84,11 @@ class IntelItem(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
     removed_at: Mapped[datetime | None]
     removed_by: Mapped[str | None] = mapped_column(String(255))
+    search_title: Mapped[str] = mapped_column(Text, default="")
+    """The word forms of the title (:func:`storage.wordforms.index_terms`); likewise of the
+    tags and of the note with the file name. Written with the item, read by the indexes."""
+    search_tags: Mapped[str] = mapped_column(Text, default="")
+    search_body: Mapped[str] = mapped_column(Text, default="")
 
     @property
     def tag_list(self) -> list[str]:
@@ -127,6 +128,15 @@ class SearchResult:
     def capped(self) -> bool:
         """More matches than were counted and ranked: the newest ones were ranked."""
         return self.total > SEARCH_CANDIDATES
+
+
+def search_columns(title: str, tags: str, note: str, file_name: str | None) -> dict[str, str]:
+    """The ``search_*`` column values of an item (also used by migration 0008s)."""
+    return {
+        "search_title": wordforms.index_terms(title),
+        "search_tags": wordforms.index_terms(tags),
+        "search_body": wordforms.index_terms(note, file_name or ""),
+    }
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -172,6 +182,8 @@ async def add_item(
         item.file_msgtype = file.get("msgtype")
         item.file_event_id = file.get("event_id")
         item.file_object = file.get("file")
+    for column, value in search_columns(item.title, item.tags, note, item.file_name).items():
+        setattr(item, column, value)
     session.add(item)
     await session.flush()
     for tag in unique_tags:
@@ -249,11 +261,8 @@ async def items_between(
 
 
 def search_words(query: str) -> list[str]:
-    """The words of a search, lower case, stop words dropped (unless only those are given)."""
-    words = [w.lower() for w in _WORD_RE.findall(query) if w.strip("_")]
-    words = list(dict.fromkeys(words))
-    meaningful = [w for w in words if w not in STOP_WORDS]
-    return meaningful or words
+    """The words of a search, folded, stop words dropped (unless only those are given)."""
+    return wordforms.query_words(query)
 
 
 async def search_items(
@@ -269,7 +278,7 @@ async def search_items(
     Items having all the words come first; when no item has them all, items with any of
     them are returned instead (``all_words`` tells which happened).
     """
-    words = search_words(query)
+    words = wordforms.query_terms(query)
     if not words:
         return SearchResult(items=[], total=0, all_words=True)
     for all_words in (True, False):
@@ -294,7 +303,7 @@ async def search_items(
 async def _search_ids(
     session: AsyncSession,
     cops: Sequence[str] | None,
-    words: list[str],
+    words: list[wordforms.QueryWord],
     *,
     all_words: bool,
     limit: int,
@@ -312,19 +321,19 @@ async def _search_ids(
         cop_filter = "AND i.cop_code IN :cops"
         params["cops"] = list(cops)
     if _dialect(session) == "postgresql":
-        params["q"] = (" & " if all_words else " | ").join(words)
+        params["q"] = (" & " if all_words else " | ").join(_pg_group(w) for w in words)
         matches = (
-            "FROM intel_items i, to_tsquery('english', :q) AS q(query) "
+            "FROM intel_items i, to_tsquery('simple', :q) AS q(query) "
             f"WHERE i.search_vector @@ q.query AND i.removed_at IS NULL {cop_filter}"
         )
         ranked = (
             f"WITH m AS (SELECT i.id, i.search_vector {matches} ORDER BY i.id DESC LIMIT :cap) "
-            "SELECT m.id FROM m, to_tsquery('english', :q) AS q(query) "
+            "SELECT m.id FROM m, to_tsquery('simple', :q) AS q(query) "
             "ORDER BY ts_rank(m.search_vector, q.query) DESC, m.id DESC "
             "LIMIT :limit OFFSET :offset"
         )
     else:
-        params["q"] = (" " if all_words else " OR ").join(f'"{w}"' for w in words)
+        params["q"] = (" AND " if all_words else " OR ").join(_fts_group(w) for w in words)
         matches = (
             "FROM intel_fts JOIN intel_items i ON i.id = intel_fts.rowid "
             f"WHERE intel_fts MATCH :q AND i.removed_at IS NULL {cop_filter}"
@@ -348,6 +357,20 @@ async def _search_ids(
         return [], 0
     ids = [int(row[0]) for row in (await session.execute(ranked_sql, params)).all()]
     return ids, total
+
+
+def _pg_group(word: wordforms.QueryWord) -> str:
+    """One search word as a ``tsquery``: any of its forms, or words starting with it."""
+    options = list(word.exact) + ([f"{word.prefix}:*"] if word.prefix else [])
+    return "(" + " | ".join(options) + ")"
+
+
+def _fts_group(word: wordforms.QueryWord) -> str:
+    """One search word as an FTS5 query: any of its forms, or words starting with it."""
+    options = [f'"{term}"' for term in word.exact]
+    if word.prefix:
+        options.append(f'"{word.prefix}"*')
+    return "(" + " OR ".join(options) + ")"
 
 
 async def items_by_author(session: AsyncSession, user_id: str) -> list[IntelItem]:
@@ -415,6 +438,7 @@ __all__ = [
     "items_by_author",
     "list_items",
     "remove_item",
+    "search_columns",
     "search_items",
     "search_words",
 ]

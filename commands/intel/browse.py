@@ -17,6 +17,7 @@ from commands.intel.parse import (
     permalink,
     ref,
     shorten,
+    shown_title,
     split_text,
     tag_arg,
 )
@@ -76,6 +77,13 @@ def search_cop(values: dict[str, Any]) -> str | None:
     return words.cop
 
 
+def _only(count: int, noun: str) -> str:
+    """ "There is only 1 item" / "There are only 12 items"."""
+    if count == 1:
+        return f"There is only 1 {noun}"
+    return f"There are only {count:,} {noun}s"
+
+
 def covered(ctx: Context) -> tuple[list[str] | None, str]:
     """The CoPs a listing covers (None: every CoP) and how the answer names them."""
     assert ctx.scope is not None
@@ -110,7 +118,7 @@ async def list_(ctx: Context, tag: str | None, options: dict[str, Any]) -> None:
     if not result.items:
         if result.total:
             raise CommandError(
-                f"There are only {result.total} items{' ' + what if what else ''}; "
+                f"{_only(result.total, 'item')}{' ' + what if what else ''}; "
                 f"page {page} is empty. Send {ctx.prefix}intel list"
                 f"{' #' + tag if tag else ''} to start from the newest."
             )
@@ -166,7 +174,7 @@ async def search(ctx: Context, words: Search) -> None:
         return
     if not result.items:
         raise CommandError(
-            f"There are only {result.total} results; page {page} is empty. "
+            f"{_only(result.total, 'result')}; page {page} is empty. "
             f"Send {ctx.prefix}intel search {query} for the first ones."
         )
     msg = Message("Results for ").bold(query).text(f" in {scope}, best first")
@@ -268,7 +276,7 @@ async def remove(ctx: Context, item: store.IntelItem) -> None:
         Message("Removed ")
         .bold(ref(found))
         .text(" (")
-        .text(shorten(found.title, LIST_TITLE))
+        .text(shorten(shown_title(found.title, found.tag_list), LIST_TITLE))
         .text("). It no longer appears in lists, searches or digests.")
     )
 
