@@ -6,9 +6,9 @@ When an item is written its forms are stored in ``search_title``, ``search_tags`
 ``search_body`` (note and file name); a search is cut into the same forms. The indexes over
 those columns (created by migrations 0004 and 0008s, never by the ORM):
 
-* SQLite: the FTS5 table ``intel_fts`` (title, tags, body) whose rowid is the item id. Triggers
-  on ``intel_items`` keep it in step: an insert adds the row, an update replaces it (and drops
-  it when the item is removed), a delete deletes it.
+* SQLite: the FTS5 table ``intel_fts`` (cop, title, tags, body) whose rowid is the item id.
+  Triggers on ``intel_items`` keep it in step: an insert adds the row, an update replaces it
+  (and drops it when the item is removed), a delete deletes it.
 * PostgreSQL: the stored generated column ``intel_items.search_vector`` (weights: title A,
   tags B, body C; ``simple`` configuration, as the forms are made already) with a GIN index.
 
@@ -276,28 +276,44 @@ async def search_items(
     """Full-text search over live items, best match first.
 
     Items having all the words come first; when no item has them all, items with any of
-    them are returned instead (``all_words`` tells which happened).
+    them are returned instead (``all_words`` tells which happened). Each time the words'
+    forms are looked for first; only when no item has one, words starting with a search
+    word of :data:`~storage.wordforms.PREFIX_MIN` letters or more count too (a prefix
+    search reads every word beginning so, which costs time on common beginnings).
     """
     words = wordforms.query_terms(query)
     if not words:
         return SearchResult(items=[], total=0, all_words=True)
+    exact = [
+        wordforms.QueryWord(w.word, w.exact + (w.prefix,) if w.prefix else w.exact, None)
+        for w in words
+    ]
+    rounds = [exact] + ([words] if any(w.prefix for w in words) else [])
     for all_words in (True, False):
         if not all_words and len(words) == 1:
             break
-        ids, total = await _search_ids(
-            session, cops, words, all_words=all_words, limit=limit, offset=offset
-        )
-        if total:
-            items = {
-                item.id: item
-                for item in (
-                    await session.scalars(select(IntelItem).where(IntelItem.id.in_(ids)))
-                ).all()
-            }
-            return SearchResult(
-                items=[items[i] for i in ids if i in items], total=total, all_words=all_words
+        for terms in rounds:
+            ids, total = await _search_ids(
+                session, cops, terms, all_words=all_words, limit=limit, offset=offset
             )
+            if total:
+                items = {
+                    item.id: item
+                    for item in (
+                        await session.scalars(select(IntelItem).where(IntelItem.id.in_(ids)))
+                    ).all()
+                }
+                return SearchResult(
+                    items=[items[i] for i in ids if i in items],
+                    total=total,
+                    all_words=all_words,
+                )
     return SearchResult(items=[], total=0, all_words=True)
+
+
+TITLE_WEIGHT, TAGS_WEIGHT, BODY_WEIGHT = 3, 2, 1
+"""What a search word found in an item's title, tags or note (or file name) adds to its
+score; the best place counts. Equal scores: the newer item first."""
 
 
 async def _search_ids(
@@ -312,51 +328,104 @@ async def _search_ids(
     """Ids of one page of results, best first, and the number of matches (counted up to
     one more than :data:`SEARCH_CANDIDATES`).
 
-    Ranking every match of a very common word would take time in proportion to the whole
-    collection, so the newest :data:`SEARCH_CANDIDATES` matches are ranked.
+    The database finds the newest :data:`SEARCH_CANDIDATES` matches (ranking every match
+    of a very common word would take time in proportion to the whole collection); they
+    are ranked here from the forms of their titles and tags, which are short.
     """
+    postgresql = _dialect(session) == "postgresql"
     cop_filter = ""
-    params: dict[str, Any] = {"limit": limit, "offset": offset, "cap": SEARCH_CANDIDATES}
+    params: dict[str, Any] = {"cap": SEARCH_CANDIDATES + 1}
     if cops is not None:
         cop_filter = "AND i.cop_code IN :cops"
         params["cops"] = list(cops)
-    if _dialect(session) == "postgresql":
+    if postgresql:
         params["q"] = (" & " if all_words else " | ").join(_pg_group(w) for w in words)
-        matches = (
-            "FROM intel_items i, to_tsquery('simple', :q) AS q(query) "
-            f"WHERE i.search_vector @@ q.query AND i.removed_at IS NULL {cop_filter}"
-        )
-        ranked = (
-            f"WITH m AS (SELECT i.id, i.search_vector {matches} ORDER BY i.id DESC LIMIT :cap) "
-            "SELECT m.id FROM m, to_tsquery('simple', :q) AS q(query) "
-            "ORDER BY ts_rank(m.search_vector, q.query) DESC, m.id DESC "
-            "LIMIT :limit OFFSET :offset"
+        found = (
+            "SELECT i.id FROM intel_items i "
+            "WHERE i.search_vector @@ to_tsquery('simple', :q) "
+            f"AND i.removed_at IS NULL {cop_filter} ORDER BY i.id DESC LIMIT :cap"
         )
     else:
         params["q"] = (" AND " if all_words else " OR ").join(_fts_group(w) for w in words)
-        matches = (
-            "FROM intel_fts JOIN intel_items i ON i.id = intel_fts.rowid "
-            f"WHERE intel_fts MATCH :q AND i.removed_at IS NULL {cop_filter}"
+        # Removed items are not in the index, and it has the CoP: no need to read the items.
+        found = (
+            "SELECT rowid FROM intel_fts WHERE intel_fts MATCH :q "
+            f"{cop_filter.replace('i.cop_code', 'cop')} ORDER BY rowid DESC LIMIT :cap"
         )
-        # bm25 is lower for better matches; a word in the title weighs most, then tags.
-        ranked = (
-            "SELECT id FROM ("
-            f"SELECT i.id AS id, bm25(intel_fts, 10.0, 5.0, 1.0) AS score {matches} "
-            "ORDER BY intel_fts.rowid DESC LIMIT :cap"
-            ") ORDER BY score, id DESC LIMIT :limit OFFSET :offset"
-        )
-    count_sql = text(f"SELECT count(*) FROM (SELECT 1 {matches} LIMIT :count_cap) AS found")
-    ranked_sql = text(ranked)
+    found_sql = text(found)
     if cops is not None:
-        count_sql = count_sql.bindparams(bindparam("cops", expanding=True))
-        ranked_sql = ranked_sql.bindparams(bindparam("cops", expanding=True))
-    count_params = {k: v for k, v in params.items() if k not in ("limit", "offset", "cap")}
-    count_params["count_cap"] = SEARCH_CANDIDATES + 1
-    total = int(await session.scalar(count_sql, count_params) or 0)
-    if not total:
+        found_sql = found_sql.bindparams(bindparam("cops", expanding=True))
+    ids = [int(row[0]) for row in (await session.execute(found_sql, params)).all()]
+    total = len(ids)
+    candidates = ids[:SEARCH_CANDIDATES]
+    if not candidates:
         return [], 0
-    ids = [int(row[0]) for row in (await session.execute(ranked_sql, params)).all()]
-    return ids, total
+    scores = await _scores(session, candidates, words, all_words=all_words)
+    ranked = sorted(candidates, key=lambda i: (-scores.get(i, 0), -i))
+    return ranked[offset : offset + limit], total
+
+
+async def _scores(
+    session: AsyncSession,
+    ids: list[int],
+    words: list[wordforms.QueryWord],
+    *,
+    all_words: bool,
+) -> dict[int, int]:
+    """Each candidate's score: per search word, the weight of the best place it is in."""
+    if _dialect(session) == "postgresql":  # one array parameter, not a thousand
+        rows = await session.execute(
+            text("SELECT id, search_title, search_tags FROM intel_items WHERE id = ANY(:ids)"),
+            {"ids": ids},
+        )
+    else:
+        rows = await session.execute(
+            select(IntelItem.id, IntelItem.search_title, IntelItem.search_tags).where(
+                IntelItem.id.in_(ids)
+            )
+        )
+    in_body: list[set[int]] = []
+    if not all_words:  # which candidates have which word at all
+        for word in words:
+            in_body.append(await _having(session, ids, word))
+    scores: dict[int, int] = {}
+    for item_id, title_terms, tag_terms in rows.all():
+        title, tags = set(title_terms.split()), set(tag_terms.split())
+        score = 0
+        for number, word in enumerate(words):
+            if _has(title, word):
+                score += TITLE_WEIGHT
+            elif _has(tags, word):
+                score += TAGS_WEIGHT
+            elif all_words or item_id in in_body[number]:
+                score += BODY_WEIGHT
+        scores[int(item_id)] = score
+    return scores
+
+
+def _has(terms: set[str], word: wordforms.QueryWord) -> bool:
+    if any(term in terms for term in word.exact):
+        return True
+    prefix = word.prefix
+    return prefix is not None and any(term.startswith(prefix) for term in terms)
+
+
+async def _having(session: AsyncSession, ids: list[int], word: wordforms.QueryWord) -> set[int]:
+    """Which of ``ids`` have one search word anywhere."""
+    if _dialect(session) == "postgresql":
+        sql = text(
+            "SELECT id FROM intel_items WHERE id = ANY(:ids) "
+            "AND search_vector @@ to_tsquery('simple', :q)"
+        )
+        rows = await session.execute(sql, {"q": _pg_group(word), "ids": ids})
+    else:
+        sql = text(
+            "SELECT rowid FROM intel_fts WHERE intel_fts MATCH :q AND rowid BETWEEN :low AND :high"
+        )
+        rows = await session.execute(
+            sql, {"q": _fts_group(word), "low": min(ids), "high": max(ids)}
+        )
+    return {int(row[0]) for row in rows.all()}
 
 
 def _pg_group(word: wordforms.QueryWord) -> str:

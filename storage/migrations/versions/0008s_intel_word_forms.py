@@ -4,9 +4,10 @@ Adds ``intel_items.search_title``, ``search_tags`` and ``search_body`` (see
 :mod:`storage.wordforms`), fills them for every existing item, and rebuilds the search
 indexes over them instead of over the raw text with English stemming:
 
-* SQLite: ``intel_fts`` again (title, tags, body), now holding the forms, tokenized by
-  ``unicode61`` without its diacritics step (the forms are folded already); the triggers
-  copy the ``search_*`` columns.
+* SQLite: ``intel_fts`` again (cop, title, tags, body), now holding the forms, tokenized
+  by ``unicode61`` without its diacritics step (the forms are folded already); the triggers
+  copy the ``search_*`` columns. The CoP code (not indexed, first so that reading it is
+  cheap) lets a search keep to some CoPs without reading ``intel_items``.
 * PostgreSQL: ``search_vector`` generated from the ``search_*`` columns with the ``simple``
   configuration (no stemming, no stop words: the forms are made already).
 
@@ -34,15 +35,15 @@ _NEW_TRIGGERS = [
     """
     CREATE TRIGGER intel_items_fts_insert AFTER INSERT ON intel_items
     WHEN new.removed_at IS NULL BEGIN
-        INSERT INTO intel_fts(rowid, title, tags, body)
-        VALUES (new.id, new.search_title, new.search_tags, new.search_body);
+        INSERT INTO intel_fts(rowid, cop, title, tags, body)
+        VALUES (new.id, new.cop_code, new.search_title, new.search_tags, new.search_body);
     END
     """,
     """
     CREATE TRIGGER intel_items_fts_update AFTER UPDATE ON intel_items BEGIN
         DELETE FROM intel_fts WHERE rowid = old.id;
-        INSERT INTO intel_fts(rowid, title, tags, body)
-        SELECT new.id, new.search_title, new.search_tags, new.search_body
+        INSERT INTO intel_fts(rowid, cop, title, tags, body)
+        SELECT new.id, new.cop_code, new.search_title, new.search_tags, new.search_body
         WHERE new.removed_at IS NULL;
     END
     """,
@@ -54,11 +55,11 @@ _NEW_TRIGGERS = [
 ]
 _NEW_FTS = (
     "CREATE VIRTUAL TABLE intel_fts USING fts5("
-    "title, tags, body, tokenize = 'unicode61 remove_diacritics 0')"
+    "cop UNINDEXED, title, tags, body, tokenize = 'unicode61 remove_diacritics 0')"
 )
 _NEW_FILL = (
-    "INSERT INTO intel_fts(rowid, title, tags, body) "
-    "SELECT id, search_title, search_tags, search_body FROM intel_items "
+    "INSERT INTO intel_fts(rowid, cop, title, tags, body) "
+    "SELECT id, cop_code, search_title, search_tags, search_body FROM intel_items "
     "WHERE removed_at IS NULL"
 )
 _NEW_VECTOR = """
