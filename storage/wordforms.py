@@ -100,8 +100,10 @@ def forms(word: str) -> tuple[str, ...]:
 
 
 def index_terms(*texts: str) -> str:
-    """What an item keeps for search: every form of every word, separated by spaces."""
-    return " ".join(term for text in texts for word in words(text) for term in forms(word))
+    """What an item keeps for search: every form of its words, each once (a search ranks
+    by where a word is, not by how often), separated by spaces."""
+    found = dict.fromkeys(term for text in texts for word in words(text) for term in forms(word))
+    return " ".join(found)
 
 
 @dataclass(frozen=True)
