@@ -373,23 +373,25 @@ async def _scores(
     all_words: bool,
 ) -> dict[int, int]:
     """Each candidate's score: per search word, the weight of the best place it is in."""
-    if _dialect(session) == "postgresql":  # one array parameter, not a thousand
-        rows = await session.execute(
-            text("SELECT id, search_title, search_tags FROM intel_items WHERE id = ANY(:ids)"),
-            {"ids": ids},
-        )
+    if _dialect(session) == "postgresql":  # one parameter, not a thousand
+        sql = "SELECT id, search_title, search_tags FROM intel_items WHERE id = ANY(:ids)"
+        params: dict[str, Any] = {"ids": ids}
+        rows = (await session.execute(text(sql), params)).all()
     else:
-        rows = await session.execute(
-            select(IntelItem.id, IntelItem.search_title, IntelItem.search_tags).where(
-                IntelItem.id.in_(ids)
+        # The index's own copy (FTS5 keeps it in intel_fts_content: c1 title, c2 tags): its
+        # rows are short at the front, where intel_items has the note before these columns.
+        sql = "SELECT id, c1, c2 FROM intel_fts_content WHERE id IN :ids"
+        rows = (
+            await session.execute(
+                text(sql).bindparams(bindparam("ids", expanding=True)), {"ids": ids}
             )
-        )
+        ).all()
     in_body: list[set[int]] = []
     if not all_words:  # which candidates have which word at all
         for word in words:
             in_body.append(await _having(session, ids, word))
     scores: dict[int, int] = {}
-    for item_id, title_terms, tag_terms in rows.all():
+    for item_id, title_terms, tag_terms in rows:
         title, tags = set(title_terms.split()), set(tag_terms.split())
         score = 0
         for number, word in enumerate(words):
@@ -404,7 +406,7 @@ async def _scores(
 
 
 def _has(terms: set[str], word: wordforms.QueryWord) -> bool:
-    if any(term in terms for term in word.exact):
+    if not terms.isdisjoint(word.exact):
         return True
     prefix = word.prefix
     return prefix is not None and any(term.startswith(prefix) for term in terms)
