@@ -118,7 +118,7 @@ async def test_items_stored_before_the_word_forms_are_found_after_the_upgrade(
             await conn.run_sync(run)
             await conn.commit()
 
-    await migrate(lambda c: command.downgrade(c, "0007g"))
+    await migrate(lambda c: command.downgrade(c, "0008s-1"))
     async with db.session() as s:
         await s.execute(
             text("INSERT INTO cops (code, name, created_at) VALUES ('HDEV', 'H', :t)"), {"t": T0}

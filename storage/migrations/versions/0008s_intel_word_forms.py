@@ -12,7 +12,7 @@ indexes over them instead of over the raw text with English stemming:
   configuration (no stemming, no stop words: the forms are made already).
 
 Revision ID: 0008s
-Revises: 0007g (and needs 0007e, which brings 0004: intel_items)
+Revises: 0007g (and needs 0004: intel_items)
 Create Date: 2026-12-01 23:45:00
 """
 
@@ -26,7 +26,7 @@ from storage.intel import search_columns
 revision: str = "0008s"
 down_revision: str | None = "0007g"
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = "0007e"  # intel_items as 0004 and 0007e left it
+depends_on: str | Sequence[str] | None = "0004"  # intel_items
 
 COLUMNS = ("search_title", "search_tags", "search_body")
 BATCH = 2000
