@@ -145,7 +145,9 @@ async def list_(ctx: Context, tag: str | None, options: dict[str, Any]) -> None:
 @family.command(
     "intel search",
     help="Search the market intelligence of your CoP; the best matches come first.\n"
-    "Items with all the words are listed first; add `page=2` for more results.",
+    "Other forms of a word count, in the languages members write, and accents don't matter: "
+    "`bus` finds buses, `electrique` finds électriques. Items with all the words are listed "
+    "first; add `page=2` for more results.",
     section="Intel",
     args=[Arg("words", parse_search, rest=True, metavar="<words…>")],
     role=Role.MEMBER,
