@@ -1,20 +1,23 @@
 """Market intelligence: the items members share, their tags, and full-text search.
 
-Search indexes (created by migration 0004, never by the ORM):
+Search works on word forms computed here, in Python, by :mod:`storage.wordforms` (folded
+accents, Snowball stems in the members' languages), so both databases find the same items.
+When an item is written its forms are stored in ``search_title``, ``search_tags`` and
+``search_body`` (note and file name); a search is cut into the same forms. The indexes over
+those columns (created by migrations 0004 and 0008s, never by the ORM):
 
-* SQLite: the FTS5 table ``intel_fts`` (title, tags, body) whose rowid is the item id. Triggers
-  on ``intel_items`` keep it in step: an insert adds the row, an update replaces it (and drops
-  it when the item is removed), a delete deletes it.
+* SQLite: the FTS5 table ``intel_fts`` (cop, title, tags, body) whose rowid is the item id.
+  Triggers on ``intel_items`` keep it in step: an insert adds the row, an update replaces it
+  (and drops it when the item is removed), a delete deletes it.
 * PostgreSQL: the stored generated column ``intel_items.search_vector`` (weights: title A,
-  tags B, note and file name C) with a GIN index; PostgreSQL recomputes it on every write.
+  tags B, body C; ``simple`` configuration, as the forms are made already) with a GIN index.
 
-Both use English stemming, so "buses" finds "bus". Queries are built from plain words only:
-nothing the user types reaches the query syntax of either database.
+Queries are built from the computed forms only (letters and digits): nothing the user types
+reaches the query syntax of either database.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
 
+from storage import wordforms
 from storage.models import Base, BigId
 
 MAX_TITLE = 300
@@ -46,14 +50,6 @@ community and is shown as shared by "a former member" (it never matches a Matrix
 MAX_TAG = 50
 SEARCH_CANDIDATES = 1000
 """A search ranks at most this many matches (the newest) and counts up to this many."""
-
-# Words that carry no meaning in a search; dropped from queries (unless nothing else is left)
-# so that SQLite (no stop words) and PostgreSQL (English stop words) agree.
-STOP_WORDS = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was "
-    "were will with".split()
-)
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
 class IntelItem(Base):
@@ -88,6 +84,11 @@ class IntelItem(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
     removed_at: Mapped[datetime | None]
     removed_by: Mapped[str | None] = mapped_column(String(255))
+    search_title: Mapped[str] = mapped_column(Text, default="")
+    """The word forms of the title (:func:`storage.wordforms.index_terms`); likewise of the
+    tags and of the note with the file name. Written with the item, read by the indexes."""
+    search_tags: Mapped[str] = mapped_column(Text, default="")
+    search_body: Mapped[str] = mapped_column(Text, default="")
 
     @property
     def tag_list(self) -> list[str]:
@@ -127,6 +128,15 @@ class SearchResult:
     def capped(self) -> bool:
         """More matches than were counted and ranked: the newest ones were ranked."""
         return self.total > SEARCH_CANDIDATES
+
+
+def search_columns(title: str, tags: str, note: str, file_name: str | None) -> dict[str, str]:
+    """The ``search_*`` column values of an item (also used by migration 0008s)."""
+    return {
+        "search_title": wordforms.index_terms(title),
+        "search_tags": wordforms.index_terms(tags),
+        "search_body": wordforms.index_terms(note, file_name or ""),
+    }
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -172,6 +182,8 @@ async def add_item(
         item.file_msgtype = file.get("msgtype")
         item.file_event_id = file.get("event_id")
         item.file_object = file.get("file")
+    for column, value in search_columns(item.title, item.tags, note, item.file_name).items():
+        setattr(item, column, value)
     session.add(item)
     await session.flush()
     for tag in unique_tags:
@@ -249,11 +261,8 @@ async def items_between(
 
 
 def search_words(query: str) -> list[str]:
-    """The words of a search, lower case, stop words dropped (unless only those are given)."""
-    words = [w.lower() for w in _WORD_RE.findall(query) if w.strip("_")]
-    words = list(dict.fromkeys(words))
-    meaningful = [w for w in words if w not in STOP_WORDS]
-    return meaningful or words
+    """The words of a search, folded, stop words dropped (unless only those are given)."""
+    return wordforms.query_words(query)
 
 
 async def search_items(
@@ -267,34 +276,50 @@ async def search_items(
     """Full-text search over live items, best match first.
 
     Items having all the words come first; when no item has them all, items with any of
-    them are returned instead (``all_words`` tells which happened).
+    them are returned instead (``all_words`` tells which happened). Each time the words'
+    forms are looked for first; only when no item has one, words starting with a search
+    word of :data:`~storage.wordforms.PREFIX_MIN` letters or more count too (a prefix
+    search reads every word beginning so, which costs time on common beginnings).
     """
-    words = search_words(query)
+    words = wordforms.query_terms(query)
     if not words:
         return SearchResult(items=[], total=0, all_words=True)
+    exact = [
+        wordforms.QueryWord(w.word, w.exact + (w.prefix,) if w.prefix else w.exact, None)
+        for w in words
+    ]
+    rounds = [exact] + ([words] if any(w.prefix for w in words) else [])
     for all_words in (True, False):
         if not all_words and len(words) == 1:
             break
-        ids, total = await _search_ids(
-            session, cops, words, all_words=all_words, limit=limit, offset=offset
-        )
-        if total:
-            items = {
-                item.id: item
-                for item in (
-                    await session.scalars(select(IntelItem).where(IntelItem.id.in_(ids)))
-                ).all()
-            }
-            return SearchResult(
-                items=[items[i] for i in ids if i in items], total=total, all_words=all_words
+        for terms in rounds:
+            ids, total = await _search_ids(
+                session, cops, terms, all_words=all_words, limit=limit, offset=offset
             )
+            if total:
+                items = {
+                    item.id: item
+                    for item in (
+                        await session.scalars(select(IntelItem).where(IntelItem.id.in_(ids)))
+                    ).all()
+                }
+                return SearchResult(
+                    items=[items[i] for i in ids if i in items],
+                    total=total,
+                    all_words=all_words,
+                )
     return SearchResult(items=[], total=0, all_words=True)
+
+
+TITLE_WEIGHT, TAGS_WEIGHT, BODY_WEIGHT = 3, 2, 1
+"""What a search word found in an item's title, tags or note (or file name) adds to its
+score; the best place counts. Equal scores: the newer item first."""
 
 
 async def _search_ids(
     session: AsyncSession,
     cops: Sequence[str] | None,
-    words: list[str],
+    words: list[wordforms.QueryWord],
     *,
     all_words: bool,
     limit: int,
@@ -303,51 +328,120 @@ async def _search_ids(
     """Ids of one page of results, best first, and the number of matches (counted up to
     one more than :data:`SEARCH_CANDIDATES`).
 
-    Ranking every match of a very common word would take time in proportion to the whole
-    collection, so the newest :data:`SEARCH_CANDIDATES` matches are ranked.
+    The database finds the newest :data:`SEARCH_CANDIDATES` matches (ranking every match
+    of a very common word would take time in proportion to the whole collection); they
+    are ranked here from the forms of their titles and tags, which are short.
     """
+    postgresql = _dialect(session) == "postgresql"
     cop_filter = ""
-    params: dict[str, Any] = {"limit": limit, "offset": offset, "cap": SEARCH_CANDIDATES}
+    params: dict[str, Any] = {"cap": SEARCH_CANDIDATES + 1}
     if cops is not None:
         cop_filter = "AND i.cop_code IN :cops"
         params["cops"] = list(cops)
-    if _dialect(session) == "postgresql":
-        params["q"] = (" & " if all_words else " | ").join(words)
-        matches = (
-            "FROM intel_items i, to_tsquery('english', :q) AS q(query) "
-            f"WHERE i.search_vector @@ q.query AND i.removed_at IS NULL {cop_filter}"
-        )
-        ranked = (
-            f"WITH m AS (SELECT i.id, i.search_vector {matches} ORDER BY i.id DESC LIMIT :cap) "
-            "SELECT m.id FROM m, to_tsquery('english', :q) AS q(query) "
-            "ORDER BY ts_rank(m.search_vector, q.query) DESC, m.id DESC "
-            "LIMIT :limit OFFSET :offset"
+    if postgresql:
+        params["q"] = (" & " if all_words else " | ").join(_pg_group(w) for w in words)
+        found = (
+            "SELECT i.id FROM intel_items i "
+            "WHERE i.search_vector @@ to_tsquery('simple', :q) "
+            f"AND i.removed_at IS NULL {cop_filter} ORDER BY i.id DESC LIMIT :cap"
         )
     else:
-        params["q"] = (" " if all_words else " OR ").join(f'"{w}"' for w in words)
-        matches = (
-            "FROM intel_fts JOIN intel_items i ON i.id = intel_fts.rowid "
-            f"WHERE intel_fts MATCH :q AND i.removed_at IS NULL {cop_filter}"
+        params["q"] = (" AND " if all_words else " OR ").join(_fts_group(w) for w in words)
+        # Removed items are not in the index, and it has the CoP: no need to read the items.
+        found = (
+            "SELECT rowid FROM intel_fts WHERE intel_fts MATCH :q "
+            f"{cop_filter.replace('i.cop_code', 'cop')} ORDER BY rowid DESC LIMIT :cap"
         )
-        # bm25 is lower for better matches; a word in the title weighs most, then tags.
-        ranked = (
-            "SELECT id FROM ("
-            f"SELECT i.id AS id, bm25(intel_fts, 10.0, 5.0, 1.0) AS score {matches} "
-            "ORDER BY intel_fts.rowid DESC LIMIT :cap"
-            ") ORDER BY score, id DESC LIMIT :limit OFFSET :offset"
-        )
-    count_sql = text(f"SELECT count(*) FROM (SELECT 1 {matches} LIMIT :count_cap) AS found")
-    ranked_sql = text(ranked)
+    found_sql = text(found)
     if cops is not None:
-        count_sql = count_sql.bindparams(bindparam("cops", expanding=True))
-        ranked_sql = ranked_sql.bindparams(bindparam("cops", expanding=True))
-    count_params = {k: v for k, v in params.items() if k not in ("limit", "offset", "cap")}
-    count_params["count_cap"] = SEARCH_CANDIDATES + 1
-    total = int(await session.scalar(count_sql, count_params) or 0)
-    if not total:
+        found_sql = found_sql.bindparams(bindparam("cops", expanding=True))
+    ids = [int(row[0]) for row in (await session.execute(found_sql, params)).all()]
+    total = len(ids)
+    candidates = ids[:SEARCH_CANDIDATES]
+    if not candidates:
         return [], 0
-    ids = [int(row[0]) for row in (await session.execute(ranked_sql, params)).all()]
-    return ids, total
+    scores = await _scores(session, candidates, words, all_words=all_words)
+    ranked = sorted(candidates, key=lambda i: (-scores.get(i, 0), -i))
+    return ranked[offset : offset + limit], total
+
+
+async def _scores(
+    session: AsyncSession,
+    ids: list[int],
+    words: list[wordforms.QueryWord],
+    *,
+    all_words: bool,
+) -> dict[int, int]:
+    """Each candidate's score: per search word, the weight of the best place it is in."""
+    if _dialect(session) == "postgresql":  # one parameter, not a thousand
+        sql = "SELECT id, search_title, search_tags FROM intel_items WHERE id = ANY(:ids)"
+        params: dict[str, Any] = {"ids": ids}
+        rows = (await session.execute(text(sql), params)).all()
+    else:
+        # The index's own copy (FTS5 keeps it in intel_fts_content: c1 title, c2 tags): its
+        # rows are short at the front, where intel_items has the note before these columns.
+        sql = "SELECT id, c1, c2 FROM intel_fts_content WHERE id IN :ids"
+        rows = (
+            await session.execute(
+                text(sql).bindparams(bindparam("ids", expanding=True)), {"ids": ids}
+            )
+        ).all()
+    in_body: list[set[int]] = []
+    if not all_words:  # which candidates have which word at all
+        for word in words:
+            in_body.append(await _having(session, ids, word))
+    scores: dict[int, int] = {}
+    for item_id, title_terms, tag_terms in rows:
+        title, tags = set(title_terms.split()), set(tag_terms.split())
+        score = 0
+        for number, word in enumerate(words):
+            if _has(title, word):
+                score += TITLE_WEIGHT
+            elif _has(tags, word):
+                score += TAGS_WEIGHT
+            elif all_words or item_id in in_body[number]:
+                score += BODY_WEIGHT
+        scores[int(item_id)] = score
+    return scores
+
+
+def _has(terms: set[str], word: wordforms.QueryWord) -> bool:
+    if not terms.isdisjoint(word.exact):
+        return True
+    prefix = word.prefix
+    return prefix is not None and any(term.startswith(prefix) for term in terms)
+
+
+async def _having(session: AsyncSession, ids: list[int], word: wordforms.QueryWord) -> set[int]:
+    """Which of ``ids`` have one search word anywhere."""
+    if _dialect(session) == "postgresql":
+        sql = text(
+            "SELECT id FROM intel_items WHERE id = ANY(:ids) "
+            "AND search_vector @@ to_tsquery('simple', :q)"
+        )
+        rows = await session.execute(sql, {"q": _pg_group(word), "ids": ids})
+    else:
+        sql = text(
+            "SELECT rowid FROM intel_fts WHERE intel_fts MATCH :q AND rowid BETWEEN :low AND :high"
+        )
+        rows = await session.execute(
+            sql, {"q": _fts_group(word), "low": min(ids), "high": max(ids)}
+        )
+    return {int(row[0]) for row in rows.all()}
+
+
+def _pg_group(word: wordforms.QueryWord) -> str:
+    """One search word as a ``tsquery``: any of its forms, or words starting with it."""
+    options = list(word.exact) + ([f"{word.prefix}:*"] if word.prefix else [])
+    return "(" + " | ".join(options) + ")"
+
+
+def _fts_group(word: wordforms.QueryWord) -> str:
+    """One search word as an FTS5 query: any of its forms, or words starting with it."""
+    options = [f'"{term}"' for term in word.exact]
+    if word.prefix:
+        options.append(f'"{word.prefix}"*')
+    return "(" + " OR ".join(options) + ")"
 
 
 async def items_by_author(session: AsyncSession, user_id: str) -> list[IntelItem]:
@@ -415,6 +509,7 @@ __all__ = [
     "items_by_author",
     "list_items",
     "remove_item",
+    "search_columns",
     "search_items",
     "search_words",
 ]

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.events.render import kind_label
+from commands.intel.parse import shown_title
 from commands.text import Message, plural
 from config.models import CopConfig, Settings
 from storage import digest as store
@@ -115,10 +116,11 @@ async def intel_section(session: AsyncSession, scope: DigestScope) -> DigestSect
     for item in page.items:
         line = Message().bold(f"I{item.id}").text(" ")
         urls = list(item.urls or [])
+        title = _shorten(shown_title(item.title, item.tag_list))
         if urls:
-            line.link(urls[0], _shorten(item.title))
+            line.link(urls[0], title)
         else:
-            line.text(_shorten(item.title))
+            line.text(title)
         if item.file_url:
             line.text(" 📎")
         if item.tag_list:

@@ -17,6 +17,7 @@ from commands.intel.parse import (
     permalink,
     ref,
     shorten,
+    shown_title,
     split_text,
     tag_arg,
 )
@@ -76,6 +77,13 @@ def search_cop(values: dict[str, Any]) -> str | None:
     return words.cop
 
 
+def _only(count: int, noun: str) -> str:
+    """ "There is only 1 item" / "There are only 12 items"."""
+    if count == 1:
+        return f"There is only 1 {noun}"
+    return f"There are only {count:,} {noun}s"
+
+
 def covered(ctx: Context) -> tuple[list[str] | None, str]:
     """The CoPs a listing covers (None: every CoP) and how the answer names them."""
     assert ctx.scope is not None
@@ -110,8 +118,7 @@ async def list_(ctx: Context, tag: str | None, options: dict[str, Any]) -> None:
     if not result.items:
         if result.total:
             raise CommandError(
-                f"There {'is' if result.total == 1 else 'are'} only "
-                f"{plural(result.total, 'item')}{' ' + what if what else ''}; "
+                f"{_only(result.total, 'item')}{' ' + what if what else ''}; "
                 f"page {page} is empty. Send {ctx.prefix}intel list"
                 f"{' #' + tag if tag else ''} to start from the newest."
             )
@@ -138,7 +145,9 @@ async def list_(ctx: Context, tag: str | None, options: dict[str, Any]) -> None:
 @family.command(
     "intel search",
     help="Search the market intelligence of your CoP; the best matches come first.\n"
-    "Items with all the words are listed first; add `page=2` for more results.",
+    "Other forms of a word count, in the languages members write, and accents don't matter: "
+    "`bus` finds buses, `electrique` finds électriques. Items with all the words are listed "
+    "first; add `page=2` for more results.",
     section="Intel",
     args=[Arg("words", parse_search, rest=True, metavar="<words…>")],
     role=Role.MEMBER,
@@ -167,8 +176,7 @@ async def search(ctx: Context, words: Search) -> None:
         return
     if not result.items:
         raise CommandError(
-            f"There {'is' if result.total == 1 else 'are'} only "
-            f"{plural(result.total, 'result')}; page {page} is empty. "
+            f"{_only(result.total, 'result')}; page {page} is empty. "
             f"Send {ctx.prefix}intel search {query} for the first ones."
         )
     msg = Message("Results for ").bold(query).text(f" in {scope}, best first")
@@ -270,7 +278,7 @@ async def remove(ctx: Context, item: store.IntelItem) -> None:
         Message("Removed ")
         .bold(ref(found))
         .text(" (")
-        .text(shorten(found.title, LIST_TITLE))
+        .text(shorten(shown_title(found.title, found.tag_list), LIST_TITLE))
         .text("). It no longer appears in lists, searches or digests.")
     )
 

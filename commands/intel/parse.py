@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from commands.args import ArgError, cop_code, positive_int
 from storage import intel as store
@@ -62,8 +63,38 @@ def shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:.-") + "…"
 
 
+_EDGES = " -–—:;,|·•"
+
+
+def _tidy(original: str, kept: str) -> str:
+    """Spaces tidied, and (when something was taken out) the separators left dangling."""
+    tidy = " ".join(kept.split())
+    if tidy != " ".join(original.split()):
+        tidy = tidy.rstrip(_EDGES).lstrip(_EDGES.replace("-", ""))
+    return tidy
+
+
+def without_tags_and_links(line: str) -> str:
+    """``line`` without its links and #tags, spaces tidied: "Oslo tenders #ebus
+    https://x.org" -> "Oslo tenders"."""
+    return _tidy(line, _TAG_RE.sub(" ", _URL_RE.sub(" ", line)))
+
+
+def link_title(url: str) -> str:
+    """How a link names itself: its domain and path, without ``https://``, ``www.``, the
+    query or a trailing slash: "https://www.ted.europa.eu/notice/123?lang=en" ->
+    "ted.europa.eu/notice/123"."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").removeprefix("www.")
+    path = unquote(parts.path).rstrip("/")
+    return shorten(f"{host}{path}" if host else url, MAX_TITLE)
+
+
 def parse_share(text: str) -> Share:
-    """First non-empty line: the title; the rest: the note. Links and tags come from both.
+    """First non-empty line: the title (without its #tags and links); the rest: the note.
+    Links and tags come from both. A first line of links and tags only is titled after its
+    first link ("ted.europa.eu/notice/123"); a first line of tags only gets no title (a
+    shared file is then titled by its name).
 
     A first line longer than the title limit is shortened for the title and kept whole in
     the note, so nothing typed is lost.
@@ -75,13 +106,33 @@ def parse_share(text: str) -> Share:
         return Share(title="")
     first = " ".join(lines[0].split())
     rest = "\n".join(lines[1:]).strip("\n")
-    if len(first) > MAX_TITLE:
-        title = shorten(first, MAX_TITLE)
+    title = without_tags_and_links(first)
+    first_urls = find_urls(first)
+    if not title and first_urls:
+        title = link_title(first_urls[0])
+    elif not title and rest.strip():  # tags only on the first line: the next one is the title
+        later = parse_share(rest)
+        return Share(later.title, later.note, find_tags(text), find_urls(text))
+    if len(title) > MAX_TITLE:
+        title = shorten(title, MAX_TITLE)
         note = text.strip()
     else:
-        title = first
         note = rest.strip()
     return Share(title=title, note=note, tags=find_tags(text), urls=find_urls(text))
+
+
+def shown_title(title: str, tags: list[str]) -> str:
+    """A stored title as shown: without the item's #tags (they are shown beside it) and, for
+    a title that is a bare link (items shared before titles were tidied), the link's name."""
+    kept = title
+    if tags:
+        kept = _TAG_RE.sub(
+            lambda m: " " if m.group(1).rstrip("-_").lower() in tags else m.group(0), title
+        )
+        kept = _tidy(title, kept) or title
+    if _URL_RE.fullmatch(kept.strip()):
+        return link_title(kept.strip())
+    return kept
 
 
 def tag_arg(token: str) -> str:

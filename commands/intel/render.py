@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from commands.context import Context
 from commands.files import pointing_at
-from commands.intel.parse import ref, shorten
+from commands.intel.parse import ref, shorten, shown_title
 from commands.text import Message, defuse
 from storage import intel as store
 
@@ -22,8 +22,9 @@ def local(ctx: Context, cop: str, when: datetime) -> datetime:
 
 
 def title_piece(item: store.IntelItem, limit: int = LIST_TITLE) -> Message:
-    """The title, linked to the item's first link when it has one."""
-    shown = shorten(item.title, limit)
+    """The title (without the tags shown beside it), linked to the item's first link when
+    it has one."""
+    shown = shorten(shown_title(item.title, item.tag_list), limit)
     urls = list(item.urls or [])
     if urls:
         return Message().link(urls[0], shown)

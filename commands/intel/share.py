@@ -29,7 +29,7 @@ FILE_MSGTYPES = ("m.file", "m.image", "m.video", "m.audio")
     "picked out. To share a file, upload it to the room, then reply to it with "
     "`!intel share <title>`.",
     section="Intel",
-    args=[Arg("text", rest=True, optional=True, metavar="<title and note…>")],
+    args=[Arg("text", rest=True, optional=True, metavar="[title and note…]")],
     role=Role.MEMBER,
     cop=room_cop(topic="items"),
     places=Place.COP_ROOM,

@@ -59,3 +59,22 @@ async def test_members_share_text_and_files_then_list_search_show_and_remove(
     assert "Removed I1" in body(removed)
     after = await anna.ask(room, "!intel list", bot.user_id)
     assert "I1" not in body(after) and "I2 Supplier price list" in body(after)
+
+
+async def test_a_search_finds_other_forms_of_the_words(people, make_bot: BotFactory) -> None:
+    anna: Person = await people("anna")
+    bot = await make_bot(cops=[{"code": "HDEV", "name": "Heavy-duty EVs"}])
+    await seed_member(bot, anna, "HDEV")
+    room = await anna.join(bot.alias("hdev"))
+
+    shared = await anna.ask(room, "!intel share Oslo tenders 40 electric buses #ebus", bot.user_id)
+    assert "Shared with HDEV as I1: Oslo tenders 40 electric buses" in body(shared)
+
+    one_word = await anna.ask(room, "!intel search bus", bot.user_id)
+    two_words = await anna.ask(room, "!intel search electric bus", bot.user_id)
+    accented = await anna.ask(room, "!intel search électrique", bot.user_id)
+
+    for found in (one_word, two_words, accented):
+        assert "I1 Oslo tenders 40 electric buses" in body(found), body(found)
+        assert "no item has all the words" not in body(found)
+        assert body(found).count("#ebus") == 1
