@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -119,6 +119,24 @@ async def memberships_of(session: AsyncSession, user_id: str) -> dict[str, str]:
         select(Membership.cop_code, Membership.status).where(Membership.user_id == user_id)
     )
     return {code: status for code, status in rows.all()}
+
+
+async def roles_of(session: AsyncSession, user_id: str) -> tuple[set[str], dict[str, str]]:
+    """One person's moderated CoPs and memberships (CoP code -> status), in one query."""
+    moderator = select(Role.cop_code, Role.role, literal(1).label("is_role")).where(
+        Role.user_id == user_id, Role.role == "moderator"
+    )
+    member = select(Membership.cop_code, Membership.status, literal(0)).where(
+        Membership.user_id == user_id
+    )
+    moderates: set[str] = set()
+    memberships: dict[str, str] = {}
+    for code, value, is_role in (await session.execute(union_all(moderator, member))).all():
+        if is_role:
+            moderates.add(code)
+        else:
+            memberships[code] = value
+    return moderates, memberships
 
 
 async def moderated_cops(session: AsyncSession, user_id: str) -> set[str]:
