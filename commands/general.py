@@ -5,7 +5,7 @@ from __future__ import annotations
 from commands.args import Arg
 from commands.context import Context
 from commands.errors import UsageError
-from commands.registry import Family, Registry
+from commands.registry import Family, Registry, Role
 from commands.text import Message
 from storage import repo
 
@@ -52,6 +52,16 @@ async def help_(ctx: Context, command: str | None) -> None:
         await ctx.reply(msg)
         return
 
+    await ctx.reply(Message().append(command_list(reg, role, prefix)))
+
+
+def command_list(reg: Registry, role: Role, prefix: str) -> Message:
+    """The ``!help`` list for ``role``: the same for everyone with that role, so it is
+    built once per registry, role and prefix (the registry does not change once built)."""
+    key = ("help", role, prefix)
+    cached = reg.memo.get(key)
+    if isinstance(cached, Message):
+        return cached
     msg = Message("Hello! I am the assistant of the ").bold("Big Buyers Working Together")
     msg.text(" Communities of Practice. Here is what you can ask me:")
     sections = reg.sections(role)
@@ -63,7 +73,8 @@ async def help_(ctx: Context, command: str | None) -> None:
             Message().code(c.usage(prefix)).text(f" — {c.summary}") for c in sections[section]
         )
     msg.para().text("Send ").code(f"{prefix}help <command>").text(" to learn more about one.")
-    await ctx.reply(msg)
+    reg.memo[key] = msg
+    return msg
 
 
 @family.command(

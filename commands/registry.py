@@ -176,6 +176,9 @@ class Registry:
     """Users in a question-and-answer dialogue with the bot: their plain (non-command) text
     messages are stored as ``dialogue`` events (see ``bot.sync.Classifier``). Families add
     and remove users; a ``dialogue`` hook must check the room and its own state."""
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    """What is derived from the declarations alone (the ``!help`` list per role), built
+    once; cleared whenever a command is added."""
 
     def add(self, command: Command) -> Command:
         for name in (command.name, *command.aliases):
@@ -186,6 +189,7 @@ class Registry:
         if argument is not None and argument not in {a.name for a in command.args}:
             raise ValueError(f"{command.name!r}: its CoP comes from an unknown {argument!r}")
         self.commands[command.name] = command
+        self.memo.clear()
         for alias in command.aliases:
             self.aliases[alias] = command.name
         return command

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, literal, select, union_all, update
+from sqlalchemy import Table, bindparam, delete, func, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -371,6 +371,30 @@ async def mark_sent(session: AsyncSession, row_id: int, result: str | None, now:
         .values(sent_at=now, result=result, last_error=None)
     )
     await session.execute(_forget_erasure_row(row_id, now))
+
+
+async def mark_sent_many(
+    session: AsyncSession, marks: Sequence[tuple[int, str | None, datetime]]
+) -> None:
+    """:func:`mark_sent` for many rows at once: ``(row id, result, when)`` each."""
+    if not marks:
+        return
+    await session.execute(
+        update(OutboxMessage),
+        [
+            {"id": row_id, "sent_at": now, "result": result, "last_error": None}
+            for row_id, result, now in marks
+        ],
+    )
+    table = cast(Table, OutboxMessage.__table__)
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.tag == ERASURE_TAG)
+        .values(
+            payload={}, to_user=None, private_to=None, last_error=None, scrubbed_at=bindparam("at")
+        ),
+        [{"row_id": row_id, "at": now} for row_id, _, now in marks],
+    )
 
 
 async def mark_attempt(
