@@ -51,7 +51,7 @@ ROOM = "!hdev:bench"
 MGMT = "!mgmt:bench"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MEMBERS = 200
-PROFILE: str | None = None
+OPTIONS: dict[str, str | None] = {"profile": None}
 PROFILED: list[str] = []
 
 
@@ -150,7 +150,8 @@ async def measure(db: Database, config: Settings, members: list[str], texts: lis
     )
     rows = await store_commands(db, members, texts)
     times: list[float] = []
-    profiler = cProfile.Profile() if PROFILE else None
+    profile = OPTIONS["profile"]
+    profiler = cProfile.Profile() if profile else None
     cpu = time.process_time()
     started = time.perf_counter()
     if profiler is not None:
@@ -161,8 +162,8 @@ async def measure(db: Database, config: Settings, members: list[str], texts: lis
         times.append(time.perf_counter() - one)
     if profiler is not None:
         profiler.disable()
-        profiler.dump_stats(f"{PROFILE}.{len(PROFILED)}")
-        PROFILED.append(PROFILE)
+        profiler.dump_stats(f"{profile}.{len(PROFILED)}")
+        PROFILED.append(str(profile))
     total = time.perf_counter() - started
     cpu = time.process_time() - cpu
     async with db.read() as s:
@@ -219,8 +220,7 @@ async def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the commands")
     args = parser.parse_args()
-    global PROFILE
-    PROFILE = args.profile
+    OPTIONS["profile"] = args.profile
     print(f"load at start: {os.getloadavg()[0]:.2f}")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
         await one_backend(backend, args.rsvp, args.help_cmds)
