@@ -99,28 +99,23 @@ class Processor:
                 break
             try:
                 async with self.db.read() as s:
-                    pending = await repo.pending_inbound(s)
+                    # Only which rooms have work: each worker reads its own room's events,
+                    # so a backlog is not read (and decoded) again on every wake.
+                    rooms = await repo.pending_rooms(s)
             except Exception:
                 self.metrics.errors.labels("processor").inc()
                 log.exception("could not read pending events")
                 await asyncio.sleep(1)
                 continue
-            by_room: dict[str, list[InboundEvent]] = {}
-            for row in pending:
-                by_room.setdefault(row.room_id, []).append(row)
-            for room_id, rows in by_room.items():
+            for room_id in rooms:
                 task = self._room_tasks.get(room_id)
                 if task is None or task.done():
-                    self._room_tasks[room_id] = asyncio.create_task(self._room_worker(rows))
+                    self._room_tasks[room_id] = asyncio.create_task(self._room_worker(room_id))
                 # A running worker re-reads its room when it is done, see _room_worker.
 
-    async def _room_worker(self, rows: list[InboundEvent]) -> None:
-        room_id = rows[0].room_id
-        while rows:
-            for row in rows:
-                if self.stopping:
-                    return
-                await self.handle(row)
+    async def _room_worker(self, room_id: str) -> None:
+        first = True
+        while True:
             try:
                 async with self.db.read() as s:
                     rows = await repo.pending_inbound(s, 200, room_id=room_id)
@@ -129,7 +124,15 @@ class Processor:
                 self.metrics.errors.labels("processor").inc()
                 log.exception("could not read the pending events of %s", room_id)
                 return
-            rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
+            if not first:
+                rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
+            first = False
+            if not rows:
+                return
+            for row in rows:
+                if self.stopping:
+                    return
+                await self.handle(row)
 
     async def drain(self, grace: float) -> None:
         """Stop taking new events and let the events being handled finish."""

@@ -131,7 +131,8 @@ async def roles_of(session: AsyncSession, user_id: str) -> tuple[set[str], dict[
     )
     moderates: set[str] = set()
     memberships: dict[str, str] = {}
-    for code, value, is_role in (await session.execute(union_all(moderator, member))).all():
+    connection = await session.connection()  # Core: plain rows, no ORM bookkeeping
+    for code, value, is_role in (await connection.execute(union_all(moderator, member))).all():
         if is_role:
             moderates.add(code)
         else:
@@ -278,6 +279,18 @@ async def pending_inbound(
     return list(rows.all())
 
 
+async def pending_rooms(session: AsyncSession, limit: int = 500) -> list[str]:
+    """The rooms with events waiting to be handled."""
+    rows = await session.scalars(
+        select(InboundEvent.room_id)
+        .where(InboundEvent.status == "pending")
+        .group_by(InboundEvent.room_id)
+        .order_by(func.min(InboundEvent.id))
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
 async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: datetime) -> bool:
     """Mark an event done inside the caller's transaction.
 
@@ -285,12 +298,14 @@ async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: d
     back. On PostgreSQL the row stays locked until the transaction ends, so a concurrent
     claim waits and then sees the event done.
     """
-    result = await session.execute(
+    # Core, on the session's connection: no ORM bookkeeping (nothing loaded is changed).
+    connection = await session.connection()
+    result = await connection.execute(
         update(InboundEvent)
         .where(InboundEvent.id == row_id, InboundEvent.status == "pending")
         .values(status="done", outcome=outcome, handled_at=now)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return bool(result.rowcount)
 
 
 async def set_inbound_outcome(session: AsyncSession, row_id: int, outcome: str) -> None:

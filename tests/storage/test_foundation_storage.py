@@ -191,3 +191,22 @@ async def test_roles_of_reads_moderated_cops_and_memberships_together(db: Databa
     async with db.session() as s:
         assert await repo.roles_of(s, "@m:x") == ({"SOLAR"}, {"HDEV": "member"})
         assert await repo.roles_of(s, "@nobody:x") == (set(), {})
+
+
+async def test_pending_rooms_lists_each_room_with_work_once_oldest_first(db: Database) -> None:
+    for event_id, room in [("$1", "!b:x"), ("$2", "!a:x"), ("$3", "!b:x"), ("$4", "!c:x")]:
+        async with db.session() as s:
+            await repo.add_inbound(
+                s,
+                event_id=event_id,
+                room_id=room,
+                sender="@a:x",
+                origin_ts=T0,
+                content={"content": {"body": "!help"}},
+                now=T0,
+            )
+    async with db.session() as s:
+        row_id = next(r.id for r in await repo.pending_inbound(s) if r.event_id == "$4")
+        assert await repo.claim_inbound(s, row_id, "ok", now=T0)
+    async with db.read() as s:
+        assert await repo.pending_rooms(s) == ["!b:x", "!a:x"]
