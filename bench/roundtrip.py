@@ -202,6 +202,10 @@ async def echo_bot_main() -> None:
         await client.close()
 
 
+ECHO_PAD = int(os.environ.get("BENCH_ECHO_PAD", "0"))
+"""Bytes added to each echo reply, to match the size of the bot's replies (``--echo-pad``)."""
+
+
 async def echo_once(client: AsyncClient, token: str) -> str:
     """One sync and the replies it calls for; returns the next sync token."""
     resp = await client.sync(
@@ -226,7 +230,7 @@ async def echo_once(client: AsyncClient, token: str) -> str:
             continue
         reply = {
             "msgtype": "m.notice",
-            "body": f"echo: {body}",
+            "body": f"echo: {body}" + "." * ECHO_PAD,
             "m.relates_to": {"m.in_reply_to": {"event_id": event["event_id"]}},
         }
         for attempt in range(5):
@@ -257,7 +261,10 @@ def run_echo_bot() -> int:
 class EchoProcess:
     """The echo bot as a child process of the bench."""
 
-    def __init__(self, synapse: LocalSynapse, account: SynapseUser, folder: Path) -> None:
+    def __init__(
+        self, synapse: LocalSynapse, account: SynapseUser, folder: Path, pad: int = 0
+    ) -> None:
+        self.pad = pad
         self.synapse = synapse
         self.account = account
         self.user_id = account.user_id
@@ -277,6 +284,7 @@ class EchoProcess:
             "BENCH_ECHO_DEVICE": self.account.device_id,
             "BENCH_ECHO_TOKEN": self.account.access_token,
             "BENCH_ECHO_TOKEN_FILE": str(self.log_path.with_name("echo.since")),
+            "BENCH_ECHO_PAD": str(self.pad),
             "PYTHONUNBUFFERED": "1",
         }
         with self.log_path.open("ab") as err:
@@ -858,7 +866,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         if isinstance(created, RoomCreateError):
             raise RuntimeError(f"could not create the echo room: {created}")
         echo_room = str(created.room_id)
-        echo = EchoProcess(synapse, echo_account, folder)
+        echo = EchoProcess(synapse, echo_account, folder, pad=args.echo_pad)
         await echo.start()
         for person in people:
             await person.join(echo_room)
@@ -989,6 +997,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=5000,
         help="commands sent while each bot is down, then answered on start (5000; 0: skip)",
+    )
+    parser.add_argument(
+        "--echo-pad",
+        type=int,
+        default=0,
+        help="bytes added to each echo reply (0); the bot's !help answer to a moderator is "
+        "about 12,000 bytes against the echo's 100, and the homeserver's cost grows with size",
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--text", default=COMMAND_TEXT, help=f"the command ({COMMAND_TEXT!r})")
