@@ -611,12 +611,15 @@ async def measure_catch_up(
 # --- where the bot's time goes ---------------------------------------------------------------
 
 
-async def bot_stages(db_url: str, room_id: str) -> dict[str, list[float]]:
+async def bot_stages(
+    db_url: str, room_id: str, skip: set[str] | None = None
+) -> tuple[dict[str, list[float]], set[str]]:
     """The bot's own time per stage for every command answered in ``room_id``, from the
     timestamps it stores anyway: the homeserver's timestamp of the command, when the sync
     loop stored it, when a worker took it (the reply is queued in that transaction, with
     that time) and when the reply was sent. Marking it sent happens in the background,
-    off the path (see bot/sender.py)."""
+    off the path (see bot/sender.py). Commands in ``skip`` are left out; returns the stages
+    and the commands measured."""
     db = Database(db_url)
     stages: dict[str, list[float]] = {
         "homeserver -> stored": [],
@@ -660,26 +663,31 @@ async def bot_stages(db_url: str, room_id: str) -> dict[str, list[float]]:
         target = reply_target({"content": data})
         if target is not None and target not in sent:
             sent[target] = when(sent_at)
+    measured: set[str] = set()
     for event_id, origin, received, handled in inbound:
-        if event_id not in sent:
+        if event_id not in sent or event_id in (skip or set()):
             continue
+        measured.add(event_id)
         stages["homeserver -> stored"].append(when(received) - when(origin))
         stages["stored -> taken by a worker"].append(when(handled) - when(received))
         stages["taken -> reply sent"].append(sent[event_id] - when(handled))
         stages["bot total (stored -> sent)"].append(sent[event_id] - when(received))
-    return stages
+    return stages, measured
 
 
-def report_stages(stages: dict[str, list[float]], metrics: dict[str, float]) -> None:
-    print()
-    print(f"the bot's own time per stage, ms (all {len(next(iter(stages.values())))} commands)")
-    print("  stage                              p50     p95")
-    for name, values in stages.items():
-        if values:
-            print(
-                f"  {name:32} {percentile(values, 50) * 1000:6.1f}  "
-                f"{percentile(values, 95) * 1000:6.1f}"
-            )
+def report_stages(
+    parts: list[tuple[str, dict[str, list[float]]]], metrics: dict[str, float]
+) -> None:
+    for title, stages in parts:
+        print()
+        print(f"the bot's own time per stage, ms: {title}")
+        print("  stage                              p50      p95")
+        for name, values in stages.items():
+            if values:
+                print(
+                    f"  {name:32} {percentile(values, 50) * 1000:7.1f}  "
+                    f"{percentile(values, 95) * 1000:7.1f}"
+                )
     count = sum(v for k, v in metrics.items() if k.startswith("bbwt_command_seconds_count"))
     total = sum(v for k, v in metrics.items() if k.startswith("bbwt_command_seconds_sum"))
     if count:
@@ -892,6 +900,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             results[target.name] = await measure_round_trips(
                 target, people[0], observer, args.commands, args.text
             )
+        sequential_stages, sequential = await bot_stages(db_url, bot_room)
         for target in targets:
             print(f"  {target.name}: burst of {args.burst}")
             gaps_before = observer.gaps
@@ -915,7 +924,14 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             results["bbwt-bot"].gaps = int(metrics.get("bbwt_sync_gaps_total", 0))
         except OSError:
             pass
-        stages = await bot_stages(db_url, bot_room)
+        burst_stages, _ = await bot_stages(db_url, bot_room, skip=sequential)
+        stage_parts = [
+            (f"{len(sequential)} sequential round trips", sequential_stages),
+            (
+                f"burst of {args.burst} (replies of one room go out one after the other)",
+                burst_stages,
+            ),
+        ]
         if args.catch_up > 0:
             running_bot, running_echo = bot, echo
             for target, stop, start in (
@@ -943,7 +959,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             )
         print(f"bench: load average {os.getloadavg()[0]:.2f} at the end")
         report(results["bbwt-bot"], results["echo"], args)
-        report_stages(stages, metrics)
+        report_stages(stage_parts, metrics)
         report_dm(dm_round_trips)
     finally:
         if observer is not None:
