@@ -252,6 +252,8 @@ class Sender:
 
     async def marks_written(self) -> None:
         """Wait until every row sent so far is marked sent (or failed to be)."""
+        if self._marks and (self._marking is None or self._marking.done()):
+            self._marking = asyncio.create_task(self._write_marks())  # left by a failure
         while self._marking is not None and not self._marking.done():
             await asyncio.shield(self._marking)
 
