@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import statistics
 import sys
@@ -50,6 +51,8 @@ ROOM = "!hdev:bench"
 MGMT = "!mgmt:bench"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MEMBERS = 200
+OPTIONS: dict[str, str | None] = {"profile": None}
+PROFILED: list[str] = []
 
 
 class StandIn:
@@ -147,22 +150,35 @@ async def measure(db: Database, config: Settings, members: list[str], texts: lis
     )
     rows = await store_commands(db, members, texts)
     times: list[float] = []
+    profile = OPTIONS["profile"]
+    profiler = cProfile.Profile() if profile else None
+    cpu = time.process_time()
     started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     for row in rows:
         one = time.perf_counter()
         await processor.handle(row)
         times.append(time.perf_counter() - one)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{profile}.{len(PROFILED)}")
+        PROFILED.append(str(profile))
     total = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     async with db.read() as s:
         done = await repo.count_inbound(s, "done")
-    return total, times, done
+    return total, times, done, cpu
 
 
-def describe(name: str, count: int, total: float, times: list[float]) -> str:
+def describe(name: str, count: int, total: float, times: list[float], cpu: float) -> str:
     ordered = sorted(times)
     p50 = statistics.median(ordered) * 1000
     p95 = ordered[int(len(ordered) * 0.95) - 1] * 1000
-    return f"  {name:<8} {count / total:8.0f} commands/s   p50 {p50:6.2f} ms   p95 {p95:6.2f} ms"
+    return (
+        f"  {name:<8} {count / total:8.0f} commands/s   p50 {p50:6.2f} ms   p95 {p95:6.2f} ms"
+        f"   CPU {cpu / count * 1000:6.3f} ms/command ({count / cpu:6.0f}/s of CPU)"
+    )
 
 
 async def one_backend(backend: str, rsvp: int, helps: int) -> None:
@@ -184,10 +200,10 @@ async def one_backend(backend: str, rsvp: int, helps: int) -> None:
         print(f"{backend}:")
         answers = ["yes", "no", "maybe"]
         texts = [f"!rsvp E1 {answers[n % 3]}" for n in range(rsvp)]
-        total, times, _ = await measure(db, config, members, texts)
-        print(describe("!rsvp", rsvp, total, times))
-        total, times, done = await measure(db, config, members, ["!help"] * helps)
-        print(describe("!help", helps, total, times))
+        total, times, _, cpu = await measure(db, config, members, texts)
+        print(describe("!rsvp", rsvp, total, times, cpu))
+        total, times, done, cpu = await measure(db, config, members, ["!help"] * helps)
+        print(describe("!help", helps, total, times, cpu))
         assert done == rsvp + helps, f"only {done} of {rsvp + helps} commands were handled"
     finally:
         await db.dispose()
@@ -202,7 +218,9 @@ async def main() -> None:
     parser.add_argument("--rsvp", type=int, default=4000)
     parser.add_argument("--help-cmds", type=int, default=4000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the commands")
     args = parser.parse_args()
+    OPTIONS["profile"] = args.profile
     print(f"load at start: {os.getloadavg()[0]:.2f}")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
         await one_backend(backend, args.rsvp, args.help_cmds)

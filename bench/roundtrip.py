@@ -21,7 +21,14 @@ For each bot:
   server timestamp of the last first reply. Afterwards the room is read back completely
   with ``/messages`` to check that every command got exactly one reply.
 
-These two run in plaintext rooms (the echo bot has no encryption). Then, for the real bot
+* catch-up: each bot is stopped, ``--catch-up`` commands are sent (by the ``--users``
+  users), and the bot is started again; timed from its start to the last first reply seen by
+  the observer, and checked to be answered exactly once.
+
+The bot's own time per stage (stored after sync, taken by a worker, reply sent) is read from
+the timestamps its database keeps anyway and printed as median and p95.
+
+These run in plaintext rooms (the echo bot has no encryption). Then, for the real bot
 only, the encrypted round trip: the first load user (an encrypting client, as in the
 end-to-end tests) opens an encrypted direct chat and a plaintext one with the bot and sends
 ``--dm-commands`` commands in each, one after the other, timed from just before the send
@@ -30,7 +37,7 @@ to the decrypted reply in that user's own ``/sync``.
 Run from the repository root::
 
     .venv/bin/python bench/roundtrip.py                      # 200 commands, 1,000 burst, 20 users
-    .venv/bin/python bench/roundtrip.py --commands 20 --burst 100 --users 5
+    .venv/bin/python bench/roundtrip.py --commands 20 --burst 100 --users 5 --catch-up 200
     .venv/bin/python bench/roundtrip.py --db postgresql      # the bot on a fresh PostgreSQL db
 
 Everything listens on 127.0.0.1 only. The Synapse, both bots, the PostgreSQL database (with
@@ -44,6 +51,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.metadata
+import json
 import logging
 import math
 import os
@@ -56,6 +64,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +84,10 @@ from nio import (  # noqa: E402
     RoomSendResponse,
     SyncResponse,
 )
+from sqlalchemy import text as sql  # noqa: E402
 
 from bot.devserver import LocalSynapse, SynapseUser  # noqa: E402
+from storage import Database  # noqa: E402
 from tests.dbs import PG_ADMIN_URL, drop_pg_database, pg_available, sqlite_url  # noqa: E402
 from tests.e2e.harness import BotProcess, Person  # noqa: E402
 
@@ -155,6 +166,14 @@ async def timeline_events(
 # --- the echo bot (runs as a child process) ------------------------------------------------
 
 
+def saved_token(path: Path) -> str | None:
+    return (path.read_text().strip() or None) if path.exists() else None
+
+
+def save_token(path: Path, token: str) -> None:
+    path.write_text(token)
+
+
 async def echo_bot_main() -> None:
     """Answer every ``!`` text message from someone else with an ``m.notice`` reply."""
     homeserver = os.environ["BENCH_ECHO_HOMESERVER"]
@@ -162,8 +181,9 @@ async def echo_bot_main() -> None:
     device_id = os.environ["BENCH_ECHO_DEVICE"]
     client = AsyncClient(homeserver, user_id, device_id=device_id, config=client_config())
     client.restore_login(user_id, device_id, os.environ["BENCH_ECHO_TOKEN"])
+    token_file = Path(os.environ["BENCH_ECHO_TOKEN_FILE"])
     try:
-        token: str | None = None
+        token = saved_token(token_file)  # restarted: catch up from where it stopped
         while token is None:
             first = await client.sync(timeout=0, sync_filter=MESSAGE_FILTER, full_state=False)
             if isinstance(first, SyncResponse):
@@ -174,11 +194,16 @@ async def echo_bot_main() -> None:
         while True:
             try:
                 token = await echo_once(client, token)
+                save_token(token_file, token)
             except Exception as exc:  # a hiccup under load: the same sync again
                 print(f"echo bot: {exc!r}", file=sys.stderr, flush=True)
                 await asyncio.sleep(0.5)
     finally:
         await client.close()
+
+
+ECHO_PAD = int(os.environ.get("BENCH_ECHO_PAD", "0"))
+"""Bytes added to each echo reply, to match the size of the bot's replies (``--echo-pad``)."""
 
 
 async def echo_once(client: AsyncClient, token: str) -> str:
@@ -205,7 +230,7 @@ async def echo_once(client: AsyncClient, token: str) -> str:
             continue
         reply = {
             "msgtype": "m.notice",
-            "body": f"echo: {body}",
+            "body": f"echo: {body}" + "." * ECHO_PAD,
             "m.relates_to": {"m.in_reply_to": {"event_id": event["event_id"]}},
         }
         for attempt in range(5):
@@ -236,7 +261,10 @@ def run_echo_bot() -> int:
 class EchoProcess:
     """The echo bot as a child process of the bench."""
 
-    def __init__(self, synapse: LocalSynapse, account: SynapseUser, folder: Path) -> None:
+    def __init__(
+        self, synapse: LocalSynapse, account: SynapseUser, folder: Path, pad: int = 0
+    ) -> None:
+        self.pad = pad
         self.synapse = synapse
         self.account = account
         self.user_id = account.user_id
@@ -244,15 +272,19 @@ class EchoProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.gaps = 0
         self._ready = asyncio.Event()
+        self._ready.clear()
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self, timeout: float = SETUP_TIMEOUT) -> None:  # noqa: ASYNC109
+        self._ready = asyncio.Event()
         env = {
             **os.environ,
             "BENCH_ECHO_HOMESERVER": self.synapse.base_url,
             "BENCH_ECHO_USER": self.account.user_id,
             "BENCH_ECHO_DEVICE": self.account.device_id,
             "BENCH_ECHO_TOKEN": self.account.access_token,
+            "BENCH_ECHO_TOKEN_FILE": str(self.log_path.with_name("echo.since")),
+            "BENCH_ECHO_PAD": str(self.pad),
             "PYTHONUNBUFFERED": "1",
         }
         with self.log_path.open("ab") as err:
@@ -421,6 +453,11 @@ class Result:
     unanswered: int = 0
     duplicated: int = 0
     gaps: int = 0
+    catch_up_commands: int = 0
+    catch_up_seconds: float | None = None  # process start -> observer saw the last reply
+    catch_up_once: int = 0
+    catch_up_missing: int = 0
+    catch_up_duplicated: int = 0
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -489,18 +526,10 @@ async def measure_burst(
     text: str,
     result: Result,
 ) -> None:
-    shares = [
-        total // len(senders) + (1 if i < total % len(senders) else 0) for i in range(len(senders))
-    ]
-
-    async def one(person: Person, share: int) -> list[str]:
-        return [await person.send(target.room_id, text) for _ in range(share)]
-
     started_wall = time.time()
     started = time.perf_counter()
-    sent = await asyncio.gather(*(one(p, n) for p, n in zip(senders, shares, strict=True)))
+    commands = await send_shared(senders, target.room_id, total, text)
     result.burst_send_seconds = time.perf_counter() - started
-    commands = [event_id for ids in sent for event_id in ids]
     result.burst_commands = len(commands)
     timeout = max(300.0, 1.0 * total)
     if await observer.wait_all(commands, timeout):
@@ -508,7 +537,15 @@ async def measure_burst(
     else:
         print(f"  {target.name}: not every command was answered within {timeout:.0f} s")
 
-    # The complete room, read with /messages: every command must have exactly one reply.
+    replies = await replies_in_room(target, reader)
+    result.answered_once, result.unanswered, result.duplicated = once_none_twice(replies, commands)
+    if result.unanswered == 0:
+        last = max(min(r["origin_server_ts"] for r in replies[c]) for c in commands)
+        result.burst_seconds = last / 1000 - started_wall
+
+
+async def replies_in_room(target: Target, reader: Person) -> dict[str, list[Event]]:
+    """The complete room, read with /messages: the bot's replies by the command they answer."""
     replies: dict[str, list[Event]] = {}
     for event in await reader.history(target.room_id):
         if event.get("sender") != target.user_id or event.get("type") != "m.room.message":
@@ -516,13 +553,145 @@ async def measure_burst(
         replied = reply_target(event)
         if replied is not None:
             replies.setdefault(replied, []).append(event)
+    return replies
+
+
+def once_none_twice(replies: dict[str, list[Event]], commands: list[str]) -> tuple[int, int, int]:
+    """How many commands got exactly one reply, none, more than one."""
     counts = [len(replies.get(c, [])) for c in commands]
-    result.answered_once = sum(1 for n in counts if n == 1)
-    result.unanswered = sum(1 for n in counts if n == 0)
-    result.duplicated = sum(1 for n in counts if n > 1)
-    if result.unanswered == 0:
-        last = max(min(r["origin_server_ts"] for r in replies[c]) for c in commands)
-        result.burst_seconds = last / 1000 - started_wall
+    return (
+        sum(1 for n in counts if n == 1),
+        sum(1 for n in counts if n == 0),
+        sum(1 for n in counts if n > 1),
+    )
+
+
+async def send_shared(senders: list[Person], room_id: str, total: int, text: str) -> list[str]:
+    """``total`` commands, shared out over ``senders`` (each sends its share in turn)."""
+    shares = [
+        total // len(senders) + (1 if i < total % len(senders) else 0) for i in range(len(senders))
+    ]
+
+    async def one(person: Person, share: int) -> list[str]:
+        return [await person.send(room_id, text) for _ in range(share)]
+
+    sent = await asyncio.gather(*(one(p, n) for p, n in zip(senders, shares, strict=True)))
+    return [event_id for ids in sent for event_id in ids]
+
+
+async def measure_catch_up(
+    target: Target,
+    *,
+    stop: Callable[[], Any],
+    start: Callable[[], Any],
+    senders: list[Person],
+    reader: Person,
+    observer: Observer,
+    total: int,
+    text: str,
+    result: Result,
+) -> None:
+    """``total`` commands sent while the bot is down; then the bot is started and timed
+    from its start until the observer has seen the last first reply."""
+    await stop()
+    commands = await send_shared(senders, target.room_id, total, text)
+    started = time.perf_counter()
+    await start()
+    result.catch_up_commands = len(commands)
+    timeout = max(300.0, 1.0 * total)
+    if await observer.wait_all(commands, timeout):
+        result.catch_up_seconds = max(observer.first_reply[c][0] for c in commands) - started
+    else:
+        print(f"  {target.name}: not every command was answered within {timeout:.0f} s")
+    replies = await replies_in_room(target, reader)
+    once, missing, twice = once_none_twice(replies, commands)
+    result.catch_up_once, result.catch_up_missing, result.catch_up_duplicated = once, missing, twice
+
+
+# --- where the bot's time goes ---------------------------------------------------------------
+
+
+async def bot_stages(
+    db_url: str, room_id: str, skip: set[str] | None = None
+) -> tuple[dict[str, list[float]], set[str]]:
+    """The bot's own time per stage for every command answered in ``room_id``, from the
+    timestamps it stores anyway: the homeserver's timestamp of the command, when the sync
+    loop stored it, when a worker took it (the reply is queued in that transaction, with
+    that time) and when the reply was sent. Marking it sent happens in the background,
+    off the path (see bot/sender.py). Commands in ``skip`` are left out; returns the stages
+    and the commands measured."""
+    db = Database(db_url)
+    stages: dict[str, list[float]] = {
+        "homeserver -> stored": [],
+        "stored -> taken by a worker": [],
+        "taken -> reply sent": [],
+        "bot total (stored -> sent)": [],
+    }
+    try:
+        async with db.read() as s:
+            inbound = (
+                await s.execute(
+                    sql(
+                        "SELECT event_id, origin_ts, received_at, handled_at FROM inbound_events"
+                        " WHERE room_id = :room AND kind = 'command' AND handled_at IS NOT NULL"
+                    ),
+                    {"room": room_id},
+                )
+            ).all()
+            outbox = (
+                await s.execute(
+                    sql(
+                        "SELECT payload, sent_at FROM outbox WHERE room_id = :room"
+                        " AND sent_at IS NOT NULL"
+                    ),
+                    {"room": room_id},
+                )
+            ).all()
+    finally:
+        await db.dispose()
+
+    def when(value: Any) -> float:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return float(value.timestamp())
+
+    sent: dict[str, float] = {}
+    for payload, sent_at in outbox:
+        data = payload if isinstance(payload, dict) else json.loads(payload)
+        target = reply_target({"content": data})
+        if target is not None and target not in sent:
+            sent[target] = when(sent_at)
+    measured: set[str] = set()
+    for event_id, origin, received, handled in inbound:
+        if event_id not in sent or event_id in (skip or set()):
+            continue
+        measured.add(event_id)
+        stages["homeserver -> stored"].append(when(received) - when(origin))
+        stages["stored -> taken by a worker"].append(when(handled) - when(received))
+        stages["taken -> reply sent"].append(sent[event_id] - when(handled))
+        stages["bot total (stored -> sent)"].append(sent[event_id] - when(received))
+    return stages, measured
+
+
+def report_stages(
+    parts: list[tuple[str, dict[str, list[float]]]], metrics: dict[str, float]
+) -> None:
+    for title, stages in parts:
+        print()
+        print(f"the bot's own time per stage, ms: {title}")
+        print("  stage                              p50      p95")
+        for name, values in stages.items():
+            if values:
+                print(
+                    f"  {name:32} {percentile(values, 50) * 1000:7.1f}  "
+                    f"{percentile(values, 95) * 1000:7.1f}"
+                )
+    count = sum(v for k, v in metrics.items() if k.startswith("bbwt_command_seconds_count"))
+    total = sum(v for k, v in metrics.items() if k.startswith("bbwt_command_seconds_sum"))
+    if count:
+        print(f"  handling (claim -> commit), mean   {total / count * 1000:6.1f}")
 
 
 async def create_bench_database() -> str:
@@ -590,6 +759,21 @@ def report(bot: Result, echo: Result, args: argparse.Namespace) -> None:
         text("burst: no reply / duplicates", lambda r: f"{r.unanswered} / {r.duplicated}"),
         text("sync gaps the bot paged back", lambda r: str(r.gaps)),
     ]
+    if args.catch_up > 0:
+        rows += [
+            figure(
+                f"catch-up of {args.catch_up}: start -> all answered (s)",
+                lambda r: r.catch_up_seconds,
+                fmt_s,
+            ),
+            text(
+                "catch-up: exactly one reply", lambda r: f"{r.catch_up_once}/{r.catch_up_commands}"
+            ),
+            text(
+                "catch-up: no reply / duplicates",
+                lambda r: f"{r.catch_up_missing} / {r.catch_up_duplicated}",
+            ),
+        ]
     headers: Row = ("", f"bbwt-bot ({args.db})", "echo (nio)", "bot/echo")
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(4)]
 
@@ -690,7 +874,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         if isinstance(created, RoomCreateError):
             raise RuntimeError(f"could not create the echo room: {created}")
         echo_room = str(created.room_id)
-        echo = EchoProcess(synapse, echo_account, folder)
+        echo = EchoProcess(synapse, echo_account, folder, pad=args.echo_pad)
         await echo.start()
         for person in people:
             await person.join(echo_room)
@@ -716,6 +900,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             results[target.name] = await measure_round_trips(
                 target, people[0], observer, args.commands, args.text
             )
+        sequential_stages, sequential = await bot_stages(db_url, bot_room)
         for target in targets:
             print(f"  {target.name}: burst of {args.burst}")
             gaps_before = observer.gaps
@@ -733,11 +918,38 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
                 f"exactly once (observer paged back {observer.gaps - gaps_before} sync gaps)"
             )
         results["echo"].gaps = echo.gaps
+        metrics: dict[str, float] = {}
         try:
             metrics = await bot.metrics()
             results["bbwt-bot"].gaps = int(metrics.get("bbwt_sync_gaps_total", 0))
         except OSError:
             pass
+        burst_stages, _ = await bot_stages(db_url, bot_room, skip=sequential)
+        stage_parts = [
+            (f"{len(sequential)} sequential round trips", sequential_stages),
+            (
+                f"burst of {args.burst} (replies of one room go out one after the other)",
+                burst_stages,
+            ),
+        ]
+        if args.catch_up > 0:
+            running_bot, running_echo = bot, echo
+            for target, stop, start in (
+                (targets[0], running_echo.stop, running_echo.start),
+                (targets[1], running_bot.stop, running_bot.start),
+            ):
+                print(f"  {target.name}: catch-up of {args.catch_up} sent while it was down")
+                await measure_catch_up(
+                    target,
+                    stop=stop,
+                    start=start,
+                    senders=people,
+                    reader=people[0],
+                    observer=observer,
+                    total=args.catch_up,
+                    text=args.text,
+                    result=results[target.name],
+                )
         dm_round_trips: dict[str, list[float]] = {}
         for encrypted in (True, False):
             kind = "encrypted" if encrypted else "plaintext"
@@ -747,6 +959,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             )
         print(f"bench: load average {os.getloadavg()[0]:.2f} at the end")
         report(results["bbwt-bot"], results["echo"], args)
+        report_stages(stage_parts, metrics)
         report_dm(dm_round_trips)
     finally:
         if observer is not None:
@@ -795,6 +1008,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=1000, help="commands in the burst (1000)")
     parser.add_argument("--users", type=int, default=20, help="users sending the burst (20)")
     parser.add_argument("--dm-commands", type=int, default=50, help="commands per direct chat (50)")
+    parser.add_argument(
+        "--catch-up",
+        type=int,
+        default=5000,
+        help="commands sent while each bot is down, then answered on start (5000; 0: skip)",
+    )
+    parser.add_argument(
+        "--echo-pad",
+        type=int,
+        default=0,
+        help="bytes added to each echo reply (0); the bot's !help answer to a moderator is "
+        "about 12,000 bytes against the echo's 100, and the homeserver's cost grows with size",
+    )
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--text", default=COMMAND_TEXT, help=f"the command ({COMMAND_TEXT!r})")
     parser.add_argument(

@@ -1,9 +1,14 @@
 """Workers that handle stored inbound events, exactly once.
 
-For each event one transaction: mark it done, run the command (inside a savepoint), write
-its replies to the outbox. If the process dies before the commit, the event is still
-pending and is handled on the next start; after the commit it is never handled again.
-Events of one room are handled in order; rooms are handled concurrently.
+For each event one transaction: mark it done, run the command, write its replies to the
+outbox. If the process dies before the commit, the event is still pending and is handled on
+the next start; after the commit it is never handled again. Events of one room are handled
+in order; rooms are handled concurrently.
+
+A command that fails (a refusal, a usage error or a bug) must leave nothing of what it
+wrote. Rather than a savepoint around every command (two more statements each time), the
+whole transaction is rolled back and a second one marks the event done with just the
+answer: the same result, paid only when a command fails.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from nio import AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.metrics import Metrics
 from bot.rooms import MemberCache
@@ -33,6 +39,17 @@ from storage.models import InboundEvent
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 3
+
+
+class _Failed(Exception):
+    """A command failed: roll its transaction back and answer in a new one."""
+
+    def __init__(self, name: str, outcome: str, answer: Message | str, ctx: Context) -> None:
+        super().__init__(outcome)
+        self.name = name
+        self.outcome = outcome
+        self.answer = answer
+        self.ctx = ctx
 
 
 class Processor:
@@ -83,28 +100,23 @@ class Processor:
                 break
             try:
                 async with self.db.read() as s:
-                    pending = await repo.pending_inbound(s)
+                    # Only which rooms have work: each worker reads its own room's events,
+                    # so a backlog is not read (and decoded) again on every wake.
+                    rooms = await repo.pending_rooms(s)
             except Exception:
                 self.metrics.errors.labels("processor").inc()
                 log.exception("could not read pending events")
                 await asyncio.sleep(1)
                 continue
-            by_room: dict[str, list[InboundEvent]] = {}
-            for row in pending:
-                by_room.setdefault(row.room_id, []).append(row)
-            for room_id, rows in by_room.items():
+            for room_id in rooms:
                 task = self._room_tasks.get(room_id)
                 if task is None or task.done():
-                    self._room_tasks[room_id] = asyncio.create_task(self._room_worker(rows))
+                    self._room_tasks[room_id] = asyncio.create_task(self._room_worker(room_id))
                 # A running worker re-reads its room when it is done, see _room_worker.
 
-    async def _room_worker(self, rows: list[InboundEvent]) -> None:
-        room_id = rows[0].room_id
-        while rows:
-            for row in rows:
-                if self.stopping:
-                    return
-                await self.handle(row)
+    async def _room_worker(self, room_id: str) -> None:
+        first = True
+        while True:
             try:
                 async with self.db.read() as s:
                     rows = await repo.pending_inbound(s, 200, room_id=room_id)
@@ -113,7 +125,15 @@ class Processor:
                 self.metrics.errors.labels("processor").inc()
                 log.exception("could not read the pending events of %s", room_id)
                 return
-            rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
+            if not first:
+                rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
+            first = False
+            if not rows:
+                return
+            for row in rows:
+                if self.stopping:
+                    return
+                await self.handle(row)
 
     async def drain(self, grace: float) -> None:
         """Stop taking new events and let the events being handled finish."""
@@ -142,36 +162,32 @@ class Processor:
         try:
             place, room_cop = await self.place_of(row.room_id, row.sender)
             replied = await self._replied_event(row)
-            async with self.db.session() as s:
-                if not await repo.claim_inbound(s, row.id, "handling", now=self.clock()):
-                    return  # another worker or process got it first
-                if place is Place.DM and await repo.get_direct_room(s, row.sender) is None:
-                    await repo.set_direct_room(s, row.sender, row.room_id, now=self.clock())
-                ctx = Context(
-                    session=s,
-                    settings=self.settings,
-                    registry=self.registry,
-                    sender=row.sender,
-                    room_id=row.room_id,
-                    event_id=row.replaces or row.event_id,  # an edit: answer its message
-                    place=place,
-                    now=self.clock(),
-                    room_cop=room_cop,
-                    management_room=self.management_room,
-                    event=row.content,
-                    event_ts=row.origin_ts,
-                    services=self.services,
-                    replied_event=replied,
-                )
-                if row.kind == "command":
-                    command_name, outcome = await self._command(ctx, row, self._typed(row))
-                elif row.kind == "text":
-                    command_name, outcome = await self._text(ctx, row)
-                elif row.kind == "edit":
-                    command_name, outcome = await self._edit(ctx, row)
-                else:
-                    outcome = await self._hook(ctx, row)
-                await repo.set_inbound_outcome(s, row.id, outcome)
+            try:
+                async with self.db.session() as s:
+                    # Claimed as "ok", the usual outcome: any other is set before the commit.
+                    if not await repo.claim_inbound(s, row.id, "ok", now=self.clock()):
+                        return  # another worker or process got it first
+                    ctx = await self._context(s, row, place, room_cop, replied)
+                    if row.kind == "command":
+                        command_name, outcome = await self._command(ctx, row, self._typed(row))
+                    elif row.kind == "text":
+                        command_name, outcome = await self._text(ctx, row)
+                    elif row.kind == "edit":
+                        command_name, outcome = await self._edit(ctx, row)
+                    else:
+                        outcome = await self._hook(ctx, row)
+                    if outcome != "ok":
+                        await repo.set_inbound_outcome(s, row.id, outcome)
+            except _Failed as failed:
+                # Nothing the command wrote is kept: only the event, done, and the answer.
+                command_name, outcome = failed.name, failed.outcome
+                async with self.db.session() as s:
+                    if not await repo.claim_inbound(s, row.id, outcome, now=self.clock()):
+                        return
+                    ctx = await self._context(s, row, place, room_cop, replied)
+                    ctx.redirected = failed.ctx.redirected
+                    ctx._redirect_note = failed.ctx._redirect_note
+                    await ctx.reply(failed.answer)
         except Exception:
             # The room could not be read or the transaction failed (homeserver or database
             # trouble): the event stays pending.
@@ -201,6 +217,33 @@ class Processor:
         if text is None and row.kind in ("text", "edit"):
             text = self.classifier.plain_text(content)
         return text
+
+    async def _context(
+        self,
+        s: AsyncSession,
+        row: InboundEvent,
+        place: Place,
+        room_cop: str | None,
+        replied: dict[str, Any] | None,
+    ) -> Context:
+        if place is Place.DM and await repo.get_direct_room(s, row.sender) is None:
+            await repo.set_direct_room(s, row.sender, row.room_id, now=self.clock())
+        return Context(
+            session=s,
+            settings=self.settings,
+            registry=self.registry,
+            sender=row.sender,
+            room_id=row.room_id,
+            event_id=row.replaces or row.event_id,  # an edit: answer its message
+            place=place,
+            now=self.clock(),
+            room_cop=room_cop,
+            management_room=self.management_room,
+            event=row.content,
+            event_ts=row.origin_ts,
+            services=self.services,
+            replied_event=replied,
+        )
 
     async def _replied_event(self, row: InboundEvent) -> dict[str, Any] | None:
         """For a command that works on the message it replies to: that message, read now,
@@ -243,22 +286,20 @@ class Processor:
             )
             return "expired", "expired"
         try:
-            async with ctx.session.begin_nested():
-                command = await self.registry.dispatch(ctx, text)
+            command = await self.registry.dispatch(ctx, text)
         except CommandError as exc:
-            await ctx.reply(exc.message)
             name = ctx.command.name if ctx.command else "unknown"
-            return name, exc.outcome
+            raise _Failed(name, exc.outcome, exc.message, ctx) from None
         except Exception:
             ref = secrets.token_hex(2).upper()
             log.exception("command %r from %s failed (ref %s)", text[:200], row.sender, ref)
             self.metrics.errors.labels("command").inc()
-            await ctx.reply(
+            name = ctx.command.name if ctx.command else "unknown"
+            answer = (
                 f"Sorry, something went wrong on my side (ref {ref}). Nothing was changed. "
                 "Please try again later; if it keeps happening, tell the Secretariat the ref."
             )
-            name = ctx.command.name if ctx.command else "unknown"
-            return name, "error"
+            raise _Failed(name, "error", answer, ctx) from None
         return (command.name if command else "unknown"), ctx.failed or "ok"
 
     async def _text(self, ctx: Context, row: InboundEvent) -> tuple[str, str]:

@@ -116,6 +116,8 @@ class Sender:
         self._wake = asyncio.Event()
         self.stopping = False
         self._facts: dict[str, RoomFacts] = {}
+        self._marks: list[tuple[int, str | None, datetime]] = []
+        self._marking: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -159,6 +161,7 @@ class Sender:
             queues.setdefault(key, []).append(row)
         if queues:
             await asyncio.gather(*(self._send_queue_bounded(q) for q in queues.values()))
+        await self.marks_written()
         async with self.db.read() as s:
             depth = await repo.outbox_depth(s)
         self.metrics.outbox_depth.set(depth)
@@ -224,10 +227,39 @@ class Sender:
                 self.metrics.errors.labels("send_gave_up").inc()
             log.warning("outbox %d to %s not sent: %s", row.id, room_id, exc.error)
             return False
-        async with self.db.session() as s:
-            await repo.mark_sent(s, row.id, result, now=self.clock())
+        self._mark_sent(row.id, result)
         self.metrics.sent.labels(row.kind).inc()
         return True
+
+    # --- sent marks -------------------------------------------------------------------------
+    # A sent row is marked in the background, together with the rows sent meanwhile (one
+    # transaction for many), while the room's next row goes out. Not yet marked is the same
+    # as not marked after a crash: sent again, it returns the same event (its transaction
+    # id), so nothing is doubled. A pass ends only once its marks are written, so the next
+    # pass never sees a row it already sent.
+    def _mark_sent(self, row_id: int, result: str | None) -> None:
+        self._marks.append((row_id, result, self.clock()))
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.create_task(self._write_marks())
+
+    async def _write_marks(self) -> None:
+        while self._marks:
+            batch, self._marks = self._marks, []
+            try:
+                async with self.db.session() as s:
+                    await repo.mark_sent_many(s, batch)
+            except Exception:
+                # Left unmarked, as after a crash: sent again later, it returns the same event.
+                self.metrics.errors.labels("sender").inc()
+                log.exception("could not mark %d sent row(s)", len(batch))
+                return
+
+    async def marks_written(self) -> None:
+        """Wait until every row sent so far is marked sent (or failed to be)."""
+        if self._marks and (self._marking is None or self._marking.done()):
+            self._marking = asyncio.create_task(self._write_marks())  # left by a failure
+        while self._marking is not None and not self._marking.done():
+            await asyncio.shield(self._marking)
 
     async def _call(self, make: Callable[[], Any]) -> Any:
         """Call nio, waiting out M_LIMIT_EXCEEDED up to ``retries`` times."""
@@ -333,6 +365,7 @@ class Sender:
         """``{"relates_to_tag": tag, "key": "✅"}``: a reaction to the bot's own message with
         that tag in this room, whose event id is only known once it has been sent (rows of
         one room go out in order, so it normally has been)."""
+        await self.marks_written()
         async with self.db.session() as s:
             target = await repo.tagged_message(s, str(payload["relates_to_tag"]), room_id)
         if target is None or target.failed:

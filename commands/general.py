@@ -83,10 +83,10 @@ def _first_words(commands: list[Command], prefix: str) -> list[str]:
 async def help_(ctx: Context, topic: str | None) -> None:
     role = await ctx.highest_role()
     prefix, reg = ctx.prefix, ctx.registry
-    shown = _sections(reg, role)
     if not topic:
-        await ctx.reply(_overview(shown, prefix))
+        await ctx.reply(Message().append(_cached_overview(reg, role, prefix)))
         return
+    shown = _sections(reg, role)
     word = " ".join(topic.split())
     as_command = word.startswith(prefix)  # `!help !events`: the command, not the topic
     section = None if as_command else _section_named(word, shown)
@@ -107,6 +107,16 @@ async def help_(ctx: Context, topic: str | None) -> None:
         await ctx.reply(msg)
         return
     raise UsageError(_unknown(word, shown, reg, role, prefix))
+
+
+def _cached_overview(reg: Registry, role: Role, prefix: str) -> Message:
+    """The ``!help`` overview is the same for everyone with a role: built once per registry,
+    role and prefix (the registry does not change once built)."""
+    key = ("help", role, prefix)
+    cached = reg.memo.get(key)
+    if not isinstance(cached, Message):
+        cached = reg.memo[key] = _overview(_sections(reg, role), prefix)
+    return cached
 
 
 def _overview(shown: list[tuple[Section, list[Command]]], prefix: str) -> Message:

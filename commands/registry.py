@@ -180,6 +180,9 @@ class Registry:
     and remove users; a ``dialogue`` hook must check the room and its own state. Plain text
     in a direct chat is offered to the ``dialogue`` hooks whoever sent it, before it is
     read as a command without prefix: a hook returns True when it took it as an answer."""
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    """What is derived from the declarations alone (the ``!help`` list per role), built
+    once; cleared whenever a command is added."""
 
     def add(self, command: Command) -> Command:
         for name in (command.name, *command.aliases):
@@ -190,6 +193,7 @@ class Registry:
         if argument is not None and argument not in {a.name for a in command.args}:
             raise ValueError(f"{command.name!r}: its CoP comes from an unknown {argument!r}")
         self.commands[command.name] = command
+        self.memo.clear()
         for alias in command.aliases:
             self.aliases[alias] = command.name
         return command

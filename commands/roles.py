@@ -49,12 +49,13 @@ class Roles:
 
     @classmethod
     async def load(cls, session: AsyncSession, settings: Settings, user: str) -> Roles:
+        moderates, memberships = await repo.roles_of(session, user)
         return cls(
             user=user,
             codes=tuple(cop.code for cop in settings.cops),
             admin=user in settings.secretariat.admins,
-            moderates=frozenset(await repo.moderated_cops(session, user)),
-            memberships=await repo.memberships_of(session, user),
+            moderates=frozenset(moderates),
+            memberships=memberships,
         )
 
     def in_cop(self, cop: str) -> Role:

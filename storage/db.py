@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,7 +22,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage import sqlite_inline
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_THREAD = "BBWT_SQLITE_THREAD"
+"""Set to 1 to run SQLite through aiosqlite's worker thread instead of on the event loop
+(see :mod:`storage.sqlite_inline`); for comparing the two in a benchmark."""
 
 
 class DatabaseTooNew(RuntimeError):
@@ -56,6 +62,15 @@ def _sqlite_begin_read(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")  # deferred: a reader never waits for the writer in WAL mode
 
 
+def _inline_creator(url: str) -> Callable[[], Coroutine[Any, Any, sqlite_inline.Connection]]:
+    path = make_url(url).database or ":memory:"
+
+    def create() -> Coroutine[Any, Any, sqlite_inline.Connection]:
+        return sqlite_inline.connect(path)
+
+    return create
+
+
 class Database:
     """One engine and session factory. ``async with db.session() as s:`` is one transaction."""
 
@@ -65,6 +80,8 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        elif os.environ.get(SQLITE_THREAD) != "1":
+            kwargs.update(async_creator=_inline_creator(url))
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.read_engine = self.engine
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None

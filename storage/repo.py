@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -119,6 +119,25 @@ async def memberships_of(session: AsyncSession, user_id: str) -> dict[str, str]:
         select(Membership.cop_code, Membership.status).where(Membership.user_id == user_id)
     )
     return {code: status for code, status in rows.all()}
+
+
+async def roles_of(session: AsyncSession, user_id: str) -> tuple[set[str], dict[str, str]]:
+    """One person's moderated CoPs and memberships (CoP code -> status), in one query."""
+    moderator = select(Role.cop_code, Role.role, literal(1).label("is_role")).where(
+        Role.user_id == user_id, Role.role == "moderator"
+    )
+    member = select(Membership.cop_code, Membership.status, literal(0)).where(
+        Membership.user_id == user_id
+    )
+    moderates: set[str] = set()
+    memberships: dict[str, str] = {}
+    connection = await session.connection()  # Core: plain rows, no ORM bookkeeping
+    for code, value, is_role in (await connection.execute(union_all(moderator, member))).all():
+        if is_role:
+            moderates.add(code)
+        else:
+            memberships[code] = value
+    return moderates, memberships
 
 
 async def moderated_cops(session: AsyncSession, user_id: str) -> set[str]:
@@ -333,6 +352,18 @@ async def pending_inbound(
     return list(rows.all())
 
 
+async def pending_rooms(session: AsyncSession, limit: int = 500) -> list[str]:
+    """The rooms with events waiting to be handled."""
+    rows = await session.scalars(
+        select(InboundEvent.room_id)
+        .where(InboundEvent.status == "pending")
+        .group_by(InboundEvent.room_id)
+        .order_by(func.min(InboundEvent.id))
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
 async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: datetime) -> bool:
     """Mark an event done inside the caller's transaction.
 
@@ -340,12 +371,14 @@ async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: d
     back. On PostgreSQL the row stays locked until the transaction ends, so a concurrent
     claim waits and then sees the event done.
     """
-    result = await session.execute(
+    # Core, on the session's connection: no ORM bookkeeping (nothing loaded is changed).
+    connection = await session.connection()
+    result = await connection.execute(
         update(InboundEvent)
         .where(InboundEvent.id == row_id, InboundEvent.status == "pending")
         .values(status="done", outcome=outcome, handled_at=now)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return bool(result.rowcount)
 
 
 async def set_inbound_outcome(session: AsyncSession, row_id: int, outcome: str) -> None:
@@ -426,6 +459,30 @@ async def mark_sent(session: AsyncSession, row_id: int, result: str | None, now:
         .values(sent_at=now, result=result, last_error=None)
     )
     await session.execute(_forget_erasure_row(row_id, now))
+
+
+async def mark_sent_many(
+    session: AsyncSession, marks: Sequence[tuple[int, str | None, datetime]]
+) -> None:
+    """:func:`mark_sent` for many rows at once: ``(row id, result, when)`` each."""
+    if not marks:
+        return
+    await session.execute(
+        update(OutboxMessage),
+        [
+            {"id": row_id, "sent_at": now, "result": result, "last_error": None}
+            for row_id, result, now in marks
+        ],
+    )
+    table = cast(Table, OutboxMessage.__table__)
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.tag == ERASURE_TAG)
+        .values(
+            payload={}, to_user=None, private_to=None, last_error=None, scrubbed_at=bindparam("at")
+        ),
+        [{"row_id": row_id, "at": now} for row_id, _, now in marks],
+    )
 
 
 async def mark_attempt(

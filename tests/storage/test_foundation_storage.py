@@ -153,3 +153,60 @@ async def test_times_come_back_timezone_aware(db: Database) -> None:
         row = (await repo.pending_inbound(s))[0]
     assert row.origin_ts.tzinfo is not None
     assert row.received_at.utcoffset().total_seconds() == 0
+
+
+async def test_many_sent_rows_are_marked_at_once_and_an_erasure_row_is_scrubbed(
+    db: Database,
+) -> None:
+    async with db.session() as s:
+        plain = await repo.enqueue(s, room_id="!r:x", payload={"body": "a"}, now=T0)
+        erased = await repo.enqueue(
+            s, room_id="!r:x", payload={"body": "bye"}, tag=repo.ERASURE_TAG, now=T0
+        )
+        waiting = await repo.enqueue(s, room_id="!r:x", payload={"body": "c"}, now=T0)
+    async with db.session() as s:
+        await repo.mark_sent_many(s, [(plain.id, "$a", T0), (erased.id, "$b", T0)])
+    async with db.session() as s:
+        assert [r.id for r in await repo.unsent(s)] == [waiting.id]
+        kept = await repo.get_outbox(s, plain.id)
+        gone = await repo.get_outbox(s, erased.id)
+        assert kept is not None and kept.result == "$a" and kept.payload == {"body": "a"}
+        assert gone is not None and gone.result == "$b" and gone.payload == {}
+        assert gone.scrubbed_at is not None
+
+
+async def test_roles_of_reads_moderated_cops_and_memberships_together(db: Database) -> None:
+    async with db.session() as s:
+        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs"), ("SOLAR", "Solar")], now=T0)
+        await repo.sync_config_moderators(s, {"SOLAR": ["@m:x"]}, now=T0)
+        await repo.seed_member(
+            s,
+            user_id="@m:x",
+            org="City",
+            country="BE",
+            authority_type="local-authority",
+            cop_code="HDEV",
+            now=T0,
+        )
+    async with db.session() as s:
+        assert await repo.roles_of(s, "@m:x") == ({"SOLAR"}, {"HDEV": "member"})
+        assert await repo.roles_of(s, "@nobody:x") == (set(), {})
+
+
+async def test_pending_rooms_lists_each_room_with_work_once_oldest_first(db: Database) -> None:
+    for event_id, room in [("$1", "!b:x"), ("$2", "!a:x"), ("$3", "!b:x"), ("$4", "!c:x")]:
+        async with db.session() as s:
+            await repo.add_inbound(
+                s,
+                event_id=event_id,
+                room_id=room,
+                sender="@a:x",
+                origin_ts=T0,
+                content={"content": {"body": "!help"}},
+                now=T0,
+            )
+    async with db.session() as s:
+        row_id = next(r.id for r in await repo.pending_inbound(s) if r.event_id == "$4")
+        assert await repo.claim_inbound(s, row_id, "ok", now=T0)
+    async with db.read() as s:
+        assert await repo.pending_rooms(s) == ["!b:x", "!a:x"]
