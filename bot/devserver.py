@@ -170,6 +170,11 @@ class LocalSynapse:
         app_services: list[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.config_path = self.data_dir / "homeserver.yaml"
+        self.overrides_path = self.data_dir / "overrides.yaml"
+        self.output_path = self.data_dir / "synapse.out"
+        """Synapse's stdout and stderr (and the config generation's)."""
+        self.log_path = self.data_dir / "homeserver.log"
         self.server_name = server_name
         self.python = python
         self.log_level = log_level.upper()
@@ -194,25 +199,6 @@ class LocalSynapse:
         self._proc: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
         self._attached = False
-
-    # -- paths -----------------------------------------------------------------------
-
-    @property
-    def config_path(self) -> Path:
-        return self.data_dir / "homeserver.yaml"
-
-    @property
-    def overrides_path(self) -> Path:
-        return self.data_dir / "overrides.yaml"
-
-    @property
-    def output_path(self) -> Path:
-        """Synapse's stdout and stderr (and the config generation's)."""
-        return self.data_dir / "synapse.out"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "homeserver.log"
 
     @property
     def running(self) -> bool:

@@ -10,7 +10,6 @@ from commands.roles import Role
 from commands.scope import CopSet, Missing, cop_arg
 from commands.text import Message
 from config.models import CopConfig
-from storage import repo
 
 family = Family()
 SECTION = "Moderation"
@@ -65,15 +64,7 @@ async def announce(ctx: Context, cop: CopConfig | CopSet, text: str) -> None:
             missing.append(code)
             continue
         await ctx.send(room, announcement(ctx, code, text), tag="announce")
-        await repo.audit(
-            ctx.session,
-            actor=ctx.sender,
-            action="announce",
-            cop_code=code,
-            target=room,
-            detail=text[:DETAIL_CHARS],
-            now=ctx.now,
-        )
+        await ctx.audit("announce", cop_code=code, target=room, detail=text[:DETAIL_CHARS])
         posted.append(code)
     if not posted:
         raise CommandError(

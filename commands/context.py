@@ -237,6 +237,25 @@ class Context:
         for content in msg.contents():
             await queue_dm(self.session, user_id, content, now=self.now, tag=tag)
 
+    async def audit(
+        self,
+        action: str,
+        *,
+        cop_code: str | None = None,
+        target: str | None = None,
+        detail: str = "",
+    ) -> None:
+        """Record in the audit log that the sender did ``action`` now."""
+        await repo.audit(
+            self.session,
+            actor=self.sender,
+            action=action,
+            cop_code=cop_code,
+            target=target,
+            detail=detail,
+            now=self.now,
+        )
+
     async def notify_management(self, message: Message | str) -> None:
         if self.management_room:
             await self.send(self.management_room, message)

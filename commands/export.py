@@ -20,7 +20,6 @@ from commands.roles import Role
 from commands.scope import CopSet, Missing, cop_arg
 from commands.text import Message, plural
 from config.models import CopConfig
-from storage import repo
 
 family = Family()
 
@@ -115,13 +114,8 @@ async def export(ctx: Context, what: str, cop: CopConfig | CopSet) -> None:
     filename = f"bbwt-{name}-{suffix}-{ctx.now.astimezone(UTC):%Y%m%d}.csv"
     await ctx.reply_file(filename, "text/csv", data)
     rows = max(len(list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))) - 1, 0)
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action=f"export.{what}",
-        cop_code=cops[0] if len(cops) == 1 else None,
-        detail=", ".join(cops),
-        now=ctx.now,
+    await ctx.audit(
+        f"export.{what}", cop_code=cops[0] if len(cops) == 1 else None, detail=", ".join(cops)
     )
     await ctx.reply(
         Message(f"Export of {exporter.description} for {', '.join(cops)}: ").text(

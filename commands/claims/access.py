@@ -4,22 +4,31 @@ in a command (``C7``) and who may see it (its owner, moderators of its CoP and a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.args import prefixed_id
 from commands.claims.rules import Action, Actor, TransitionRefused, transition
 from commands.context import Context
 from commands.errors import CommandError, PermissionDenied
+from commands.registry import Family, Handler, Place
 from commands.roles import Role
-from commands.scope import Kind
+from commands.scope import Kind, numbered
 from commands.text import Message
 from storage import claims as store
 from storage import events as events_store
-from storage import repo
 from storage.claims import Claim, ClaimLine, Status
 from storage.events import Event
+
+SECTION = "Claims"
+PRIVATE_NOTE = (
+    "You asked me about travel claims in a shared room. Claims are private, so I answer here."
+)
+claim_id = prefixed_id("C", "a claim")
 
 
 async def _load(session: AsyncSession, number: int, lock: bool) -> Claim | None:
@@ -79,12 +88,33 @@ def step(loaded: Loaded, action: Action) -> Status:
 
 
 async def audit(ctx: Context, claim: Claim, action: str, detail: str = "") -> None:
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action=f"claim.{action}",
+    await ctx.audit(
+        f"claim.{action}",
         cop_code=claim.cop_code,
         target=f"{claim.code} {claim.user_id}",
         detail=detail,
-        now=ctx.now,
+    )
+
+
+def private_command(family: Family, name: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+    """Declare a claims command: listed under Claims in ``!help``, answered only in private
+    places (asked in a shared room, the bot says so there and answers in a direct message)."""
+    return family.command(
+        name, section=SECTION, places=Place.PRIVATE, private=PRIVATE_NOTE, **kwargs
+    )
+
+
+def claim_command(
+    family: Family, name: str, *, owner: bool = False, lock: bool = False, **kwargs: Any
+) -> Callable[[Handler], Handler]:
+    """Declare a private command on one claim (``C7``, the first argument): for the
+    moderators of the claim's CoP and admins, and with ``owner`` for the person who made it;
+    ``lock`` for commands that change the claim."""
+    return private_command(
+        family,
+        name,
+        role=Role.MODERATOR,
+        owner=owner,
+        cop=numbered("claim", CLAIM, lock=lock),
+        **kwargs,
     )

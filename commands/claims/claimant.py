@@ -10,8 +10,15 @@ from __future__ import annotations
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from commands.args import Arg, ArgError, prefixed_id, word_list
-from commands.claims.access import CLAIM, audit, load, step
+from commands.args import Arg, ArgError, word_list
+from commands.claims.access import (
+    audit,
+    claim_command,
+    claim_id,
+    load,
+    private_command,
+    step,
+)
 from commands.claims.lines import line_number, parse_add, pick_line, receipt_of
 from commands.claims.rates import choose_rate, month_of, unknown_currency
 from commands.claims.render import (
@@ -38,7 +45,7 @@ from commands.errors import CommandError
 from commands.events.access import EVENT
 from commands.events.parse import parse_event_id
 from commands.files import pointing_at
-from commands.registry import Family, Place
+from commands.registry import Family
 from commands.roles import Role
 from commands.scope import numbered
 from commands.text import Message, plural
@@ -48,25 +55,18 @@ from storage.claims import Claim
 from storage.events import Event
 
 family = Family()
-SECTION = "Claims"
-PRIVATE_NOTE = (
-    "You asked me about travel claims in a shared room. Claims are private, so I answer here."
-)
 ADD_DETAILS = "[amount] [currency] [note…]"
-claim_id = prefixed_id("C", "a claim")
 
 
-@family.command(
+@private_command(
+    family,
     "claim new",
-    section=SECTION,
     help="Start a travel claim for an in-person event you attended.\n"
     "You must have answered yes, been marked as attended, and be within the deadline "
     "(30 days after the event by default). Works in a direct message with me.",
     args=[Arg("event", parse_event_id, metavar="<E#>")],
     role=Role.MEMBER,
     cop=numbered("event", EVENT),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claim new E12"],
 )
 async def claim_new(ctx: Context, event: Event) -> None:
@@ -159,9 +159,11 @@ async def claim_new(ctx: Context, event: Event) -> None:
     await ctx.reply(msg)
 
 
-@family.command(
+@claim_command(
+    family,
     "claim add",
-    section=SECTION,
+    owner=True,
+    lock=True,
     help="Add an expense to your draft claim.\n"
     "Categories: rail, air, car (give the km driven), accommodation (the hotel bill; "
     "add nights=N), daily-allowance (leave the amount out to get the allowance for the "
@@ -173,11 +175,6 @@ async def claim_new(ctx: Context, event: Event) -> None:
         Arg("category", str, metavar="<category>"),
         Arg("details", word_list, optional=True, rest=True, default=[], metavar=ADD_DETAILS),
     ],
-    role=Role.MODERATOR,
-    owner=True,
-    cop=numbered("claim", CLAIM, lock=True),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=[
         '!claim add C7 rail 120.50 "Brussels–Oslo"',
         "!claim add C7 car 350",
@@ -251,20 +248,17 @@ async def claim_add(ctx: Context, claim: Claim, category: str, details: list[str
     await ctx.reply(msg)
 
 
-@family.command(
+@claim_command(
+    family,
     "claim attach",
-    section=SECTION,
+    owner=True,
+    lock=True,
     help="Attach a receipt: reply to the uploaded photo or PDF with this command.\n"
     "Without a line number the receipt goes to the newest line that still needs one.",
     args=[
         Arg("claim", claim_id, metavar="<C#>"),
         Arg("line", line_number, optional=True, metavar="line"),
     ],
-    role=Role.MODERATOR,
-    owner=True,
-    cop=numbered("claim", CLAIM, lock=True),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     reads_replied_event=True,
     examples=["!claim attach C7 2"],
 )
@@ -307,16 +301,13 @@ async def claim_attach(ctx: Context, claim: Claim, line: int | None) -> None:
     await ctx.reply(msg)
 
 
-@family.command(
+@claim_command(
+    family,
     "claim remove",
-    section=SECTION,
+    owner=True,
+    lock=True,
     help="Remove a line from your draft claim.",
     args=[Arg("claim", claim_id, metavar="<C#>"), Arg("line", line_number, metavar="<line>")],
-    role=Role.MODERATOR,
-    owner=True,
-    cop=numbered("claim", CLAIM, lock=True),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claim remove C7 2"],
 )
 async def claim_remove(ctx: Context, claim: Claim, line: int) -> None:
@@ -333,19 +324,15 @@ async def claim_remove(ctx: Context, claim: Claim, line: int) -> None:
     await ctx.reply(msg.para().append(next_steps(ctx, loaded, check)))
 
 
-@family.command(
+@claim_command(
+    family,
     "claim receipt",
-    section=SECTION,
+    owner=True,
     help="Show the receipt files of a claim (all lines, or one).",
     args=[
         Arg("claim", claim_id, metavar="<C#>"),
         Arg("line", line_number, optional=True, metavar="line"),
     ],
-    role=Role.MODERATOR,
-    owner=True,
-    cop=numbered("claim", CLAIM),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claim receipt C7", "!claim receipt C7 2"],
 )
 async def claim_receipt(ctx: Context, claim: Claim, line: int | None) -> None:

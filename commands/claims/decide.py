@@ -7,16 +7,22 @@ from __future__ import annotations
 from decimal import Decimal
 
 from commands.args import Arg, ArgError, cop_code, sentence, word_list
-from commands.claims.access import CLAIM, audit, load, step
-from commands.claims.claimant import PRIVATE_NOTE, SECTION, claim_id
+from commands.claims.access import (
+    audit,
+    claim_command,
+    claim_id,
+    load,
+    private_command,
+    step,
+)
 from commands.claims.lines import MAX_NOTE, NUMBERISH, amount_arg
 from commands.claims.render import event_line
 from commands.claims.rules import Action, allocate, fmt
 from commands.context import Context
 from commands.errors import CommandError
-from commands.registry import Family, Place
+from commands.registry import Family
 from commands.roles import Role
-from commands.scope import CopSet, Missing, cop_arg, numbered
+from commands.scope import CopSet, Missing, cop_arg
 from commands.text import Message
 from config.models import CopConfig
 from storage import claims as store
@@ -27,15 +33,13 @@ family = Family()
 APPROVE_DETAILS = "[amount] [reason…]"
 
 
-@family.command(
+@private_command(
+    family,
     "claims pending",
-    section=SECTION,
     help="Claims waiting for a decision or for payment (moderators and the Secretariat).",
     args=[Arg("cop", cop_code, optional=True, metavar="COP")],
     role=Role.MODERATOR,
     cop=cop_arg(missing=Missing.MINE),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claims pending", "!claims pending HDEV"],
 )
 async def claims_pending(ctx: Context, cop: CopConfig | CopSet) -> None:
@@ -68,19 +72,16 @@ async def claims_pending(ctx: Context, cop: CopConfig | CopSet) -> None:
     await ctx.reply(msg)
 
 
-@family.command(
+@claim_command(
+    family,
     "claim approve",
-    section=SECTION,
+    lock=True,
     help="Approve a submitted claim, for the amount after the caps or another amount.\n"
     "Another amount needs a reason, which the claimant is told.",
     args=[
         Arg("claim", claim_id, metavar="<C#>"),
         Arg("details", word_list, optional=True, rest=True, default=[], metavar=APPROVE_DETAILS),
     ],
-    role=Role.MODERATOR,
-    cop=numbered("claim", CLAIM, lock=True),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claim approve C7", '!claim approve C7 300 "hotel above the cap"'],
 )
 async def claim_approve(ctx: Context, claim: Claim, details: list[str]) -> None:
@@ -137,18 +138,15 @@ async def claim_approve(ctx: Context, claim: Claim, details: list[str]) -> None:
     await ctx.reply(msg)
 
 
-@family.command(
+@claim_command(
+    family,
     "claim reject",
-    section=SECTION,
+    lock=True,
     help="Reject a submitted claim, with the reason the claimant is told.",
     args=[
         Arg("claim", claim_id, metavar="<C#>"),
         Arg("reason", sentence, rest=True, metavar="<reason…>"),
     ],
-    role=Role.MODERATOR,
-    cop=numbered("claim", CLAIM, lock=True),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=['!claim reject C7 "the event was online"'],
 )
 async def claim_reject(ctx: Context, claim: Claim, reason: str) -> None:
@@ -172,15 +170,12 @@ async def claim_reject(ctx: Context, claim: Claim, reason: str) -> None:
     await ctx.reply(Message(f"{claim.code} rejected. {claim.user_id} has been told the reason."))
 
 
-@family.command(
+@claim_command(
+    family,
     "claim paid",
-    section=SECTION,
+    lock=True,
     help="Record that an approved claim has been paid; the claimant is told.",
     args=[Arg("claim", claim_id, metavar="<C#>")],
-    role=Role.MODERATOR,
-    cop=numbered("claim", CLAIM, lock=True),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claim paid C7"],
 )
 async def claim_paid(ctx: Context, claim: Claim) -> None:

@@ -5,15 +5,20 @@ management room)."""
 from __future__ import annotations
 
 from commands.args import Arg
-from commands.claims.access import CLAIM, audit, load, step
-from commands.claims.claimant import PRIVATE_NOTE, SECTION, claim_id
+from commands.claims.access import (
+    audit,
+    claim_command,
+    claim_id,
+    load,
+    private_command,
+    step,
+)
 from commands.claims.render import assess, claim_message, days_of, event_line, next_steps
 from commands.claims.rules import Action, deadline_day, fmt, within_deadline
 from commands.context import Context
 from commands.errors import CommandError
-from commands.registry import Family, Place
+from commands.registry import Family
 from commands.roles import Role
-from commands.scope import numbered
 from commands.text import Message, plural
 from storage import claims as store
 from storage import events as events_store
@@ -22,16 +27,12 @@ from storage.claims import Claim, Status
 family = Family()
 
 
-@family.command(
+@claim_command(
+    family,
     "claim show",
-    section=SECTION,
+    owner=True,
     help="Show a claim: its lines, caps, receipts, totals and status.",
     args=[Arg("claim", claim_id, metavar="<C#>")],
-    role=Role.MODERATOR,
-    owner=True,
-    cop=numbered("claim", CLAIM),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claim show C7"],
 )
 async def claim_show(ctx: Context, claim: Claim) -> None:
@@ -50,13 +51,11 @@ async def claim_show(ctx: Context, claim: Claim) -> None:
     await ctx.reply(msg)
 
 
-@family.command(
+@private_command(
+    family,
     "claims",
-    section=SECTION,
     help="List your travel claims and their status.",
     role=Role.MEMBER,
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claims"],
 )
 async def claims_mine(ctx: Context) -> None:
@@ -82,16 +81,13 @@ async def claims_mine(ctx: Context) -> None:
     await ctx.reply(msg)
 
 
-@family.command(
+@claim_command(
+    family,
     "claim withdraw",
-    section=SECTION,
+    owner=True,
+    lock=True,
     help="Withdraw your claim (a draft, or a submitted claim not yet decided).",
     args=[Arg("claim", claim_id, metavar="<C#>")],
-    role=Role.MODERATOR,
-    owner=True,
-    cop=numbered("claim", CLAIM, lock=True),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claim withdraw C7"],
 )
 async def claim_withdraw(ctx: Context, claim: Claim) -> None:
@@ -115,16 +111,13 @@ async def claim_withdraw(ctx: Context, claim: Claim) -> None:
     )
 
 
-@family.command(
+@claim_command(
+    family,
     "claim submit",
-    section=SECTION,
+    owner=True,
+    lock=True,
     help="Check your claim and send it to the moderators; it can't be changed afterwards.",
     args=[Arg("claim", claim_id, metavar="<C#>")],
-    role=Role.MODERATOR,
-    owner=True,
-    cop=numbered("claim", CLAIM, lock=True),
-    places=Place.PRIVATE,
-    private=PRIVATE_NOTE,
     examples=["!claim submit C7"],
 )
 async def claim_submit(ctx: Context, claim: Claim) -> None:

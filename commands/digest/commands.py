@@ -14,7 +14,6 @@ from commands.scope import cop_arg
 from commands.text import Message
 from config.models import CopConfig, Settings
 from storage import digest as store
-from storage import repo
 
 family = Family()
 
@@ -109,14 +108,8 @@ async def send(ctx: Context, cop: CopConfig, again: str | None) -> None:
             .text(".")
         )
     assert outcome.digest is not None
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="digest.send",
-        cop_code=code,
-        target=outcome.digest.tag,
-        detail="again" if again else "",
-        now=ctx.now,
+    await ctx.audit(
+        "digest.send", cop_code=code, target=outcome.digest.tag, detail="again" if again else ""
     )
     where = "here" if ctx.place is Place.COP_ROOM else f"to the {code} room"
     await ctx.reply(

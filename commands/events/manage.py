@@ -153,14 +153,11 @@ async def create(
                 payload={"relates_to_tag": event.tag, "key": key},
                 now=ctx.now,
             )
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="event.create",
+    await ctx.audit(
+        "event.create",
         cop_code=cop_cfg.code,
         target=event.code,
         detail=f"{kind} {start.isoformat()} {title}",
-        now=ctx.now,
     )
     msg = Message("Created ").append(event_heading(event)).text(".").br()
     msg.append(details(event, zone))
@@ -277,14 +274,11 @@ async def edit(ctx: Context, event: Event, changes: dict[str, Any]) -> None:
     note_msg = Message("📅 ").append(event_heading(ev)).text(" has changed:").bullets(changed)
     note_msg.text("Details: ").code(f"{ctx.prefix}event {ev.code}")
     told = await notify(ctx, ev, dm, room_note=note_msg)
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="event.edit",
+    await ctx.audit(
+        "event.edit",
         cop_code=ev.cop_code,
         target=ev.code,
         detail="; ".join(m.plain for m in changed),
-        now=ctx.now,
     )
     reply = Message("Updated ").append(event_heading(ev)).text(":").bullets(changed)
     reply.text(f"I told {plural(told, 'person', 'people')}")
@@ -330,15 +324,7 @@ async def cancel(ctx: Context, event: Event, reason: str) -> None:
     if reason:
         note_msg.br().text("Reason: ").text(reason)
     told = await notify(ctx, ev, dm, room_note=note_msg)
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="event.cancel",
-        cop_code=ev.cop_code,
-        target=ev.code,
-        detail=reason,
-        now=ctx.now,
-    )
+    await ctx.audit("event.cancel", cop_code=ev.cop_code, target=ev.code, detail=reason)
     reply = Message("Cancelled ").append(event_heading(ev)).text(".")
     reply.text(f" I told {plural(told, 'person', 'people')}")
     reply.text(" who answered yes or maybe or were waiting, and posted it in the room.")

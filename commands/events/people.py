@@ -112,14 +112,8 @@ async def attended_(ctx: Context, event: Event, people: list[str]) -> None:
         if await store.rsvp_of(ctx.session, ev.id, user) != YES:
             not_yes.append(user)
     if added:
-        await repo.audit(
-            ctx.session,
-            actor=ctx.sender,
-            action="event.attended",
-            cop_code=ev.cop_code,
-            target=ev.code,
-            detail=" ".join(added),
-            now=ctx.now,
+        await ctx.audit(
+            "event.attended", cop_code=ev.cop_code, target=ev.code, detail=" ".join(added)
         )
     msg = Message("Attendance at ").append(event_heading(ev)).text(":")
     items = [Message("Marked: ").text(", ".join(added))] if added else []
@@ -170,15 +164,7 @@ async def guest_invite(ctx: Context, user: str, event: Event) -> None:
     dm.code(f"{ctx.prefix}rsvp {ev.code} maybe").text(" here. Details at any time: ")
     dm.code(f"{ctx.prefix}event {ev.code}").text(".")
     await ctx.dm(user, dm)
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="event.guest",
-        cop_code=ev.cop_code,
-        target=ev.code,
-        detail=user,
-        now=ctx.now,
-    )
+    await ctx.audit("event.guest", cop_code=ev.cop_code, target=ev.code, detail=user)
     await ctx.reply(
         Message(f"Invited {user} as a guest to ")
         .append(event_heading(ev))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.args import Arg, cop_code, user_id
+from commands.args import Arg, cop_code
 from commands.context import Context
 from commands.errors import CommandError
 from commands.events.seats import (
@@ -16,6 +16,7 @@ from commands.events.seats import (
     withdrawn_answers,
 )
 from commands.membership.apply import TAG_PREFIX
+from commands.membership.declare import person_in_cop
 from commands.membership.render import cop_title, describe, local_time, not_pending
 from commands.membership.rooms import invite, kick
 from commands.registry import Family, Place
@@ -36,9 +37,7 @@ async def approve(ctx: Context, cop: CopConfig, user: str) -> Message:
     if row is None or row.status != "applied":
         raise CommandError(not_pending(ctx.prefix, cop, user, row))
     await ms.decide(ctx.session, row, status="member", by=ctx.sender, reason="", now=ctx.now)
-    await repo.audit(
-        ctx.session, actor=ctx.sender, action="approve", cop_code=cop.code, target=user, now=ctx.now
-    )
+    await ctx.audit("approve", cop_code=cop.code, target=user)
     room_id = await ctx.cop_room(cop.code)
     if room_id is not None:
         await invite(ctx.session, room_id, user, now=ctx.now)
@@ -102,32 +101,25 @@ async def applications(ctx: Context, cop: CopConfig | CopSet) -> None:
     await ctx.reply(msg)
 
 
-@family.command(
+@person_in_cop(
+    family,
     "approve",
     help="Approve an application: the applicant becomes a member and is invited to the CoP's room.",
     section="Moderation",
-    args=[Arg("user", user_id, metavar="<@user>"), Arg("cop", cop_code, metavar="<COP>")],
     role=Role.MODERATOR,
-    cop=cop_arg(missing=Missing.REQUIRED),
-    places=Place.PRIVATE,
     examples=["!approve @anna:example.org HDEV"],
 )
 async def approve_(ctx: Context, user: str, cop: CopConfig) -> None:
     await ctx.reply(await approve(ctx, cop, user))
 
 
-@family.command(
+@person_in_cop(
+    family,
     "reject",
     help="Turn down an application; the applicant gets your reason in a direct message.",
     section="Moderation",
-    args=[
-        Arg("user", user_id, metavar="<@user>"),
-        Arg("cop", cop_code, metavar="<COP>"),
-        Arg("reason", rest=True),
-    ],
+    more=[Arg("reason", rest=True)],
     role=Role.MODERATOR,
-    cop=cop_arg(missing=Missing.REQUIRED),
-    places=Place.PRIVATE,
     examples=["!reject @bob:example.org HDEV Only public buyers can join this CoP."],
 )
 async def reject(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
@@ -146,15 +138,7 @@ async def reject(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
     if row is None or row.status != "applied":
         raise CommandError(not_pending(ctx.prefix, target, user, row))
     await ms.decide(ctx.session, row, status="rejected", by=ctx.sender, reason=reason, now=ctx.now)
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="reject",
-        cop_code=target.code,
-        target=user,
-        detail=reason,
-        now=ctx.now,
-    )
+    await ctx.audit("reject", cop_code=target.code, target=user, detail=reason)
     await ctx.dm(
         user,
         Message("Your application to ")
@@ -177,17 +161,13 @@ async def reject(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
     )
 
 
-@family.command(
+@person_in_cop(
+    family,
     "remove",
     help="Take a member out of a CoP and its room; they are told why.",
     section="Moderation",
-    args=[
-        Arg("user", user_id, metavar="<@user>"),
-        Arg("cop", cop_code, metavar="<COP>"),
-        Arg("reason", optional=True, rest=True, default=""),
-    ],
+    more=[Arg("reason", optional=True, rest=True, default="")],
     role=Role.MODERATOR,
-    cop=cop_arg(missing=Missing.REQUIRED),
     places=Place.PRIVATE | Place.COP_ROOM,
     examples=["!remove @carl:example.org HDEV Left the organisation."],
 )
@@ -224,15 +204,7 @@ async def remove(ctx: Context, user: str, cop: CopConfig, reason: str) -> None:
             Message().text(user).text(" is not a member of ").bold(target.code).text(".")
         )
     await ms.decide(ctx.session, row, status="removed", by=ctx.sender, reason=reason, now=ctx.now)
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="remove",
-        cop_code=target.code,
-        target=user,
-        detail=reason,
-        now=ctx.now,
-    )
+    await ctx.audit("remove", cop_code=target.code, target=user, detail=reason)
     room_id = await ctx.cop_room(target.code)
     if room_id is not None:
         await kick(

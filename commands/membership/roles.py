@@ -4,15 +4,14 @@ back (unless they are a member, or moderate another CoP)."""
 
 from __future__ import annotations
 
-from commands.args import Arg, cop_code, user_id
 from commands.context import Context
 from commands.errors import CommandError
 from commands.events.seats import release_seats, withdrawn_answers
+from commands.membership.declare import person_in_cop
 from commands.membership.render import cop_title
 from commands.membership.rooms import invite, kick, sync_power
-from commands.registry import Family, Place
+from commands.registry import Family
 from commands.roles import Role, role_of
-from commands.scope import Missing, cop_arg
 from commands.text import Message
 from config.models import CopConfig
 from storage import membership as ms
@@ -21,14 +20,12 @@ from storage import repo
 family = Family()
 
 
-@family.command(
+@person_in_cop(
+    family,
     "mod add",
     help="Make someone a moderator of a CoP (admins only).",
     section="Admin",
-    args=[Arg("user", user_id, metavar="<@user>"), Arg("cop", cop_code, metavar="<COP>")],
     role=Role.ADMIN,
-    cop=cop_arg(missing=Missing.REQUIRED),
-    places=Place.PRIVATE,
     examples=["!mod add @maria:example.org HDEV"],
 )
 async def mod_add(ctx: Context, user: str, cop: CopConfig) -> None:
@@ -40,14 +37,7 @@ async def mod_add(ctx: Context, user: str, cop: CopConfig) -> None:
             Message().text(user).text(" already moderates ").bold(target.code).text(".")
         )
     await ms.add_moderator(ctx.session, user, target.code, now=ctx.now)
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="mod-add",
-        cop_code=target.code,
-        target=user,
-        now=ctx.now,
-    )
+    await ctx.audit("mod-add", cop_code=target.code, target=user)
     await sync_power(ctx.session, ctx.settings, ctx.now, [target.code])
     room_id = await ctx.cop_room(target.code)
     if room_id is not None:
@@ -72,14 +62,12 @@ async def mod_add(ctx: Context, user: str, cop: CopConfig) -> None:
     )
 
 
-@family.command(
+@person_in_cop(
+    family,
     "mod remove",
     help="Take away someone's moderator role in a CoP (admins only).",
     section="Admin",
-    args=[Arg("user", user_id, metavar="<@user>"), Arg("cop", cop_code, metavar="<COP>")],
     role=Role.ADMIN,
-    cop=cop_arg(missing=Missing.REQUIRED),
-    places=Place.PRIVATE,
     examples=["!mod remove @maria:example.org HDEV"],
 )
 async def mod_remove(ctx: Context, user: str, cop: CopConfig) -> None:
@@ -98,14 +86,7 @@ async def mod_remove(ctx: Context, user: str, cop: CopConfig) -> None:
             .text(" in the configuration file; remove them there and restart the bot.")
         )
     await ms.remove_moderator(ctx.session, user, target.code)
-    await repo.audit(
-        ctx.session,
-        actor=ctx.sender,
-        action="mod-remove",
-        cop_code=target.code,
-        target=user,
-        now=ctx.now,
-    )
+    await ctx.audit("mod-remove", cop_code=target.code, target=user)
     await sync_power(ctx.session, ctx.settings, ctx.now, [target.code])
     notes = Message()
     room_id = await ctx.cop_room(target.code)

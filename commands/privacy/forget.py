@@ -234,7 +234,7 @@ async def forgetme(ctx: Context) -> None:
     async with ctx.session.begin_nested() as trial:  # the real erasure, undone: exact facts
         summary = summarise(await _erase(ctx, alias, remove_items=False))
         await trial.rollback()
-    await repo.audit(ctx.session, actor=ctx.sender, action=REQUEST, target=ctx.sender, now=ctx.now)
+    await ctx.audit(REQUEST, target=ctx.sender)
     until = (ctx.now + CONFIRM_WINDOW).strftime("%H:%M UTC")
     msg = Message("🔒 Nothing is erased yet. ").text("If you confirm, here is what happens.").para()
     msg.append(outcome(ctx, summary, done=False, remove_items=False)).para()

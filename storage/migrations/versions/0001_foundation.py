@@ -1,19 +1,10 @@
-"""Foundation: bot state, CoPs, people, roles, inbound events, outbox, audit log.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-26 01:19:44.150311
-"""
-
-from collections.abc import Sequence
+"""Foundation: bot state, CoPs, people, roles, inbound events, outbox, audit log."""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

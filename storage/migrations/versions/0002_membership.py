@@ -1,19 +1,10 @@
-"""Membership: the resumable join dialogue, room membership seen by the bot, power grants.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-26 09:00:00.000000
-"""
-
-from collections.abc import Sequence
+"""Membership: the resumable join dialogue, room membership seen by the bot, power grants."""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,10 @@
-"""Events: events, RSVPs, guests, attendance, reminders, calendar tokens.
-
-Revision ID: 0003
-Revises: 0001
-Create Date: 2026-11-26 09:00:00.000000
-"""
-
-from collections.abc import Sequence
+"""Events: events, RSVPs, guests, attendance, reminders, calendar tokens."""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -7,21 +7,13 @@ Full-text search differs per database and is created here only, never by the ORM
 
 Note for later migrations: a SQLite ``batch_alter_table`` on ``intel_items`` recreates the
 table and drops its triggers; recreate them afterwards (see ``_SQLITE_TRIGGERS``).
-
-Revision ID: 0004
-Revises: 0001
-Create Date: 2026-11-26 12:00:00
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -1,19 +1,10 @@
-"""Claims: travel-expense claims and their lines.
-
-Revision ID: 0005
-Revises: 0003
-Create Date: 2026-11-26 10:00:00.000000
-"""
-
-from collections.abc import Sequence
+"""Claims: travel-expense claims and their lines."""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

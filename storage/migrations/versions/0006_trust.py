@@ -1,19 +1,10 @@
-"""Trust at the core: quarantined events, known member lists, private outbox rows.
-
-Revision ID: 0006
-Revises: 0002
-Create Date: 2026-12-01 12:00:00
-"""
-
-from collections.abc import Sequence
+"""Trust at the core: quarantined events, known member lists, private outbox rows."""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
 down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -1,9 +1,5 @@
 """End-to-end encryption: the crypto store, parked undecryptable events, the leader lease,
 and the ``file`` objects (key, iv, hashes) of encrypted receipts and intel files.
-
-Revision ID: 0007e
-Revises: 0004, 0005, 0006
-Create Date: 2026-12-02 09:00:00
 """
 
 from collections.abc import Sequence
@@ -13,8 +9,6 @@ from alembic import op
 
 revision: str = "0007e"
 down_revision: str | Sequence[str] | None = ("0004", "0005", "0006")
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,20 +1,12 @@
 """Privacy: erased people (pseudonyms only), the daily retention run, and when the text of
 an inbound event or the payload of an outbox row was erased.
-
-Revision ID: 0007g
-Revises: 0006
-Create Date: 2026-12-10 12:00:00
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007g"
 down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -3,21 +3,13 @@
 ``inbound_events.replaces`` is the event id an ``m.replace`` edit changes, so the bot can
 tell whether an earlier version of that message was already acted on. The index on
 ``(sender, handled_at)`` finds when a person last got the "send help" pointer.
-
-Revision ID: 0008c
-Revises: 0007g
-Create Date: 2026-12-01 23:45:00
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008c"
 down_revision: str | None = "0007g"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,21 +1,13 @@
 """Travel claims: the Commission's monthly exchange rates (InforEuro), the month of the rate
 each line was converted at, and one open claim per person and event enforced by the
 database (a partial unique index).
-
-Revision ID: 0008m
-Revises: 0007g
-Create Date: 2026-12-01 23:45:00
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008m"
 down_revision: str | None = "0007g"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 OPEN_WHERE = "status IN ('draft', 'submitted', 'approved', 'paid')"
 
