@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -54,3 +54,28 @@ class Services:
             result = await work(session)
         self.wake_sender()
         return result
+
+    def every(
+        self,
+        job: Callable[..., Awaitable[Any]],
+        interval: timedelta,
+        job_id: str,
+        *,
+        args: Sequence[Any] = (),
+        at_once: bool = False,
+    ) -> None:
+        """Run ``job(*args)`` every ``interval`` under ``job_id`` (replacing an earlier job of
+        that id; never two runs at once, and missed runs collapse into one); with ``at_once``
+        the first run is now rather than one interval from now."""
+        first = {"next_run_time": self.clock()} if at_once else {}
+        self.scheduler.add_job(
+            job,
+            "interval",
+            seconds=interval.total_seconds(),
+            args=list(args),
+            id=job_id,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            **first,
+        )

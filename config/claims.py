@@ -10,26 +10,12 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from config.models import DAYS_PER_YEAR, Duration, _Section
+from config.events import EVENT_KINDS, IN_PERSON_KINDS
+from config.models import DAYS_PER_YEAR, Duration, _Section, only_known, upper_keys
 
 CATEGORIES = ("rail", "air", "car", "accommodation", "daily-allowance", "other")
 """Every category the bot knows how to price. ``categories`` picks the allowed ones."""
 
-EVENT_KINDS = (
-    "online-meeting",
-    "in-person-meeting",
-    "study-visit",
-    "market-dialogue",
-    "pitching-session",
-    "industry-meeting",
-)
-IN_PERSON_KINDS = (
-    "in-person-meeting",
-    "study-visit",
-    "market-dialogue",
-    "pitching-session",
-    "industry-meeting",
-)
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 INFOREURO_URL = (
     "https://ec.europa.eu/budg/inforeuro/api/public/monthly-rates?lang=EN&year={year}&month={month}"
@@ -128,22 +114,12 @@ class ClaimsConfig(_Section):
     @field_validator("eligible_kinds")
     @classmethod
     def _known_kinds(cls, value: list[str]) -> list[str]:
-        unknown = [kind for kind in value if kind not in EVENT_KINDS]
-        if unknown:
-            raise ValueError(
-                f"unknown event kind(s) {', '.join(unknown)}; known: {', '.join(EVENT_KINDS)}"
-            )
-        return value
+        return only_known(value, EVENT_KINDS, "event kind(s)")
 
     @field_validator("categories", "receipt_required")
     @classmethod
     def _known_categories(cls, value: list[str]) -> list[str]:
-        unknown = [cat for cat in value if cat not in CATEGORIES]
-        if unknown:
-            raise ValueError(
-                f"unknown categor(y/ies) {', '.join(unknown)}; known: {', '.join(CATEGORIES)}"
-            )
-        return value
+        return only_known(value, CATEGORIES, "categor(y/ies)")
 
     @field_validator("refused")
     @classmethod
@@ -171,15 +147,7 @@ class ClaimsConfig(_Section):
     @field_validator("rates", mode="before")
     @classmethod
     def _currency_codes(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        out: dict[str, Any] = {}
-        for code, rate in value.items():
-            upper = str(code).strip().upper()
-            if not CURRENCY_RE.match(upper):
-                raise ValueError(f"{code!r} is not a three-letter currency code such as SEK")
-            out[upper] = rate
-        return out
+        return upper_keys(value, CURRENCY_RE, "a three-letter currency code such as SEK")
 
     @model_validator(mode="after")
     def _consistent(self) -> ClaimsConfig:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from config.models import COP_CODE_RE, Duration, _Section
+from config.models import COP_CODE_RE, Duration, _Section, upper_keys
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _TIME_RE = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
@@ -96,15 +96,7 @@ class DigestConfig(_Section):
     @field_validator("cops", mode="before")
     @classmethod
     def _codes(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        out: dict[str, Any] = {}
-        for key, override in value.items():
-            code = str(key).strip().upper()
-            if not COP_CODE_RE.match(code):
-                raise ValueError(f"{key!r} is not a CoP code such as HDEV")
-            out[code] = override
-        return out
+        return upper_keys(value, COP_CODE_RE, "a CoP code such as HDEV")
 
     def schedule_for(self, code: str) -> DigestSchedule:
         override = self.cops.get(code.upper()) or DigestOverride()

@@ -8,6 +8,18 @@ from pydantic import Field, field_validator
 
 from config.models import Duration, _Section
 
+EVENT_KINDS = (
+    "online-meeting",
+    "in-person-meeting",
+    "study-visit",
+    "market-dialogue",
+    "pitching-session",
+    "industry-meeting",
+)
+"""The kinds of event a CoP holds (``!event new <kind> …``)."""
+IN_PERSON_KINDS = tuple(kind for kind in EVENT_KINDS if kind != "online-meeting")
+"""The kinds people travel to (by default the ones a travel claim may be for)."""
+
 
 class EventsConfig(_Section):
     reminders: list[Duration] = Field(

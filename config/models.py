@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -67,6 +68,34 @@ def check_user_id(value: str) -> str:
     return value
 
 
+def check_room_ref(value: str) -> str:
+    if value and not ROOM_REF_RE.match(value):
+        raise ValueError("must be a room alias (#name:server) or room ID (!id:server)")
+    return value
+
+
+def upper_keys(value: Any, pattern: re.Pattern[str], what: str) -> Any:
+    """A table's keys in upper case (``sek`` -> ``SEK``), each matching ``pattern``;
+    ``what`` names a good key in the error, e.g. "a CoP code such as HDEV"."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        upper = str(key).strip().upper()
+        if not pattern.match(upper):
+            raise ValueError(f"{key!r} is not {what}")
+        out[upper] = item
+    return out
+
+
+def only_known(values: list[str], known: tuple[str, ...], what: str) -> list[str]:
+    """``values`` if each is one of ``known``; else an error naming ``what`` they are."""
+    unknown = [value for value in values if value not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
+    return values
+
+
 def check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -77,6 +106,7 @@ def check_timezone(value: str) -> str:
 
 UserId = Annotated[str, BeforeValidator(lambda v: check_user_id(str(v).strip()))]
 TimeZoneName = Annotated[str, BeforeValidator(lambda v: check_timezone(str(v).strip()))]
+RoomRef = Annotated[str, AfterValidator(check_room_ref)]
 
 
 class _Section(BaseModel):
@@ -148,22 +178,15 @@ class HttpConfig(_Section):
 class SecretariatConfig(_Section):
     admins: list[UserId] = Field(default_factory=list)
     timezone: TimeZoneName = "Europe/Brussels"
-    management_room: str = ""
+    management_room: RoomRef = ""
     """Alias or ID of an existing management room; empty means the bot creates one."""
-
-    @field_validator("management_room")
-    @classmethod
-    def _room_ref(cls, value: str) -> str:
-        if value and not ROOM_REF_RE.match(value):
-            raise ValueError("must be a room alias (#name:server) or room ID (!id:server)")
-        return value
 
 
 class CopConfig(_Section):
     code: str
     name: str = Field(min_length=1)
     description: str = ""
-    room: str = ""
+    room: RoomRef = ""
     """Alias or ID of an existing room; empty means the bot creates ``#<prefix>-<code>``."""
     moderators: list[UserId] = Field(default_factory=list)
     timezone: TimeZoneName | None = None
@@ -175,13 +198,6 @@ class CopConfig(_Section):
         if not COP_CODE_RE.match(code):
             raise ValueError("must be 2 to 12 letters or digits, starting with a letter")
         return code
-
-    @field_validator("room")
-    @classmethod
-    def _room_ref(cls, value: str) -> str:
-        if value and not ROOM_REF_RE.match(value):
-            raise ValueError("must be a room alias (#name:server) or room ID (!id:server)")
-        return value
 
 
 # Sections of command families live in config/<family>.py and import _Section from here, so

@@ -34,17 +34,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from config.events import EVENT_KINDS, IN_PERSON_KINDS
 from storage.models import Base, BigId, Person
 
-KINDS = (
-    "online-meeting",
-    "in-person-meeting",
-    "study-visit",
-    "market-dialogue",
-    "pitching-session",
-    "industry-meeting",
-)
-IN_PERSON_KINDS = frozenset(KINDS) - {"online-meeting"}
+KINDS = EVENT_KINDS
 
 SCHEDULED = "scheduled"
 CANCELLED = "cancelled"

@@ -11,14 +11,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from commands.args import Arg, ArgError, word_list
-from commands.claims.access import (
-    audit,
-    claim_command,
-    claim_id,
-    load,
-    private_command,
-    step,
-)
+from commands.claims.access import audit, claim_command, claim_id, load, private_command, step
 from commands.claims.lines import line_number, parse_add, pick_line, receipt_of
 from commands.claims.rates import choose_rate, month_of, unknown_currency
 from commands.claims.render import (

@@ -7,14 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from commands.args import Arg, ArgError, cop_code, sentence, word_list
-from commands.claims.access import (
-    audit,
-    claim_command,
-    claim_id,
-    load,
-    private_command,
-    step,
-)
+from commands.claims.access import audit, claim_command, claim_id, load, private_command, step
 from commands.claims.lines import MAX_NOTE, NUMBERISH, amount_arg
 from commands.claims.render import event_line
 from commands.claims.rules import Action, allocate, fmt

@@ -5,14 +5,7 @@ management room)."""
 from __future__ import annotations
 
 from commands.args import Arg
-from commands.claims.access import (
-    audit,
-    claim_command,
-    claim_id,
-    load,
-    private_command,
-    step,
-)
+from commands.claims.access import audit, claim_command, claim_id, load, private_command, step
 from commands.claims.render import assess, claim_message, days_of, event_line, next_steps
 from commands.claims.rules import Action, deadline_day, fmt, within_deadline
 from commands.context import Context

@@ -240,13 +240,4 @@ def schedule(services: Services) -> None:
         except Exception:
             log.exception("the exchange-rate job failed; it runs again in %s", rules.rates_every)
 
-    services.scheduler.add_job(
-        job,
-        "interval",
-        seconds=rules.rates_every.total_seconds(),
-        id=JOB_ID,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        next_run_time=services.clock(),
-    )
+    services.every(job, rules.rates_every, JOB_ID, at_once=True)

@@ -45,13 +45,6 @@ async def setup(services: Services) -> None:
     schedule_jobs(services)
     await catch_up(services)
     # The same idempotent catch-up, now and then: a run that failed is tried again soon.
-    services.scheduler.add_job(
-        catch_up,
-        "interval",
-        seconds=services.settings.digest.retry_every.total_seconds(),
-        args=[services],
-        id="digest-catch-up",
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
+    services.every(
+        catch_up, services.settings.digest.retry_every, "digest-catch-up", args=[services]
     )

@@ -17,10 +17,10 @@ from commands.errors import CommandError
 from commands.events.access import EVENT
 from commands.events.parse import (
     Length,
+    event_arg,
     parse_capacity,
     parse_date,
     parse_duration,
-    parse_event_id,
     parse_kind,
     parse_time,
     parse_title,
@@ -48,7 +48,6 @@ from storage import repo
 from storage.events import KINDS, MAYBE, NO, WAITING, YES, Event
 
 family = Family()
-event_arg = Arg("event", parse_event_id, metavar="<E#>")
 REACTION_KEYS = {YES: "✅", NO: "❌", MAYBE: "❔"}
 NOTIFY_ANSWERS = (YES, MAYBE, WAITING)
 

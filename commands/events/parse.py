@@ -9,7 +9,7 @@ from datetime import date, time
 from functools import lru_cache
 from zoneinfo import available_timezones
 
-from commands.args import ArgError, positive_int, prefixed_id, user_id
+from commands.args import Arg, ArgError, positive_int, prefixed_id, user_id
 from commands.text import plural
 from storage.events import KINDS, MAYBE, NO, YES
 
@@ -141,6 +141,10 @@ _event_number = prefixed_id("E", "an event")
 
 def parse_event_id(token: str) -> int:
     return int(_event_number(token))
+
+
+event_arg = Arg("event", parse_event_id, metavar="<E#>")
+"""The ``<E#>`` argument of the commands on one event."""
 
 
 def parse_event_or_sub(token: str) -> int:

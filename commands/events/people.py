@@ -7,7 +7,7 @@ from commands.args import Arg, user_id
 from commands.context import Context
 from commands.errors import CommandError
 from commands.events.access import EVENT
-from commands.events.parse import parse_event_id, parse_user_list
+from commands.events.parse import event_arg, parse_user_list
 from commands.events.render import details, event_heading
 from commands.events.times import event_when
 from commands.registry import Family
@@ -19,7 +19,6 @@ from storage import repo
 from storage.events import MAYBE, NO, WAITING, YES, Event
 
 family = Family()
-event_arg = Arg("event", parse_event_id, metavar="<E#>")
 
 
 @family.command(

@@ -132,15 +132,11 @@ async def rebuild_reminder_jobs(services: Services) -> int:
     overdue = sum(1 for r in pending if r.due_at <= now)
     if pending:
         log.info("%d event reminder(s) scheduled, %d of them overdue", len(pending), overdue)
-    services.scheduler.add_job(
+    services.every(
         sweep_reminders,
-        "interval",
-        seconds=services.settings.events.reminder_check.total_seconds(),
+        services.settings.events.reminder_check,
+        "event-reminder-sweep",
         args=[services],
-        id="event-reminder-sweep",
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
     )
     return len(pending)
 

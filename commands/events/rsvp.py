@@ -10,7 +10,7 @@ from commands.args import Arg, cop_or_all
 from commands.context import Context
 from commands.errors import CommandError
 from commands.events.access import EVENT, sight
-from commands.events.parse import parse_answer, parse_event_id, parse_event_or_sub
+from commands.events.parse import event_arg, parse_answer, parse_event_or_sub
 from commands.events.render import (
     ANSWER_LABELS,
     details,
@@ -31,7 +31,6 @@ from storage import repo
 from storage.events import MAYBE, NO, WAITING, YES, Event, RsvpOutcome
 
 family = Family()
-event_arg = Arg("event", parse_event_id, metavar="<E#>")
 UPCOMING_LIMIT = 25
 REACTION_ANSWERS = {
     "✅": YES,

@@ -9,6 +9,7 @@ One topic per module: :mod:`.rules` (eligibility, countries, types), :mod:`.rend
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,12 +45,4 @@ async def setup(services: Services) -> None:
         except Exception:
             log.exception("could not refresh the open join dialogues")
 
-    services.scheduler.add_job(
-        refresh,
-        "interval",
-        seconds=REFRESH_SECONDS,
-        id="membership-dialogues",
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-    )
+    services.every(refresh, timedelta(seconds=REFRESH_SECONDS), "membership-dialogues")

@@ -55,6 +55,19 @@ def join_message(token: str) -> str:
     return value
 
 
+async def save_facts(ctx: Context, facts: dict[str, str]) -> Person:
+    """Save the sender's profile facts given (``org``, ``country``, ``type``); the others
+    stay as they were."""
+    return await ms.save_profile(
+        ctx.session,
+        ctx.sender,
+        org=facts.get("org"),
+        country=facts.get("country"),
+        authority_type=facts.get("type"),
+        now=ctx.now,
+    )
+
+
 def missing_facts(person: Person | None) -> list[str]:
     if person is None:
         return list(QUESTIONS)
@@ -230,14 +243,7 @@ async def profile_set(ctx: Context, options: dict[str, str]) -> None:
         refusal.para().text("Usage: ").code(ctx.command.usage(ctx.prefix) if ctx.command else "")
         refusal.br().text("Example: ").code(f"{ctx.prefix}profile set country=DE")
         raise UsageError(refusal)
-    person = await ms.save_profile(
-        ctx.session,
-        ctx.sender,
-        org=facts.get("org"),
-        country=facts.get("country"),
-        authority_type=facts.get("type"),
-        now=ctx.now,
-    )
+    person = await save_facts(ctx, facts)
     msg = Message("Saved. ").append(profile_message(ctx.prefix, person, {}))
     dialogue = await ms.get_dialogue(ctx.session, ctx.sender)
     if dialogue is None and not missing_facts(person):
@@ -403,14 +409,7 @@ async def on_answer(ctx: Context, event: dict[str, Any]) -> bool:
         await ctx.reply(retry)
         return True
     facts = {dialogue.asked: value}
-    await ms.save_profile(
-        ctx.session,
-        ctx.sender,
-        org=facts.get("org"),
-        country=facts.get("country"),
-        authority_type=facts.get("type"),
-        now=ctx.now,
-    )
+    await save_facts(ctx, facts)
     await continue_dialogue(ctx, dialogue, ctx.reply)
     return True
 

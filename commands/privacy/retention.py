@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,13 +59,4 @@ def schedule(services: Services) -> None:
         except Exception:
             log.exception("the retention run failed; it is tried again within the hour")
 
-    services.scheduler.add_job(
-        job,
-        "interval",
-        hours=EVERY_HOURS,
-        id=JOB_ID,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        next_run_time=services.clock(),
-    )
+    services.every(job, timedelta(hours=EVERY_HOURS), JOB_ID, at_once=True)

@@ -15,9 +15,7 @@ from commands.claims.finance import claims_csv
 from storage import claims as store
 from tests.support.cast import ADMIN, ANNA, BEN, HDEV_ROOM, MGMT, MOD, MOD_SOLAR, dm_room
 from tests.support.database import TestDatabase
-from tests.support.world import World, claimable_event
-
-CLAIMS_NOW = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
+from tests.support.world import CLAIMS_NOW, World, claimable_event, new_claim
 
 
 @pytest.fixture
@@ -26,13 +24,6 @@ async def world(db: TestDatabase) -> World:
     world = await World(db).seed()
     world.now = CLAIMS_NOW
     return world
-
-
-async def new_claim(world: World, **event: object) -> str:
-    number = await claimable_event(world, **event)  # type: ignore[arg-type]
-    result = await world.send(ANNA, f"claim new E{number}")
-    assert result.outcome == "ok", result.text
-    return "C" + result.here.split("Claim C", 1)[1].split(" ", 1)[0]
 
 
 async def submitted_claim(world: World) -> str:

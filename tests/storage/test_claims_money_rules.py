@@ -13,9 +13,8 @@ import pytest
 from storage import claims as store
 from tests.support.cast import ANNA, MGMT, MOD, SOFIA
 from tests.support.database import TestDatabase
-from tests.support.world import World, claimable_event
+from tests.support.world import CLAIMS_NOW, World, claimable_event, new_claim
 
-CLAIMS_NOW = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
 ONE_DAY_MEETING = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)  # 10:00–17:00 in Brussels
 
 
@@ -25,13 +24,6 @@ async def world(db: TestDatabase) -> World:
     world = await World(db, claims={"rates_url": ""}).seed()
     world.now = CLAIMS_NOW
     return world
-
-
-async def open_claim(world: World, **event: object) -> str:
-    number = await claimable_event(world, **event)  # type: ignore[arg-type]
-    result = await world.send(ANNA, f"claim new E{number}")
-    assert result.outcome == "ok", result.text
-    return "C" + result.here.split("Claim C", 1)[1].split(" ", 1)[0]
 
 
 async def store_rates(world: World, month: str, **rates: str) -> None:
@@ -51,7 +43,7 @@ async def store_rates(world: World, month: str, **rates: str) -> None:
 async def test_an_expense_in_sek_converts_at_the_rate_of_the_events_month(world: World) -> None:
     await store_rates(world, "2026-02", SEK="11.20")
     await store_rates(world, "2026-03", SEK="11.00", NOK="11.50")
-    code = await open_claim(world)  # 10–11 March
+    code = await new_claim(world)  # 10–11 March
     result = await world.send(ANNA, f"claim add {code} air 1450 SEK km=1100")
     assert result.outcome == "ok", result.here
     assert (
@@ -66,7 +58,7 @@ async def test_an_expense_in_sek_converts_at_the_rate_of_the_events_month(world:
 async def test_a_month_without_a_rate_yet_uses_the_latest_and_says_so(world: World) -> None:
     await store_rates(world, "2026-01", SEK="11.40")
     await store_rates(world, "2026-02", SEK="11.20")
-    code = await open_claim(world)
+    code = await new_claim(world)
     result = await world.send(ANNA, f"claim add {code} rail 1120 SEK")
     assert "SEK 1,120.00 = EUR 100.00 (at 11.20 SEK per EUR, InforEuro rate of February 2026)" in (
         result.here
@@ -81,7 +73,7 @@ async def test_a_rate_in_the_configuration_overrides_the_fetched_one(db: TestDat
     world = await World(db, claims={"rates_url": "", "rates": {"SEK": "10"}}).seed()
     world.now = CLAIMS_NOW
     await store_rates(world, "2026-03", SEK="11.00")
-    code = await open_claim(world)
+    code = await new_claim(world)
     result = await world.send(ANNA, f"claim add {code} other 100 SEK")
     assert "SEK 100.00 = EUR 10.00 (at 10 SEK per EUR, rate set by the Secretariat)" in (
         result.here
@@ -90,7 +82,7 @@ async def test_a_rate_in_the_configuration_overrides_the_fetched_one(db: TestDat
 
 async def test_a_currency_without_any_rate_is_refused_with_what_to_do(world: World) -> None:
     await store_rates(world, "2026-03", SEK="11.00")
-    code = await open_claim(world)
+    code = await new_claim(world)
     result = await world.send(ANNA, f"claim add {code} rail 10 USD")
     assert result.outcome == "refused"
     assert "USD is not a currency I have a rate for; I have rates for EUR, SEK" in result.here
@@ -105,7 +97,7 @@ async def test_a_currency_without_any_rate_is_refused_with_what_to_do(world: Wor
 async def test_accommodation_is_capped_over_the_claim_and_nights_over_the_event(
     world: World,
 ) -> None:
-    code = await open_claim(world, start=ONE_DAY_MEETING, hours=7)
+    code = await new_claim(world, start=ONE_DAY_MEETING, hours=7)
     for typed in ("accommodation 300", "accommodation 300", "accommodation 900 nights=10"):
         await world.send(ANNA, f"claim add {code} {typed}")
     shown = await world.send(ANNA, f"claim show {code}")
@@ -121,7 +113,7 @@ async def test_accommodation_is_capped_over_the_claim_and_nights_over_the_event(
 
 
 async def test_approve_defaults_to_what_the_rules_allow(world: World) -> None:
-    code = await open_claim(world, start=ONE_DAY_MEETING, hours=7)
+    code = await new_claim(world, start=ONE_DAY_MEETING, hours=7)
     await world.send(ANNA, f"claim add {code} accommodation 300 nights=1")
     await world.send(ANNA, f"claim add {code} accommodation 300 nights=1")
     for line in (1, 2):
@@ -135,7 +127,7 @@ async def test_approve_defaults_to_what_the_rules_allow(world: World) -> None:
 
 
 async def test_a_longer_event_allows_its_nights_plus_the_travel_night(world: World) -> None:
-    code = await open_claim(world)  # 10–11 March: one night between, one for travel
+    code = await new_claim(world)  # 10–11 March: one night between, one for travel
     result = await world.send(ANNA, f"claim add {code} accommodation 336 nights=2")
     assert "capped" not in result.here
     over = await world.send(ANNA, f"claim add {code} accommodation 100 nights=1")
@@ -147,7 +139,7 @@ async def test_a_longer_event_allows_its_nights_plus_the_travel_night(world: Wor
 
 
 async def test_a_thirty_minute_meeting_earns_half_a_daily_allowance(world: World) -> None:
-    code = await open_claim(world, kind="in-person-meeting", start=ONE_DAY_MEETING, hours=0.5)
+    code = await new_claim(world, kind="in-person-meeting", start=ONE_DAY_MEETING, hours=0.5)
     result = await world.send(ANNA, f"claim add {code} daily-allowance")
     assert "daily-allowance, 0.5 days — EUR 56.50" in result.here
     typed = await world.send(ANNA, f"claim add {code} daily-allowance 113")
@@ -156,7 +148,7 @@ async def test_a_thirty_minute_meeting_earns_half_a_daily_allowance(world: World
 
 
 async def test_a_full_meeting_day_earns_the_whole_allowance(world: World) -> None:
-    code = await open_claim(world, kind="in-person-meeting", start=ONE_DAY_MEETING, hours=6)
+    code = await new_claim(world, kind="in-person-meeting", start=ONE_DAY_MEETING, hours=6)
     result = await world.send(ANNA, f"claim add {code} daily-allowance")
     assert "daily-allowance, 1 day — EUR 113.00" in result.here
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -18,9 +17,7 @@ from storage import claims as store
 from storage.models import Base
 from tests.support.cast import ADMIN, ANNA, MGMT, MOD
 from tests.support.database import TestDatabase
-from tests.support.world import World, claimable_event
-
-CLAIMS_NOW = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
+from tests.support.world import CLAIMS_NOW, World, claimable_event
 
 
 async def test_money_keeps_every_cent_and_rates_every_digit(world: World) -> None:

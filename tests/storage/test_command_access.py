@@ -24,28 +24,17 @@ from tests.support.cast import (
     ADMIN,
     ANNA,
     APPLICANT,
+    CALLERS,
     GUEST,
     HDEV_ROOM,
     MGMT,
-    MOD,
-    MOD_SOLAR,
     OTHER_ROOM,
-    SOFIA,
     SOLAR_ROOM,
-    STRANGER,
     dm_room,
     in_days,
 )
 from tests.support.world import World, claimable_event
 
-CALLERS = {
-    "anyone": STRANGER,
-    "member of another CoP": SOFIA,
-    "member": ANNA,
-    "moderator of another CoP": MOD_SOLAR,
-    "moderator": MOD,
-    "admin": ADMIN,
-}
 PLACES = {
     "its CoP's room": HDEV_ROOM,
     "another CoP's room": SOLAR_ROOM,

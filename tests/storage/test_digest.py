@@ -140,18 +140,9 @@ async def test_members_added_without_a_decision_count_from_when_they_were_added(
 
 
 async def test_new_members_are_shown_with_their_organisation_and_country(world: World) -> None:
-    async with world.db.session() as s:
-        from storage import repo
-
-        await repo.seed_member(
-            s,
-            user_id=NEWCOMER,
-            org="City of Turku",
-            country="FI",
-            authority_type="local-authority",
-            cop_code="HDEV",
-            now=world.now - timedelta(hours=1),
-        )
+    await world.add_member(
+        NEWCOMER, "HDEV", "City of Turku", "FI", since=world.now - timedelta(hours=1)
+    )
     await world.deliver()
 
     body = (await build(world)).message.plain

@@ -10,17 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cast import ADMIN, ANNA, APPLICANT, MOD, MOD_SOLAR, SOFIA, STRANGER
+from tests.support.cast import ADMIN, ANNA, APPLICANT, CALLERS, MOD, MOD_SOLAR
 from tests.support.world import World
 
-CALLERS = {
-    "anyone": STRANGER,
-    "member of another CoP": SOFIA,
-    "member": ANNA,
-    "moderator of another CoP": MOD_SOLAR,
-    "moderator": MOD,
-    "admin": ADMIN,
-}
 EXTRA_MOD = "@extra-mod:test"
 MODERATORS_AND_ADMINS = {"moderator", "admin"}
 

@@ -140,16 +140,7 @@ async def test_taken_out_of_the_room_by_a_room_admin_gives_up_the_seat(world: Wo
 
 
 async def test_leaving_one_room_keeps_the_seats_of_the_other_cop(world: World) -> None:
-    async with world.db.session() as s:
-        await repo.seed_member(
-            s,
-            user_id=CARL,
-            org="Comune di Milano",
-            country="IT",
-            authority_type="local-authority",
-            cop_code="SOLAR",
-            now=world.now,
-        )
+    await world.add_member(CARL, "SOLAR", "Comune di Milano", "IT")
     hdev = await full_event(world, **{CARL: YES})
     solar = await full_event(world, cop="SOLAR", **{CARL: YES, ANNA: "no", BEN: "no"})
     solar_before = await answers(world, solar)
@@ -209,17 +200,7 @@ async def test_an_answer_to_an_event_that_has_started_is_kept(world: World) -> N
 
 async def test_attendees_and_members_are_refused_in_another_cops_room(world: World) -> None:
     await full_event(world)
-    async with world.db.session() as s:
-        await repo.seed_member(
-            s,
-            user_id=MOD,
-            org="Secretariat",
-            country="BE",
-            authority_type="state-authority",
-            cop_code="SOLAR",
-            now=world.now,
-        )
-
+    await world.add_member(MOD, "SOLAR", "Secretariat", "BE", "state-authority")
     attendees = await world.send(MOD, "attendees E1", SOLAR_ROOM)
     members = await world.send(MOD, "members HDEV", SOLAR_ROOM)
 

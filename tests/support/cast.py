@@ -36,6 +36,16 @@ MEMBERS = {
     SOFIA: ("SOLAR", "Région Île-de-France", "FR", "regional-authority"),
 }
 
+# One person of each kind, for tests that walk every kind of caller.
+CALLERS = {
+    "anyone": STRANGER,
+    "member of another CoP": SOFIA,
+    "member": ANNA,
+    "moderator of another CoP": MOD_SOLAR,
+    "moderator": MOD,
+    "admin": ADMIN,
+}
+
 
 def dm_room(user: str) -> str:
     """The room id of ``user``'s direct chat with the bot."""

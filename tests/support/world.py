@@ -437,6 +437,28 @@ class World:
         result = await self.send(user, f'profile set org="{org}" country={country} type={kind}')
         assert result.outcome == "ok", result.reply
 
+    async def add_member(
+        self,
+        user: str,
+        cop: str,
+        org: str,
+        country: str,
+        kind: str = "local-authority",
+        *,
+        since: datetime | None = None,
+    ) -> None:
+        """``user``, with this profile, is already a member of ``cop`` (since now)."""
+        async with self.db.session() as s:
+            await repo.seed_member(
+                s,
+                user_id=user,
+                org=org,
+                country=country,
+                authority_type=kind,
+                cop_code=cop,
+                now=self.now if since is None else since,
+            )
+
     # --- the fake sender ------------------------------------------------------------------
     async def last_outbox_id(self) -> int:
         async with self.db.read() as s:
@@ -566,6 +588,18 @@ async def claimable_event(world: World, **event: Any) -> int:
     return await world.event(**values)
 
 
+CLAIMS_NOW = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
+"""Ten days after the study visit of :func:`claimable_event`: within the claim deadline."""
+
+
+async def new_claim(world: World, **event: Any) -> str:
+    """Anna's new draft claim (its code, ``C1``) for a :func:`claimable_event`."""
+    number = await claimable_event(world, **event)
+    result = await world.send(ANNA, f"claim new E{number}")
+    assert result.outcome == "ok", result.text
+    return "C" + result.here.split("Claim C", 1)[1].split(" ", 1)[0]
+
+
 @pytest.fixture
 async def world(db: TestDatabase) -> World:
     """The cast, seeded, on each backend."""
@@ -573,12 +607,14 @@ async def world(db: TestDatabase) -> World:
 
 
 __all__ = [
+    "CLAIMS_NOW",
     "Result",
     "Sent",
     "World",
     "claimable_event",
     "dms",
     "file_event",
+    "new_claim",
     "replying_to",
     "world",
 ]

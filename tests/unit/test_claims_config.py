@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from config import ConfigError, load_config
+from config import load_config
 from config.claims import ClaimsConfig
+from tests.support.config import config_problems
 
 SHIPPED = Path(__file__).resolve().parents[2] / "bbwt_bot.toml"
 
@@ -65,11 +66,7 @@ def test_figures_from_toml_floats_are_exact_decimals(tmp_path: Path) -> None:
 def test_a_wrong_figure_stops_the_bot_at_start_naming_the_key(
     tmp_path: Path, toml: str, key: str, says: str
 ) -> None:
-    file = tmp_path / "bbwt_bot.toml"
-    file.write_text(f"[claims]\n{toml}\n", encoding="utf-8")
-    with pytest.raises(ConfigError) as error:
-        load_config(file)
-    problems = dict(error.value.problems)
+    problems = dict(config_problems(tmp_path, f"[claims]\n{toml}\n"))
     assert key in problems, problems
     assert says in problems[key]
 
