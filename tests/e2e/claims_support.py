@@ -6,27 +6,9 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from storage import Database, repo
+from storage import Database
 from storage import events as events_store
 from tests.e2e.harness import Event, Person
-
-
-async def seed_member(bot_db_url: str, person: Person, org: str = "City of Oslo") -> None:
-    """Make a person a member of HDEV the way an approval would (the bot then invites them)."""
-    db = Database(bot_db_url)
-    try:
-        async with db.session() as s:
-            await repo.seed_member(
-                s,
-                user_id=person.user_id,
-                org=org,
-                country="NO",
-                authority_type="local-authority",
-                cop_code="HDEV",
-                now=datetime.now(UTC),
-            )
-    finally:
-        await db.dispose()
 
 
 async def move_event_into_the_past(bot_db_url: str, event_id: int, now: datetime) -> None:

@@ -6,31 +6,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
-from storage import Database, repo
+from storage import Database
 from storage.models import Cop
 from tests.e2e.harness import BotProcess, Event, Person
 
 
 def body(event: Event) -> str:
     return str(event["content"].get("body", ""))
-
-
-async def seed_member(bot: BotProcess, person: Person, cop: str, org: str = "City of Oslo") -> None:
-    """Make ``person`` a member of ``cop`` in the bot's database; the bot invites them."""
-    db = Database(bot.db_url)
-    try:
-        async with db.session() as s:
-            await repo.seed_member(
-                s,
-                user_id=person.user_id,
-                org=org,
-                country="NO",
-                authority_type="local-authority",
-                cop_code=cop,
-                now=datetime.now(UTC),
-            )
-    finally:
-        await db.dispose()
 
 
 async def backdate_cops(bot: BotProcess, when: datetime) -> None:

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from nio import RoomResolveAliasResponse
 
+from storage import Database, repo
 from tests.e2e.harness import Event, Person
+
+
+async def seed_member(
+    db_url: str, person: Person, cop: str = "HDEV", org: str = "City of Oslo"
+) -> None:
+    """Make ``person`` a member of ``cop`` in the bot's database the way an approval would
+    (the bot then invites them)."""
+    db = Database(db_url)
+    try:
+        async with db.session() as s:
+            await repo.seed_member(
+                s,
+                user_id=person.user_id,
+                org=org,
+                country="NO",
+                authority_type="local-authority",
+                cop_code=cop,
+                now=datetime.now(UTC),
+            )
+    finally:
+        await db.dispose()
 
 
 def body(event: Event) -> str:

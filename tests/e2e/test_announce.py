@@ -6,8 +6,8 @@ import pytest
 
 from tests.e2e.conftest import BotFactory
 from tests.e2e.harness import Person
-from tests.e2e.intel_support import body, seed_member
-from tests.e2e.membership_support import message_containing
+from tests.e2e.intel_support import body
+from tests.e2e.membership_support import message_containing, seed_member
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ async def test_a_moderator_announces_from_the_management_room_and_members_see_it
     bot = await make_bot(
         cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [maria.user_id]}]
     )
-    await seed_member(bot, anna, "HDEV")
+    await seed_member(bot.db_url, anna, "HDEV")
     hdev = await anna.join(bot.alias("hdev"))
     management = await maria.join(bot.alias("secretariat"))
 

@@ -17,12 +17,12 @@ from tests.e2e.claims_support import (
     bodies,
     download,
     move_event_into_the_past,
-    seed_member,
     upload,
     wait_for_text,
 )
 from tests.e2e.conftest import BotFactory
 from tests.e2e.harness import Person, has_file
+from tests.e2e.membership_support import seed_member
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,7 @@ by command and by reaction, waiting list, promotion, calendar file and feed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -12,30 +12,49 @@ import icalendar
 import pytest
 from nio import RoomRedactResponse
 
-from storage import Database, repo
 from tests.e2e.conftest import BotFactory
-from tests.e2e.harness import Event, Person
+from tests.e2e.harness import BotProcess, Event, Person
+from tests.e2e.membership_support import seed_member
 
 pytestmark = pytest.mark.e2e
 
 
 async def seed_members(bot_db_url: str, *people: Person) -> None:
-    """Make people members of HDEV the way an approval would (the bot then invites them)."""
-    db = Database(bot_db_url)
-    try:
-        async with db.session() as s:
-            for person in people:
-                await repo.seed_member(
-                    s,
-                    user_id=person.user_id,
-                    org=f"City of {person.user_id[1:].split('-')[0].title()}",
-                    country="NO",
-                    authority_type="local-authority",
-                    cop_code="HDEV",
-                    now=datetime.now(UTC),
-                )
-    finally:
-        await db.dispose()
+    """Make people members of HDEV, each from their own city (the bot then invites them)."""
+    for person in people:
+        city = person.user_id[1:].split("-")[0].title()
+        await seed_member(bot_db_url, person, org=f"City of {city}")
+
+
+class Stage(NamedTuple):
+    mod: Person
+    ben: Person
+    carl: Person
+    bot: BotProcess
+    room: str
+    ben_dm: str
+    carl_dm: str
+    day: datetime
+    """Ten days from now, in Brussels."""
+
+
+async def hdev_with_ben_and_carl(people: Any, make_bot: BotFactory) -> Stage:
+    """HDEV with its moderator in the room and Ben and Carl as members in it, each with a
+    direct chat with the bot."""
+    mod: Person = await people("mod")
+    ben: Person = await people("ben")
+    carl: Person = await people("carl")
+    bot = await make_bot(
+        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [mod.user_id]}]
+    )
+    await seed_members(bot.db_url, ben, carl)
+    room = await mod.join(bot.alias("hdev"))
+    await ben.join(room)
+    await carl.join(room)
+    ben_dm = await ben.open_dm(bot.user_id)
+    carl_dm = await carl.open_dm(bot.user_id)
+    day = (datetime.now(UTC) + timedelta(days=10)).astimezone(ZoneInfo("Europe/Brussels"))
+    return Stage(mod, ben, carl, bot, room, ben_dm, carl_dm, day)
 
 
 def bot_messages(person: Person, room: str, bot: str, text: str) -> list[Event]:
@@ -59,19 +78,7 @@ async def react(person: Person, room: str, target: str, key: str) -> str:
 async def test_an_event_from_announcement_to_waiting_list_promotion_and_calendar_feed(
     people, make_bot: BotFactory
 ) -> None:
-    mod: Person = await people("mod")
-    ben: Person = await people("ben")
-    carl: Person = await people("carl")
-    bot = await make_bot(
-        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [mod.user_id]}]
-    )
-    await seed_members(bot.db_url, ben, carl)
-    room = await mod.join(bot.alias("hdev"))
-    await ben.join(room)
-    await carl.join(room)
-    ben_dm = await ben.open_dm(bot.user_id)
-    carl_dm = await carl.open_dm(bot.user_id)
-    day = (datetime.now(UTC) + timedelta(days=10)).astimezone(ZoneInfo("Europe/Brussels"))
+    mod, ben, carl, bot, room, ben_dm, carl_dm, day = await hdev_with_ben_and_carl(people, make_bot)
 
     # A moderator creates a one-seat event in the CoP room; it is announced with reactions.
     created = await mod.ask(
@@ -135,19 +142,7 @@ async def test_an_event_from_announcement_to_waiting_list_promotion_and_calendar
 async def test_a_member_who_leaves_the_room_gives_the_seat_to_the_first_waiting(
     people, make_bot: BotFactory
 ) -> None:
-    mod: Person = await people("mod")
-    ben: Person = await people("ben")
-    carl: Person = await people("carl")
-    bot = await make_bot(
-        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [mod.user_id]}]
-    )
-    await seed_members(bot.db_url, ben, carl)
-    room = await mod.join(bot.alias("hdev"))
-    await ben.join(room)
-    await carl.join(room)
-    ben_dm = await ben.open_dm(bot.user_id)
-    carl_dm = await carl.open_dm(bot.user_id)
-    day = (datetime.now(UTC) + timedelta(days=10)).astimezone(ZoneInfo("Europe/Brussels"))
+    mod, ben, carl, bot, room, ben_dm, carl_dm, day = await hdev_with_ben_and_carl(people, make_bot)
     created = await mod.ask(
         room,
         f'!event create online-meeting {day:%Y-%m-%d} 10:00 1h "Charging standards" '

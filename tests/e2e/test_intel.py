@@ -6,7 +6,8 @@ import pytest
 
 from tests.e2e.conftest import BotFactory
 from tests.e2e.harness import Person
-from tests.e2e.intel_support import ask_in_reply, body, seed_member, upload_file
+from tests.e2e.intel_support import ask_in_reply, body, upload_file
+from tests.e2e.membership_support import seed_member
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +17,7 @@ async def test_members_share_text_and_files_then_list_search_show_and_remove(
 ) -> None:
     anna: Person = await people("anna")
     bot = await make_bot(cops=[{"code": "HDEV", "name": "Heavy-duty EVs"}])
-    await seed_member(bot, anna, "HDEV")
+    await seed_member(bot.db_url, anna, "HDEV")
     room = await anna.join(bot.alias("hdev"))  # the bot's invite arrives after the seeding
 
     text = await anna.ask(

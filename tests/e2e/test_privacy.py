@@ -16,12 +16,11 @@ import pytest
 from tests.e2e.claims_support import (
     download,
     move_event_into_the_past,
-    seed_member,
     wait_for_text,
 )
 from tests.e2e.conftest import BotFactory
 from tests.e2e.harness import Event, Person
-from tests.e2e.membership_support import message_containing
+from tests.e2e.membership_support import message_containing, seed_member
 
 pytestmark = pytest.mark.e2e
 

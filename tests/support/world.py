@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -215,16 +215,7 @@ class World:
             await repo.sync_config_moderators(
                 s, {c.code: list(c.moderators) for c in self.settings.cops}, now=SEEDED
             )
-            for user, (code, org, country, kind) in MEMBERS.items():
-                await repo.seed_member(
-                    s,
-                    user_id=user,
-                    org=org,
-                    country=country,
-                    authority_type=kind,
-                    cop_code=code,
-                    now=SEEDED,
-                )
+            await seed_members(s, MEMBERS, SEEDED)
             for code, room in ROOMS.items():
                 await repo.set_cop_room(s, code, room)
             await s.execute(update(Membership).values(applied_at=SEEDED))
@@ -449,15 +440,7 @@ class World:
     ) -> None:
         """``user``, with this profile, is already a member of ``cop`` (since now)."""
         async with self.db.session() as s:
-            await repo.seed_member(
-                s,
-                user_id=user,
-                org=org,
-                country=country,
-                authority_type=kind,
-                cop_code=cop,
-                now=self.now if since is None else since,
-            )
+            await seed_members(s, {user: (cop, org, country, kind)}, since or self.now)
 
     # --- the fake sender ------------------------------------------------------------------
     async def last_outbox_id(self) -> int:
@@ -575,6 +558,23 @@ class World:
 
 CLAIM_EVENT_START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 """A study visit of 10 and 11 March in Brussels: claims for it close on 10 April."""
+
+
+async def seed_members(
+    s: AsyncSession, members: Mapping[str, tuple[str, str, str, str]], now: datetime
+) -> None:
+    """Each user, with a profile, is already a member of a CoP: ``{user: (cop, org,
+    country, authority type)}``."""
+    for user, (code, org, country, kind) in members.items():
+        await repo.seed_member(
+            s,
+            user_id=user,
+            org=org,
+            country=country,
+            authority_type=kind,
+            cop_code=code,
+            now=now,
+        )
 
 
 async def claimable_event(world: World, **event: Any) -> int:
