@@ -444,22 +444,22 @@ class LocalSynapse:
             f"\n--- tail of {self.log_path} ---\n{_tail(self.log_path, 3000)}"
         )
 
-    async def _generate_config(self, deadline: float) -> None:
+    async def _spawn(
+        self, *args: str, stdin: int, watchdog: bool = False
+    ) -> asyncio.subprocess.Process:
+        """Run Synapse's homeserver module with ``args`` in its own process group, output
+        to :attr:`output_path`; with ``watchdog``, under the watchdog that ends it when this
+        process goes away."""
+        prefix = (self.python, "-c", _WATCHDOG) if watchdog else ()
         out = self._open_output()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            return await asyncio.create_subprocess_exec(
+                *prefix,
                 self.python,
                 "-m",
                 "synapse.app.homeserver",
-                "--server-name",
-                self.server_name,
-                "--config-path",
-                str(self.config_path),
-                "--generate-config",
-                "--report-stats=no",
-                "--data-directory",
-                str(self.data_dir),
-                stdin=asyncio.subprocess.DEVNULL,
+                *args,
+                stdin=stdin,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 cwd=self.data_dir,
@@ -467,6 +467,19 @@ class LocalSynapse:
             )
         finally:
             os.close(out)
+
+    async def _generate_config(self, deadline: float) -> None:
+        proc = await self._spawn(
+            "--server-name",
+            self.server_name,
+            "--config-path",
+            str(self.config_path),
+            "--generate-config",
+            "--report-stats=no",
+            "--data-directory",
+            str(self.data_dir),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
         try:
             code = await asyncio.wait_for(proc.wait(), max(0.1, deadline - time.monotonic()))
         except BaseException:
@@ -627,27 +640,14 @@ class LocalSynapse:
 
     async def _start_once(self, deadline: float) -> None:
         await asyncio.to_thread(self._write_config)
-        out = self._open_output()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                self.python,
-                "-c",
-                _WATCHDOG,
-                self.python,
-                "-m",
-                "synapse.app.homeserver",
-                "-c",
-                str(self.config_path),
-                "-c",
-                str(self.overrides_path),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=self.data_dir,
-                start_new_session=True,
-            )
-        finally:
-            os.close(out)
+        proc = await self._spawn(
+            "-c",
+            str(self.config_path),
+            "-c",
+            str(self.overrides_path),
+            stdin=asyncio.subprocess.PIPE,
+            watchdog=True,
+        )
         _RUNNING.add(proc.pid)
         self._proc = proc
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))

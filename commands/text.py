@@ -150,23 +150,20 @@ class Message:
         self._html.append(html.escape(value, quote=True).replace("\n", "<br>"))
         return self
 
-    def bold(self, text: object) -> Message:
+    def _tagged(self, text: object, tag: str) -> Message:
         value = _safe(text)
         self._plain.append(value)
-        self._html.append(f"<strong>{html.escape(value)}</strong>")
+        self._html.append(f"<{tag}>{html.escape(value)}</{tag}>")
         return self
+
+    def bold(self, text: object) -> Message:
+        return self._tagged(text, "strong")
 
     def italic(self, text: object) -> Message:
-        value = _safe(text)
-        self._plain.append(value)
-        self._html.append(f"<em>{html.escape(value)}</em>")
-        return self
+        return self._tagged(text, "em")
 
     def code(self, text: object) -> Message:
-        value = _safe(text)
-        self._plain.append(value)
-        self._html.append(f"<code>{html.escape(value)}</code>")
-        return self
+        return self._tagged(text, "code")
 
     def link(self, url: str, label: object | None = None) -> Message:
         """A link; only http(s) and mxc URLs become clickable, anything else stays text."""
