@@ -65,7 +65,7 @@ async def test_members_share_text_and_files_then_list_search_show_and_remove(
 async def test_a_search_finds_other_forms_of_the_words(people, make_bot: BotFactory) -> None:
     anna: Person = await people("anna")
     bot = await make_bot(cops=[{"code": "HDEV", "name": "Heavy-duty EVs"}])
-    await seed_member(bot, anna, "HDEV")
+    await seed_member(bot.db_url, anna, "HDEV")
     room = await anna.join(bot.alias("hdev"))
 
     shared = await anna.ask(room, "!intel share Oslo tenders 40 electric buses #ebus", bot.user_id)

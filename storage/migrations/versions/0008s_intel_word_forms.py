@@ -11,9 +11,7 @@ indexes over them instead of over the raw text with English stemming:
 * PostgreSQL: ``search_vector`` generated from the ``search_*`` columns with the ``simple``
   configuration (no stemming, no stop words: the forms are made already).
 
-Revision ID: 0008s
-Revises: 0007g (and needs 0004: intel_items)
-Create Date: 2026-12-01 23:45:00
+Needs 0004 (``intel_items``) as well as 0007g: ``depends_on``.
 """
 
 from collections.abc import Sequence
@@ -25,7 +23,6 @@ from storage.intel import search_columns
 
 revision: str = "0008s"
 down_revision: str | None = "0007g"
-branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = "0004"  # intel_items
 
 COLUMNS = ("search_title", "search_tags", "search_body")
