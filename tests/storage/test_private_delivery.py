@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nio import RoomSendError
+from nio import ErrorResponse, RoomSendError
 
 from bot.metrics import Metrics
 from bot.rooms import MemberCache
@@ -42,6 +42,13 @@ class FakeClient:
     encrypted_rooms: set[str] = field(default_factory=set)
     olm: Any = None
     store: Any = None
+    elsewhere: list[str] = field(default_factory=list)  # rooms the bot is in besides those
+
+    async def joined_rooms(self) -> Any:
+        return type("Resp", (), {"rooms": [*self.elsewhere, *self.created]})()
+
+    async def room_get_state_event(self, room_id: str, event_type: str) -> Any:
+        return ErrorResponse("not found", "M_NOT_FOUND")  # no encryption state in these rooms
 
     async def room_send(
         self, room_id: str, _type: str, content: dict[str, Any], tx_id: str, **_: Any
@@ -56,10 +63,19 @@ class FakeClient:
         return type("Resp", (), {"room_id": room_id})()
 
 
-def make_sender(db: Database, client: FakeClient) -> Sender:
+def make_sender(
+    db: Database, client: FakeClient, shared_rooms: frozenset[str] = frozenset()
+) -> Sender:
     clock = lambda: NOW  # noqa: E731
     members = MemberCache(client, db, clock)  # type: ignore[arg-type]
-    return Sender(client, db, Metrics(), clock=clock, members=members)  # type: ignore[arg-type]
+    return Sender(
+        client,  # type: ignore[arg-type]
+        db,
+        Metrics(),
+        clock=clock,
+        members=members,
+        shared_rooms=shared_rooms,
+    )
 
 
 async def queue_private_answer(db: Database, room_id: str | None) -> None:
@@ -126,6 +142,25 @@ async def test_two_senders_open_one_direct_chat_for_one_person(db: Database) -> 
 
     assert client.created == ["!dm1:example.org"]
     assert {sent.room_id for sent in client.sent} == {"!dm1:example.org"}
+
+
+async def test_a_direct_chat_a_dead_process_opened_but_never_recorded_is_used(
+    db: Database,
+) -> None:
+    # A process opened Anna's chat and died before recording it; the management room holds
+    # just the bot and Anna (the only admin) too, but is nobody's direct chat.
+    async with db.session() as s:
+        await rooms.load_member_list(s, "!orphan:example.org", {BOT: "join", ANNA: "invite"}, NOW)
+        await rooms.load_member_list(s, "!mgmt:example.org", {BOT: "join", ANNA: "join"}, NOW)
+    await queue_private_answer(db, None)
+    client = FakeClient(elsewhere=["!mgmt:example.org", "!orphan:example.org"])
+
+    await make_sender(db, client, frozenset({"!mgmt:example.org"})).flush_once()
+
+    assert client.created == []
+    assert [sent.room_id for sent in client.sent] == ["!orphan:example.org"]
+    async with db.read() as s:
+        assert await repo.get_direct_room(s, ANNA) == "!orphan:example.org"
 
 
 async def test_exclusive_admits_one_holder_at_a_time(db: Database) -> None:
