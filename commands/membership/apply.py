@@ -398,6 +398,17 @@ async def on_answer(ctx: Context, event: dict[str, Any]) -> bool:
     if match_key(answer).strip(".!") in ("cancel", "stop"):
         await stop_dialogue(ctx, dialogue)
         return True
+    if match_key(answer).strip(".!?") in ("help", ""):
+        # "help" (or "?") typed without the prefix is a question, never an organisation's name.
+        await ctx.reply(
+            Message(f"We are in the middle of your application to {dialogue.cop_code}; ")
+            .text("for the list of everything I can do, send ")
+            .code(f"{ctx.prefix}help")
+            .text(". My question was:")
+            .para()
+            .append(question(dialogue.asked, ctx.prefix))
+        )
+        return True
     try:
         value = parse_answer(dialogue.asked, answer)
     except ArgError as exc:

@@ -118,6 +118,21 @@ async def test_an_invalid_dialogue_answer_is_asked_again_without_a_pointer(world
     assert "only understand commands" not in wrong.text
 
 
+async def test_help_without_the_prefix_in_the_dialogue_is_no_organisation_name(
+    world: World,
+) -> None:
+    await world.send(APPLICANT, "join HDEV")
+    asked = await world.say(APPLICANT, "help")
+    assert asked.outcome == "answer"
+    assert "middle of your application to HDEV" in asked.reply
+    assert "full name of your organisation" in asked.reply and "!help" in asked.reply
+    async with world.db.read() as s:
+        person = await ms.get_person(s, APPLICANT)
+        assert person is None or person.org is None
+    carried_on = await world.say(APPLICANT, "Tallinn City Government")
+    assert "In which country" in carried_on.reply
+
+
 # --- edited commands -------------------------------------------------------------------------
 
 
