@@ -41,27 +41,19 @@ if str(REPO) not in sys.path:
 import aiohttp  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
+from bench.digest import TAGS, sentence  # noqa: E402
+from bench.roundtrip import shut_down  # noqa: E402
 from bot.devserver import LocalSynapse  # noqa: E402
 from storage import Database  # noqa: E402
 from storage.events import Event, Rsvp  # noqa: E402
 from storage.intel import IntelItem, IntelTag  # noqa: E402
 from storage.models import Membership, Person  # noqa: E402
-from tests.dbs import drop_pg_database, pg_available, sqlite_url  # noqa: E402
+from tests.dbs import pg_available, sqlite_url  # noqa: E402
 from tests.e2e.harness import BotProcess  # noqa: E402
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 BATCH = 5000
 COPS = [{"code": "HDEV", "name": "Heavy-duty EVs"}, {"code": "SOLAR", "name": "Solar"}]
-WORDS = (
-    "electric bus truck charging hydrogen battery tender procurement market supplier price "
-    "list study report criteria dialogue depot fleet zero emission vehicle heavy duty "
-    "municipal regional framework contract lot award offer kilowatt range maintenance"
-).split()
-TAGS = "ebus etruck charging hydrogen tender study prices criteria pilot grid".split()
-
-
-def sentence(rng: random.Random, low: int, high: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
 
 
 async def fill(db_url: str, members: int, items: int, events: int) -> None:
@@ -262,14 +254,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         print(f"  RSS after {args.settle:.0f} s (MB)              {rss_later:8.0f}   <= 150")
         print(f"  peak RSS (MB)                      {max(peak, peak_later):8.0f}")
     finally:
-        if bot is not None and bot.proc is not None and bot.proc.returncode is None:
-            try:
-                await bot.stop(timeout=30)
-            except RuntimeError as exc:
-                print(f"bench: {exc.args[0].splitlines()[0]}")
-        await synapse.stop()
-        if pg_url is not None:
-            await drop_pg_database(pg_url)
+        await shut_down(bot, synapse, pg_url)
 
 
 def main() -> int:

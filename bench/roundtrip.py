@@ -968,14 +968,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             await person.close()
         if echo is not None:
             await echo.stop()
-        if bot is not None and bot.proc is not None and bot.proc.returncode is None:
-            try:
-                await bot.stop(timeout=30)
-            except RuntimeError as exc:
-                print(f"bench: {exc.args[0].splitlines()[0]}")
-        await synapse.stop()
-        if pg_url is not None:
-            await drop_pg_database(pg_url)
+        await shut_down(bot, synapse, pg_url)
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -1045,6 +1038,18 @@ def main(argv: list[str] | None = None) -> int:
     except asyncio.CancelledError:  # SIGTERM
         print("bench: stopped; cleaned up", file=sys.stderr)
         return 143
+
+
+async def shut_down(bot: BotProcess | None, synapse: LocalSynapse, pg_url: str | None) -> None:
+    """Stop the bot (if it still runs), Synapse, and drop the bench's PostgreSQL database."""
+    if bot is not None and bot.proc is not None and bot.proc.returncode is None:
+        try:
+            await bot.stop(timeout=30)
+        except RuntimeError as exc:
+            print(f"bench: {exc.args[0].splitlines()[0]}")
+    await synapse.stop()
+    if pg_url is not None:
+        await drop_pg_database(pg_url)
 
 
 if __name__ == "__main__":

@@ -185,8 +185,7 @@ class Processor:
                     if not await repo.claim_inbound(s, row.id, outcome, now=self.clock()):
                         return
                     ctx = await self._context(s, row, place, room_cop, replied)
-                    ctx.redirected = failed.ctx.redirected
-                    ctx._redirect_note = failed.ctx._redirect_note
+                    ctx.answer_where(failed.ctx)
                     await ctx.reply(failed.answer)
         except Exception:
             # The room could not be read or the transaction failed (homeserver or database

@@ -152,6 +152,12 @@ class Context:
         self.redirected = True
         self._redirect_note = note
 
+    def answer_where(self, other: Context) -> None:
+        """Answer where ``other`` would have (a failed command answered in a new transaction:
+        still in the direct chat, with the note not yet given)."""
+        self.redirected = other.redirected
+        self._redirect_note = other._redirect_note
+
     async def reply(self, message: Message | str, *, tag: str | None = None) -> None:
         """Answer in the room the command came from, as a reply to it (or, redirected, in
         the caller's direct chat). ``tag``: what the answer is about (see the outbox)."""
