@@ -207,7 +207,7 @@ class BotApp:
             classifier,
             self.metrics,
             timeout_ms=int(settings.matrix.sync_timeout.total_seconds() * 1000),
-            on_stored=self.processor.wake,
+            on_stored=self.processor.take,
             on_invite=self._on_invite,
             clock=self.clock,
             crypto=self.crypto,

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -81,12 +81,29 @@ class Processor:
         self.clock = clock
         self._wake = asyncio.Event()
         self._room_tasks: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        """Rooms whose running worker must read once more before it ends."""
         self._tries: dict[int, int] = {}
         self.stopping = False
         self.services: Services | None = None
 
     def wake(self) -> None:
         self._wake.set()
+
+    def take(self, rooms: Iterable[str]) -> None:
+        """Events of these rooms were just stored: hand them to the rooms' workers now,
+        without a round through the main loop and its query of rooms with work."""
+        if self.stopping:
+            return
+        for room_id in rooms:
+            self._start(room_id)
+
+    def _start(self, room_id: str) -> None:
+        task = self._room_tasks.get(room_id)
+        if task is None or task.done():
+            self._room_tasks[room_id] = asyncio.create_task(self._room_worker(room_id))
+        else:
+            self._again.add(room_id)  # it may have read its room just before they came
 
     async def run(self) -> None:
         """Hand pending events to per-room workers; poll now and then for other processes."""
@@ -109,14 +126,12 @@ class Processor:
                 await asyncio.sleep(1)
                 continue
             for room_id in rooms:
-                task = self._room_tasks.get(room_id)
-                if task is None or task.done():
-                    self._room_tasks[room_id] = asyncio.create_task(self._room_worker(room_id))
-                # A running worker re-reads its room when it is done, see _room_worker.
+                self._start(room_id)
 
     async def _room_worker(self, room_id: str) -> None:
         first = True
         while True:
+            self._again.discard(room_id)
             try:
                 async with self.db.read() as s:
                     rows = await repo.pending_inbound(s, 200, room_id=room_id)
@@ -129,6 +144,8 @@ class Processor:
                 rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
             first = False
             if not rows:
+                if room_id in self._again:
+                    continue
                 return
             for row in rows:
                 if self.stopping:

@@ -321,7 +321,7 @@ class Syncer:
         metrics: Metrics,
         *,
         timeout_ms: int,
-        on_stored: Callable[[], None],
+        on_stored: Callable[[set[str]], None],
         on_invite: Callable[[str, str, bool], None],
         clock: Callable[[], datetime],
         crypto: DbCryptoStore | None = None,
@@ -413,7 +413,7 @@ class Syncer:
         self.metrics.last_sync.set(self.last_ok)
         self.first_sync_done.set()
         if batch.incoming:
-            self.on_stored()
+            self.on_stored({row.room_id for row in batch.incoming})
         if batch.parked:
             self.on_parked()
         await housekeeping(self.client)

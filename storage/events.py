@@ -207,6 +207,10 @@ async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
     Every change of answers for an event happens under this lock, so capacity checks and
     the waiting list see every other change that committed before.
     """
+    if session.bind is not None and session.bind.dialect.name == "sqlite":
+        # SQLite has no row locks: the transaction's write lock (BEGIN IMMEDIATE) keeps
+        # every other writer out already, so an event loaded in it is current.
+        return await session.get(Event, event_id)
     return await session.scalar(
         select(Event)
         .where(Event.id == event_id)
@@ -292,17 +296,6 @@ async def _get_rsvp(session: AsyncSession, event_id: int, user_id: str) -> Rsvp 
     )
 
 
-async def _count(session: AsyncSession, event_id: int, answer: str) -> int:
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(Rsvp)
-            .where(Rsvp.event_id == event_id, Rsvp.answer == answer)
-        )
-        or 0
-    )
-
-
 async def waiting_list(session: AsyncSession, event_id: int) -> list[Rsvp]:
     """People waiting for a seat, next in line first."""
     rows = await session.scalars(
@@ -321,20 +314,36 @@ async def waiting_position(session: AsyncSession, event_id: int, user_id: str) -
     return None
 
 
-async def fill_free_seats(session: AsyncSession, event: Event, now: datetime) -> list[str]:
+async def _tally(session: AsyncSession, event_id: int) -> dict[str, int]:
+    """How many answered yes and how many wait, in one query."""
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(Rsvp.answer == YES),
+                func.count().filter(Rsvp.answer == WAITING),
+            ).where(Rsvp.event_id == event_id)
+        )
+    ).one()
+    return {YES: int(row[0] or 0), WAITING: int(row[1] or 0)}
+
+
+async def fill_free_seats(
+    session: AsyncSession, event: Event, now: datetime, tally: dict[str, int] | None = None
+) -> list[str]:
     """Give free seats to the first people on the waiting list; returns who got one.
 
-    The caller must hold the event's lock (:func:`lock_event`).
+    The caller must hold the event's lock (:func:`lock_event`). ``tally`` (yes and waiting
+    counts as they stand now) spares the counting when the caller knows them.
     """
     promoted: list[str] = []
-    waiting = await waiting_list(session, event.id)
-    if not waiting:
+    if tally is None:
+        tally = await _tally(session, event.id)
+    if not tally[WAITING]:
         return promoted
-    if event.capacity is None:
-        free = len(waiting)
-    else:
-        free = event.capacity - await _count(session, event.id, YES)
-    for row in waiting[: max(free, 0)]:
+    free = tally[WAITING] if event.capacity is None else event.capacity - tally[YES]
+    if free <= 0:
+        return promoted
+    for row in (await waiting_list(session, event.id))[:free]:
         row.answer = YES
         row.answered_at = now
         promoted.append(row.user_id)
@@ -362,6 +371,9 @@ async def set_rsvp(
     row = await _get_rsvp(session, event.id, user_id)
     previous = row.answer if row is not None else None
     outcome = RsvpOutcome(answer=previous, previous=previous)
+    # The counts before this change; kept up to date below instead of counting again.
+    tally = await _tally(session, event.id)
+    joined_queue = False
 
     if answer is None:
         if row is not None:
@@ -376,9 +388,7 @@ async def set_rsvp(
     else:
         stored = answer
         if answer == YES and event.capacity is not None:
-            taken = await _count(session, event.id, YES)
-            has_waiting = await _count(session, event.id, WAITING) > 0
-            if taken >= event.capacity or has_waiting:
+            if tally[YES] >= event.capacity or tally[WAITING] > 0:
                 stored = WAITING
         if row is None:
             row = Rsvp(event_id=event.id, user_id=user_id, answer=stored, answered_at=now)
@@ -389,16 +399,25 @@ async def set_rsvp(
         if stored in (YES, WAITING):
             event.queue_counter = (event.queue_counter or 0) + 1
             row.queue_no = event.queue_counter
+            joined_queue = stored == WAITING
         await session.flush()
         outcome.answer = stored
+    if previous in tally and outcome.answer != previous:
+        tally[previous] -= 1
+    if outcome.answer in tally and outcome.answer != previous:
+        tally[outcome.answer] += 1
 
-    promoted = await fill_free_seats(session, event, now)
+    promoted = await fill_free_seats(session, event, now, tally)
     if user_id in promoted:
         promoted.remove(user_id)
         outcome.answer = YES
     outcome.promoted = promoted
     if outcome.answer == WAITING:
-        outcome.position = await waiting_position(session, event.id, user_id)
+        if joined_queue:
+            # Last in line (the newest queue number), behind those still waiting.
+            outcome.position = tally[WAITING] - len(promoted)
+        else:
+            outcome.position = await waiting_position(session, event.id, user_id)
     return outcome
 
 

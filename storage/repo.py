@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, literal, select, union_all, update
+from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -21,6 +22,29 @@ from storage.models import (
     Person,
     Role,
 )
+
+_CONNECTION = "bbwt.connection"
+"""Where :func:`run` keeps the connection of the session's current transaction."""
+
+
+async def run(
+    session: AsyncSession, statement: Any, params: dict[str, Any] | None = None
+) -> CursorResult[Any]:
+    """Execute a Core statement on the session's connection: no ORM bookkeeping.
+
+    For the statements every command runs. They are built once, at import, with
+    ``bindparam`` placeholders: building a statement and computing its cache key costs
+    more than running it on SQLite. Nothing the session holds unflushed is written first,
+    so use it where no loaded object of the same table is being changed.
+    """
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(_CONNECTION)
+    if held is not None and held[0] is transaction:
+        connection = held[1]
+    else:
+        connection = await session.connection()
+        session.info[_CONNECTION] = (session.sync_session.get_transaction(), connection)
+    return cast("CursorResult[Any]", await connection.execute(statement, params or {}))
 
 
 async def _insert_ignore(
@@ -121,18 +145,22 @@ async def memberships_of(session: AsyncSession, user_id: str) -> dict[str, str]:
     return {code: status for code, status in rows.all()}
 
 
+_ROLES_OF = union_all(
+    select(Role.cop_code, Role.role, literal(1).label("is_role")).where(
+        Role.user_id == bindparam("user"), Role.role == "moderator"
+    ),
+    select(Membership.cop_code, Membership.status, literal(0)).where(
+        Membership.user_id == bindparam("user")
+    ),
+)
+
+
 async def roles_of(session: AsyncSession, user_id: str) -> tuple[set[str], dict[str, str]]:
     """One person's moderated CoPs and memberships (CoP code -> status), in one query."""
-    moderator = select(Role.cop_code, Role.role, literal(1).label("is_role")).where(
-        Role.user_id == user_id, Role.role == "moderator"
-    )
-    member = select(Membership.cop_code, Membership.status, literal(0)).where(
-        Membership.user_id == user_id
-    )
     moderates: set[str] = set()
     memberships: dict[str, str] = {}
-    connection = await session.connection()  # Core: plain rows, no ORM bookkeeping
-    for code, value, is_role in (await connection.execute(union_all(moderator, member))).all():
+    for row in (await run(session, _ROLES_OF, {"user": user_id})).all():
+        code, value, is_role = cast("tuple[str, str, int]", tuple(row))
         if is_role:
             moderates.add(code)
         else:
@@ -309,13 +337,16 @@ async def edit_acted_on(session: AsyncSession, event_id: str, *, other_than: int
     return found is not None
 
 
+_EDITED_ALREADY = (
+    select(InboundEvent.id)
+    .where(InboundEvent.replaces == bindparam("event_id"), InboundEvent.status == "done")
+    .limit(1)
+)
+
+
 async def edited_already(session: AsyncSession, event_id: str) -> bool:
     """Was an edit of message ``event_id`` handled already (the message itself came late)?"""
-    found = await session.scalar(
-        select(InboundEvent.id)
-        .where(InboundEvent.replaces == event_id, InboundEvent.status == "done")
-        .limit(1)
-    )
+    found = (await run(session, _EDITED_ALREADY, {"event_id": event_id})).first()
     return found is not None
 
 
@@ -364,6 +395,18 @@ async def pending_rooms(session: AsyncSession, limit: int = 500) -> list[str]:
     return list(rows.all())
 
 
+_CLAIM = (
+    update(InboundEvent)
+    .where(InboundEvent.id == bindparam("row_id"), InboundEvent.status == "pending")
+    .values(status="done", outcome=bindparam("new_outcome"), handled_at=bindparam("now"))
+)
+_SET_OUTCOME = (
+    update(InboundEvent)
+    .where(InboundEvent.id == bindparam("row_id"))
+    .values(outcome=bindparam("new_outcome"))
+)
+
+
 async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: datetime) -> bool:
     """Mark an event done inside the caller's transaction.
 
@@ -371,20 +414,12 @@ async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: d
     back. On PostgreSQL the row stays locked until the transaction ends, so a concurrent
     claim waits and then sees the event done.
     """
-    # Core, on the session's connection: no ORM bookkeeping (nothing loaded is changed).
-    connection = await session.connection()
-    result = await connection.execute(
-        update(InboundEvent)
-        .where(InboundEvent.id == row_id, InboundEvent.status == "pending")
-        .values(status="done", outcome=outcome, handled_at=now)
-    )
-    return bool(result.rowcount)
+    params = {"row_id": row_id, "new_outcome": outcome, "now": now}
+    return bool((await run(session, _CLAIM, params)).rowcount)
 
 
 async def set_inbound_outcome(session: AsyncSession, row_id: int, outcome: str) -> None:
-    await session.execute(
-        update(InboundEvent).where(InboundEvent.id == row_id).values(outcome=outcome)
-    )
+    await run(session, _SET_OUTCOME, {"row_id": row_id, "new_outcome": outcome})
 
 
 async def count_inbound(session: AsyncSession, status: str | None = None) -> int:
@@ -397,6 +432,9 @@ async def count_inbound(session: AsyncSession, status: str | None = None) -> int
 # --- outbox --------------------------------------------------------------------------------
 
 
+_ENQUEUE = insert(OutboxMessage)
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -407,26 +445,28 @@ async def enqueue(
     tag: str | None = None,
     private_to: str | None = None,
     now: datetime,
-) -> OutboxMessage:
-    """Add a message (or another Matrix action) to send once the transaction commits.
+) -> int:
+    """Add a message (or another Matrix action) to send once the transaction commits;
+    returns its row id (the Matrix transaction id).
 
     ``to_user`` (a direct message whose room is not known yet) implies ``private_to``: a
     private row only ever goes to a room with just the bot and that person in it.
     """
     if (room_id is None) == (to_user is None):
         raise ValueError("give exactly one of room_id or to_user")
-    row = OutboxMessage(
-        room_id=room_id,
-        to_user=to_user,
-        kind=kind,
-        payload=payload,
-        tag=tag,
-        private_to=private_to or to_user,
-        created_at=now,
-    )
-    session.add(row)
-    await session.flush()
-    return row
+    values = {
+        "room_id": room_id,
+        "to_user": to_user,
+        "kind": kind,
+        "payload": payload,
+        "tag": tag,
+        "private_to": private_to or to_user,
+        "created_at": now,
+    }
+    result = await run(session, _ENQUEUE, values)
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 async def unsent(session: AsyncSession, limit: int = 200) -> list[OutboxMessage]:

@@ -125,11 +125,11 @@ async def post_digest(
         if post is not None:
             await store.record_post(session, post, outbox_id=None, skipped=True)
         return Outcome("skipped", digest=digest)
-    row = await repo.enqueue(
+    outbox_id = await repo.enqueue(
         session, room_id=cop.room_id, payload=digest.message.content(), tag=digest.tag, now=now
     )
     if post is not None:
-        await store.record_post(session, post, outbox_id=row.id, skipped=False)
+        await store.record_post(session, post, outbox_id=outbox_id, skipped=False)
     return Outcome("posted", digest=digest)
 
 

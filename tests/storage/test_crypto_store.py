@@ -164,7 +164,7 @@ async def test_an_event_without_its_key_is_parked_and_handled_once_the_key_arriv
         Classifier(BOT, "!", set()),
         metrics,
         timeout_ms=0,
-        on_stored=lambda: None,
+        on_stored=lambda rooms: None,
         on_invite=lambda *_: None,
         clock=clock,
         crypto=client.store,

@@ -474,7 +474,7 @@ async def test_a_configured_key_is_used_and_none_is_stored(db: TestDatabase) -> 
 
 async def test_an_erasure_row_keeps_nothing_once_it_is_given_up(db: TestDatabase) -> None:
     async with db.session() as s:
-        row = await repo.enqueue(
+        row_id = await repo.enqueue(
             s,
             room_id=HDEV_ROOM,
             kind="kick",
@@ -482,13 +482,13 @@ async def test_an_erasure_row_keeps_nothing_once_it_is_given_up(db: TestDatabase
             tag="erasure",
             now=NOW,
         )
-        await repo.mark_attempt(s, row.id, error=f"{ANNA} is not here", not_before=None)
-        kept = await s.get(OutboxMessage, row.id, populate_existing=True)
+        await repo.mark_attempt(s, row_id, error=f"{ANNA} is not here", not_before=None)
+        kept = await s.get(OutboxMessage, row_id, populate_existing=True)
         assert kept is not None and kept.payload == {"user_id": ANNA}
         await repo.mark_attempt(
-            s, row.id, error=f"{ANNA} is not here", not_before=None, failed=True, now=NOW
+            s, row_id, error=f"{ANNA} is not here", not_before=None, failed=True, now=NOW
         )
-        gone = await s.get(OutboxMessage, row.id, populate_existing=True)
+        gone = await s.get(OutboxMessage, row_id, populate_existing=True)
     assert gone is not None and gone.payload == {} and gone.last_error is None
 
 

@@ -100,18 +100,18 @@ async def test_a_rolled_back_claim_leaves_the_event_pending(db: Database) -> Non
 async def test_the_outbox_keeps_insertion_order_and_forgets_sent_rows(db: Database) -> None:
     async with db.session() as s:
         ids = [
-            (await repo.enqueue(s, room_id="!r:x", payload={"body": str(i)}, now=T0)).id
+            await repo.enqueue(s, room_id="!r:x", payload={"body": str(i)}, now=T0)
             for i in range(5)
         ]
         dm = await repo.enqueue(s, to_user="@new:x", payload={"body": "hi"}, now=T0)
     async with db.session() as s:
-        assert [r.id for r in await repo.unsent(s)] == [*ids, dm.id]
+        assert [r.id for r in await repo.unsent(s)] == [*ids, dm]
         await repo.mark_sent(s, ids[0], "$sent0", now=T0)
         await repo.mark_attempt(s, ids[1], error="M_LIMIT_EXCEEDED", not_before=None)
         await repo.resolve_outbox_room(s, "@new:x", "!dm:x")
     async with db.session() as s:
         rows = await repo.unsent(s)
-        assert [r.id for r in rows] == [*ids[1:], dm.id]
+        assert [r.id for r in rows] == [*ids[1:], dm]
         assert rows[0].attempts == 1
         assert rows[-1].room_id == "!dm:x"
         assert await repo.outbox_depth(s) == 5
@@ -120,7 +120,7 @@ async def test_the_outbox_keeps_insertion_order_and_forgets_sent_rows(db: Databa
 async def test_a_tag_finds_the_message_a_reaction_points_at(db: Database) -> None:
     async with db.session() as s:
         row = await repo.enqueue(s, room_id="!r:x", payload={}, tag="application:7", now=T0)
-        await repo.mark_sent(s, row.id, "$notice", now=T0)
+        await repo.mark_sent(s, row, "$notice", now=T0)
     async with db.session() as s:
         assert await repo.tag_of_sent_event(s, "$notice") == "application:7"
         assert await repo.tag_of_sent_event(s, "$other") is None
@@ -165,11 +165,11 @@ async def test_many_sent_rows_are_marked_at_once_and_an_erasure_row_is_scrubbed(
         )
         waiting = await repo.enqueue(s, room_id="!r:x", payload={"body": "c"}, now=T0)
     async with db.session() as s:
-        await repo.mark_sent_many(s, [(plain.id, "$a", T0), (erased.id, "$b", T0)])
+        await repo.mark_sent_many(s, [(plain, "$a", T0), (erased, "$b", T0)])
     async with db.session() as s:
-        assert [r.id for r in await repo.unsent(s)] == [waiting.id]
-        kept = await repo.get_outbox(s, plain.id)
-        gone = await repo.get_outbox(s, erased.id)
+        assert [r.id for r in await repo.unsent(s)] == [waiting]
+        kept = await repo.get_outbox(s, plain)
+        gone = await repo.get_outbox(s, erased)
         assert kept is not None and kept.result == "$a" and kept.payload == {"body": "a"}
         assert gone is not None and gone.result == "$b" and gone.payload == {}
         assert gone.scrubbed_at is not None

@@ -75,7 +75,7 @@ async def run_sync(db: Database, events: list[Any]) -> tuple[Syncer, Metrics]:
         Classifier(BOT, "!", {"member", "reaction"}),
         metrics,
         timeout_ms=0,
-        on_stored=lambda: None,
+        on_stored=lambda rooms: None,
         on_invite=lambda *_: None,
         clock=lambda: NOW,
     )
