@@ -293,22 +293,27 @@ async def add_inbound(
 ) -> bool:
     """Store a received event once; False if it was already stored. ``replaces``: for an
     edit, the event id of the message it changes."""
-    return await _insert_ignore(
-        session,
-        InboundEvent,
-        {
-            "event_id": event_id,
-            "room_id": room_id,
-            "sender": sender,
-            "origin_ts": origin_ts,
-            "content": content,
-            "kind": kind,
-            "replaces": replaces,
-            "status": "pending",
-            "received_at": now,
-        },
-        ["event_id"],
-    )
+    values = {
+        "event_id": event_id,
+        "room_id": room_id,
+        "sender": sender,
+        "origin_ts": origin_ts,
+        "content": content,
+        "kind": kind,
+        "replaces": replaces,
+        "status": "pending",
+        "received_at": now,
+    }
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    result = await run(session, _ADD_INBOUND[dialect], values)
+    return bool(result.rowcount)
+
+
+_ADD_INBOUND = {
+    name: module.insert(InboundEvent).on_conflict_do_nothing(index_elements=["event_id"])
+    for name, module in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+"""Built once per dialect (the sync loop stores every event with it)."""
 
 
 async def find_inbound(
