@@ -243,16 +243,8 @@ async def test_an_edit_that_makes_a_message_a_command_is_carried_out(world: Worl
 
 async def store_late(world: World, event_id: str, room: str, body: str) -> InboundEvent:
     """A message whose room key came late: stored only now, under its own event id."""
-    async with world.db.session() as s:
-        await repo.add_inbound(
-            s,
-            event_id=event_id,
-            room_id=room,
-            sender=ANNA,
-            origin_ts=world.now,
-            content={"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}},
-            now=world.now,
-        )
+    await world.store_message(event_id, ANNA, room, body)
+    async with world.db.read() as s:
         row = await repo.find_inbound(s, event_id)
     assert row is not None
     return row

@@ -12,17 +12,7 @@ from tests.support.world import World
 
 async def store(world: World, sender: str, body: str) -> str:
     event_id = f"${uuid.uuid4().hex}"
-    async with world.db.session() as s:
-        await repo.add_inbound(
-            s,
-            event_id=event_id,
-            room_id=HDEV_ROOM,
-            sender=sender,
-            origin_ts=world.now,
-            content={"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}},
-            kind="command",
-            now=world.now,
-        )
+    await world.store_message(event_id, sender, HDEV_ROOM, body)
     return event_id
 
 

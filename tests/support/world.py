@@ -395,6 +395,20 @@ class World:
         assert "Shared" in reply.body and match, reply.body
         return int(match.group(1))
 
+    async def store_message(self, event_id: str, sender: str, room: str, body: str) -> None:
+        """A plain message stored as the sync loop stores it (a ``command`` row, pending)
+        and not handled yet."""
+        async with self.db.session() as s:
+            await repo.add_inbound(
+                s,
+                event_id=event_id,
+                room_id=room,
+                sender=sender,
+                origin_ts=self.now,
+                content={"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}},
+                now=self.now,
+            )
+
     async def store_search(self, query: str, cops: tuple[str, ...] = ("HDEV",)) -> Any:
         async with self.db.read() as s:
             return await intel_store.search_items(s, list(cops), query)
