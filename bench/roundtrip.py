@@ -455,6 +455,7 @@ class Result:
     gaps: int = 0
     catch_up_commands: int = 0
     catch_up_seconds: float | None = None  # process start -> observer saw the last reply
+    catch_up_first: float | None = None  # process start -> observer saw the first reply
     catch_up_once: int = 0
     catch_up_missing: int = 0
     catch_up_duplicated: int = 0
@@ -600,7 +601,9 @@ async def measure_catch_up(
     result.catch_up_commands = len(commands)
     timeout = max(300.0, 1.0 * total)
     if await observer.wait_all(commands, timeout):
-        result.catch_up_seconds = max(observer.first_reply[c][0] for c in commands) - started
+        seen = [observer.first_reply[c][0] for c in commands]
+        result.catch_up_seconds = max(seen) - started
+        result.catch_up_first = min(seen) - started
     else:
         print(f"  {target.name}: not every command was answered within {timeout:.0f} s")
     replies = await replies_in_room(target, reader)
@@ -764,6 +767,11 @@ def report(bot: Result, echo: Result, args: argparse.Namespace) -> None:
             figure(
                 f"catch-up of {args.catch_up}: start -> all answered (s)",
                 lambda r: r.catch_up_seconds,
+                fmt_s,
+            ),
+            figure(
+                "catch-up: start -> first answer (s)",
+                lambda r: r.catch_up_first,
                 fmt_s,
             ),
             text(

@@ -556,7 +556,17 @@ class Syncer:
         set_aside = list(batch.set_aside)
         parked = 0
         try:
-            parked = await self._store(batch, token, now, set_aside)
+            try:
+                parked = await self._store(batch, token, now, set_aside, careful=False)
+            except (*DB_TROUBLE, stored.LeaseLost):
+                raise
+            except Exception:
+                if not batch.incoming:
+                    raise
+                # A row the database refused: store them again, one by one (see _store).
+                if self.crypto is not None:
+                    self.crypto.requeue_last()
+                parked = await self._store(batch, token, now, set_aside, careful=True)
         except BaseException:
             if self.crypto is not None:
                 self.crypto.requeue_last()  # its rows went down with the transaction
@@ -574,21 +584,26 @@ class Syncer:
             self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))
 
     async def _store(
-        self, batch: Batch, token: str, now: datetime, set_aside: list[tuple[str, Any, str]]
+        self,
+        batch: Batch,
+        token: str,
+        now: datetime,
+        set_aside: list[tuple[str, Any, str]],
+        *,
+        careful: bool,
     ) -> int:
+        """One transaction. Not ``careful``: the events are stored as they are (the usual
+        case, no savepoints); if the database refuses one, the caller runs this again
+        ``careful``: each event in a savepoint of its own, so one row the database refuses
+        does not hold back the others; what is refused is set aside."""
         parked = 0
         async with self.db.session() as s:
             if self.guard is not None:
                 await self.guard(s)  # only the lease holder writes; locked until commit
-            try:
-                async with s.begin_nested():
-                    for row in batch.incoming:
-                        await self._add(s, row, now)
-            except DB_TROUBLE:
-                raise
-            except Exception:
-                # One row the database refuses must not hold back the others: store them
-                # one by one and set aside what is refused.
+            if not careful:
+                for row in batch.incoming:
+                    await self._add(s, row, now)
+            else:
                 for row in batch.incoming:
                     try:
                         async with s.begin_nested():

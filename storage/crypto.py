@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text, delete, select, update
+from sqlalchemy import Boolean, Integer, String, Text, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage import repo
 from storage.models import Base
 
 
@@ -163,13 +164,17 @@ async def take_lease(session: AsyncSession, name: str, holder: str, now: datetim
     return int(epoch)
 
 
+_EPOCH = select(Lease.epoch).where(Lease.name == bindparam("name"))
+_EPOCH_LOCKED = _EPOCH.with_for_update()
+"""Built once: every writing transaction of the active process checks the epoch."""
+
+
 async def check_epoch(session: AsyncSession, name: str, epoch: int) -> None:
     """Raise :class:`LeaseLost` unless ``epoch`` is still the lease's. Locks the row until
     the caller's transaction ends, so a new holder cannot slip in between."""
-    query = select(Lease.epoch).where(Lease.name == name)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update()
-    current = await session.scalar(query)
+    locking = session.bind is not None and session.bind.dialect.name == "postgresql"
+    result = await repo.run(session, _EPOCH_LOCKED if locking else _EPOCH, {"name": name})
+    current = result.scalar()
     if current != epoch:
         raise LeaseLost(f"the lease {name!r} is at epoch {current}, this process holds {epoch}")
 

@@ -10,6 +10,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.models import (
     AuditEntry,
@@ -71,14 +72,24 @@ async def get_state(session: AsyncSession, key: str) -> str | None:
     return row.value if row else None
 
 
+def _upsert_state(module: Any) -> Any:
+    statement = module.insert(BotState)
+    return statement.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+    )
+
+
+_SET_STATE = {"sqlite": _upsert_state(sqlite), "postgresql": _upsert_state(postgresql)}
+"""One statement, built once per dialect: the sync loop moves its token with it every sync."""
+
+
 async def set_state(session: AsyncSession, key: str, value: str, now: datetime) -> None:
-    row = await session.get(BotState, key)
-    if row is None:
-        session.add(BotState(key=key, value=value, updated_at=now))
-    else:
-        row.value = value
-        row.updated_at = now
-    await session.flush()
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    await run(session, _SET_STATE[dialect], {"key": key, "value": value, "updated_at": now})
+    held = session.sync_session.identity_map.get(Session.identity_key(BotState, key))
+    if held is not None:
+        session.expire(held)  # loaded before in this transaction: read it again when used
 
 
 async def set_state_once(session: AsyncSession, key: str, value: str, now: datetime) -> str:
