@@ -151,6 +151,11 @@ class Processor:
                 if self.stopping:
                     return
                 await self.handle(row)
+                # Let the rest of the bot run between two commands: on SQLite (on the event
+                # loop, see storage.sqlite_inline) a command may not wait for anything, and
+                # a backlog would otherwise hold up the sender (each reply it sends waits
+                # for the loop) and the sync loop until the whole batch is done.
+                await asyncio.sleep(0)
 
     async def drain(self, grace: float) -> None:
         """Stop taking new events and let the events being handled finish."""
