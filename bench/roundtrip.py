@@ -13,9 +13,10 @@ conditions, each in its own room with the same users:
 
 For each bot:
 
-* round trip: one user sends ``--commands`` commands one after the other; each is timed from
-  just before the send to the moment the reply arrives in a dedicated observer client's
-  ``/sync`` (another device of the same user, long-polling continuously);
+* round trip: one user sends ``--commands`` commands one after the other to each bot (the
+  bots take turns, command by command); each is timed from just before the send to the
+  moment the reply arrives in a dedicated observer client's ``/sync`` (another device of the
+  same user, long-polling continuously);
 * burst: ``--users`` users send ``--burst`` commands at once (each user sequentially). The
   burst is done when every command has a reply; the time is from the first send to the
   server timestamp of the last first reply. Afterwards the room is read back completely
@@ -468,21 +469,25 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def measure_round_trips(
-    target: Target, sender: Person, observer: Observer, count: int, text: str
-) -> Result:
-    result = Result(target.name)
+    targets: list[Target], sender: Person, observer: Observer, count: int, text: str
+) -> dict[str, Result]:
+    """Sequential round trips, the bots taking turns command by command, so that a change
+    in the machine's speed during the run weighs on both alike."""
+    results = {target.name: Result(target.name) for target in targets}
     for i in range(WARMUP_COMMANDS + count):
-        started = time.perf_counter()
-        event_id = await sender.send(target.room_id, text)
-        try:
-            arrival, _reply = await observer.reply_to(event_id, ROUND_TRIP_TIMEOUT)
-        except TimeoutError:
-            result.round_trip_failures += 1
-            print(f"  {target.name}: no reply to command {i} within {ROUND_TRIP_TIMEOUT:.0f} s")
-            continue
-        if i >= WARMUP_COMMANDS:
-            result.round_trips.append(arrival - started)
-    return result
+        for target in targets:
+            result = results[target.name]
+            started = time.perf_counter()
+            event_id = await sender.send(target.room_id, text)
+            try:
+                arrival, _reply = await observer.reply_to(event_id, ROUND_TRIP_TIMEOUT)
+            except TimeoutError:
+                result.round_trip_failures += 1
+                print(f"  {target.name}: no reply to command {i} within {ROUND_TRIP_TIMEOUT:.0f} s")
+                continue
+            if i >= WARMUP_COMMANDS:
+                result.round_trips.append(arrival - started)
+    return results
 
 
 async def measure_dm_round_trips(
@@ -902,12 +907,8 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             Target("echo", echo.user_id, echo_room),
             Target("bbwt-bot", bot.user_id, bot_room),
         ]
-        results: dict[str, Result] = {}
-        for target in targets:
-            print(f"  {target.name}: {args.commands} sequential round trips")
-            results[target.name] = await measure_round_trips(
-                target, people[0], observer, args.commands, args.text
-            )
+        print(f"  echo and bbwt-bot: {args.commands} sequential round trips each, taking turns")
+        results = await measure_round_trips(targets, people[0], observer, args.commands, args.text)
         sequential_stages, sequential = await bot_stages(db_url, bot_room)
         for target in targets:
             print(f"  {target.name}: burst of {args.burst}")
