@@ -554,19 +554,8 @@ class Syncer:
         now = self.clock()
         newest = max((row.origin_ts.timestamp() for row in batch.incoming), default=0.0)
         set_aside = list(batch.set_aside)
-        parked = 0
         try:
-            try:
-                parked = await self._store(batch, token, now, set_aside, careful=False)
-            except (*DB_TROUBLE, stored.LeaseLost):
-                raise
-            except Exception:
-                if not batch.incoming:
-                    raise
-                # A row the database refused: store them again, one by one (see _store).
-                if self.crypto is not None:
-                    self.crypto.requeue_last()
-                parked = await self._store(batch, token, now, set_aside, careful=True)
+            parked = await self._store_or_retry(batch, token, now, set_aside)
         except BaseException:
             if self.crypto is not None:
                 self.crypto.requeue_last()  # its rows went down with the transaction
@@ -582,6 +571,21 @@ class Syncer:
             log.warning("set aside event %r in %s: %s", event_id, room_id, reason)
         if newest:
             self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))
+
+    async def _store_or_retry(
+        self, batch: Batch, token: str, now: datetime, set_aside: list[tuple[str, Any, str]]
+    ) -> int:
+        try:
+            return await self._store(batch, token, now, set_aside, careful=False)
+        except (*DB_TROUBLE, stored.LeaseLost):
+            raise
+        except Exception:
+            if not batch.incoming:
+                raise
+            # The database refused a row: store the batch again, one event at a time.
+            if self.crypto is not None:
+                self.crypto.requeue_last()  # its rows went down with the first try
+            return await self._store(batch, token, now, set_aside, careful=True)
 
     async def _store(
         self,

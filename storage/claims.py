@@ -31,12 +31,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.db import insert_for
 from storage.models import Base, BigId
 
 CENT = Decimal("0.01")
@@ -438,8 +438,7 @@ async def save_rates(
     Returns how many currencies were written."""
     if not rates:
         return 0
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     rows = [
         {
             "month": month,

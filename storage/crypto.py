@@ -22,11 +22,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Integer, String, Text, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import repo
+from storage.db import dialect_of, insert_for
 from storage.models import Base
 
 
@@ -77,11 +77,6 @@ class Lease(Base):
     acquired_at: Mapped[datetime]
 
 
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 # --- crypto state ------------------------------------------------------------------------------
 
 
@@ -100,7 +95,7 @@ async def write_crypto_rows(
     now: datetime,
 ) -> int:
     """Upsert (kind, key, JSON) rows of one account; a None value deletes the row."""
-    insert = _insert(session)
+    insert = insert_for(session)
     written = 0
     for kind, key, value in rows:
         written += 1
@@ -148,7 +143,7 @@ class LeaseLost(RuntimeError):
 async def take_lease(session: AsyncSession, name: str, holder: str, now: datetime) -> int:
     """Become the holder (the caller already holds the lock that makes it exclusive);
     returns the new epoch."""
-    insert = _insert(session)
+    insert = insert_for(session)
     await session.execute(
         insert(Lease)
         .values(name=name, epoch=0, holder="", acquired_at=now)
@@ -172,7 +167,7 @@ _EPOCH_LOCKED = _EPOCH.with_for_update()
 async def check_epoch(session: AsyncSession, name: str, epoch: int) -> None:
     """Raise :class:`LeaseLost` unless ``epoch`` is still the lease's. Locks the row until
     the caller's transaction ends, so a new holder cannot slip in between."""
-    locking = session.bind is not None and session.bind.dialect.name == "postgresql"
+    locking = dialect_of(session) == "postgresql"
     result = await repo.run(session, _EPOCH_LOCKED if locking else _EPOCH, {"name": name})
     current = result.scalar()
     if current != epoch:
@@ -199,7 +194,7 @@ class Parked:
 
 async def park(session: AsyncSession, event: Parked, now: datetime) -> bool:
     """Keep an undecryptable event; False when it was parked before."""
-    insert = _insert(session)
+    insert = insert_for(session)
     result = await session.execute(
         insert(ParkedEvent)
         .values(

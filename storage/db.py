@@ -14,6 +14,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -28,6 +29,21 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_THREAD = "BBWT_SQLITE_THREAD"
 """Set to 1 to run SQLite through aiosqlite's worker thread instead of on the event loop
 (see :mod:`storage.sqlite_inline`); for comparing the two in a benchmark."""
+
+
+def dialect_of(session: AsyncSession) -> str:
+    """``sqlite`` or ``postgresql``: the database the session talks to."""
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The dialect's ``insert`` (it has ``on_conflict_do_nothing``/``_update``)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """The session's dialect's ``insert``."""
+    return dialect_insert(dialect_of(session))
 
 
 class DatabaseTooNew(RuntimeError):

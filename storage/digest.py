@@ -19,10 +19,10 @@ from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint, func
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.db import insert_for
 from storage.models import Base, BigId, Cop, Membership, Person
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ async def claim_week(
     The caller queues the digest in the same transaction and records it with
     :func:`record_post`; if the transaction rolls back, so does the claim.
     """
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     stmt = (
         insert(DigestPost)
         .values(

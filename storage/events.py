@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from config.events import EVENT_KINDS, IN_PERSON_KINDS
+from storage.db import dialect_of
 from storage.models import Base, BigId, Person
 
 KINDS = EVENT_KINDS
@@ -207,7 +208,7 @@ async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
     Every change of answers for an event happens under this lock, so capacity checks and
     the waiting list see every other change that committed before.
     """
-    if session.bind is not None and session.bind.dialect.name == "sqlite":
+    if dialect_of(session) == "sqlite":
         # SQLite has no row locks: the transaction's write lock (BEGIN IMMEDIATE) keeps
         # every other writer out already, so an event loaded in it is current.
         return await session.get(Event, event_id)

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import Select
 
 from storage import wordforms
+from storage.db import dialect_of
 from storage.models import Base, BigId
 
 MAX_TITLE = 300
@@ -137,10 +138,6 @@ def search_columns(title: str, tags: str, note: str, file_name: str | None) -> d
         "search_tags": wordforms.index_terms(tags),
         "search_body": wordforms.index_terms(note, file_name or ""),
     }
-
-
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -332,7 +329,7 @@ async def _search_ids(
     of a very common word would take time in proportion to the whole collection); they
     are ranked here from the forms of their titles and tags, which are short.
     """
-    postgresql = _dialect(session) == "postgresql"
+    postgresql = dialect_of(session) == "postgresql"
     cop_filter = ""
     params: dict[str, Any] = {"cap": SEARCH_CANDIDATES + 1}
     if cops is not None:
@@ -373,7 +370,7 @@ async def _scores(
     all_words: bool,
 ) -> dict[int, int]:
     """Each candidate's score: per search word, the weight of the best place it is in."""
-    if _dialect(session) == "postgresql":  # one parameter, not a thousand
+    if dialect_of(session) == "postgresql":  # one parameter, not a thousand
         sql = "SELECT id, search_title, search_tags FROM intel_items WHERE id = ANY(:ids)"
         params: dict[str, Any] = {"ids": ids}
         rows = (await session.execute(text(sql), params)).all()
@@ -414,7 +411,7 @@ def _has(terms: set[str], word: wordforms.QueryWord) -> bool:
 
 async def _having(session: AsyncSession, ids: list[int], word: wordforms.QueryWord) -> set[int]:
     """Which of ``ids`` have one search word anywhere."""
-    if _dialect(session) == "postgresql":
+    if dialect_of(session) == "postgresql":
         sql = text(
             "SELECT id FROM intel_items WHERE id = ANY(:ids) "
             "AND search_vector @@ to_tsquery('simple', :q)"

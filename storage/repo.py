@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from storage.db import dialect_insert, dialect_of
 from storage.models import (
     AuditEntry,
     BotState,
@@ -24,9 +25,6 @@ from storage.models import (
     Role,
 )
 
-_CONNECTION = "bbwt.connection"
-"""Where :func:`run` keeps the connection of the session's current transaction."""
-
 
 async def run(
     session: AsyncSession, statement: Any, params: dict[str, Any] | None = None
@@ -38,25 +36,25 @@ async def run(
     more than running it on SQLite. Nothing the session holds unflushed is written first,
     so use it where no loaded object of the same table is being changed.
     """
-    transaction = session.sync_session.get_transaction()
-    held = session.info.get(_CONNECTION)
-    if held is not None and held[0] is transaction:
-        connection = held[1]
-    else:
-        connection = await session.connection()
-        session.info[_CONNECTION] = (session.sync_session.get_transaction(), connection)
+    connection = await session.connection()
     return cast("CursorResult[Any]", await connection.execute(statement, params or {}))
+
+
+_INSERT_IGNORE: dict[tuple[Any, tuple[str, ...], str], Any] = {}
+"""INSERT ... ON CONFLICT DO NOTHING statements, built once per (table, keys, dialect)."""
 
 
 async def _insert_ignore(
     session: AsyncSession, model: type[Any], values: dict[str, Any], keys: list[str]
 ) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    """INSERT ... ON CONFLICT DO NOTHING (the statement built once per table and dialect);
+    True when a row was inserted."""
+    dialect = dialect_of(session)
+    statement = _INSERT_IGNORE.get((model, tuple(keys), dialect))
+    if statement is None:
+        statement = dialect_insert(dialect)(model).on_conflict_do_nothing(index_elements=keys)
+        _INSERT_IGNORE[(model, tuple(keys), dialect)] = statement
+    return bool((await run(session, statement, values)).rowcount)
 
 
 # --- bot state ---------------------------------------------------------------------------
@@ -72,21 +70,20 @@ async def get_state(session: AsyncSession, key: str) -> str | None:
     return row.value if row else None
 
 
-def _upsert_state(module: Any) -> Any:
-    statement = module.insert(BotState)
-    return statement.on_conflict_do_update(
+@functools.cache
+def _set_state_statement(dialect: str) -> Any:
+    insert = dialect_insert(dialect)(BotState)
+    return insert.on_conflict_do_update(
         index_elements=["key"],
-        set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at},
     )
 
 
-_SET_STATE = {"sqlite": _upsert_state(sqlite), "postgresql": _upsert_state(postgresql)}
-"""One statement, built once per dialect: the sync loop moves its token with it every sync."""
-
-
 async def set_state(session: AsyncSession, key: str, value: str, now: datetime) -> None:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    await run(session, _SET_STATE[dialect], {"key": key, "value": value, "updated_at": now})
+    """Store ``value`` under ``key`` (one statement, built once per dialect: the sync loop
+    moves its token with it after every sync)."""
+    statement = _set_state_statement(dialect_of(session))
+    await run(session, statement, {"key": key, "value": value, "updated_at": now})
     held = session.sync_session.identity_map.get(Session.identity_key(BotState, key))
     if held is not None:
         session.expire(held)  # loaded before in this transaction: read it again when used
@@ -315,16 +312,7 @@ async def add_inbound(
         "status": "pending",
         "received_at": now,
     }
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    result = await run(session, _ADD_INBOUND[dialect], values)
-    return bool(result.rowcount)
-
-
-_ADD_INBOUND = {
-    name: module.insert(InboundEvent).on_conflict_do_nothing(index_elements=["event_id"])
-    for name, module in (("sqlite", sqlite), ("postgresql", postgresql))
-}
-"""Built once per dialect (the sync loop stores every event with it)."""
+    return await _insert_ignore(session, InboundEvent, values, ["event_id"])
 
 
 async def find_inbound(

@@ -23,12 +23,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
 from storage import claims as claims_store
 from storage import erasure
+from storage.db import insert_for
 from storage.digest import DigestPost
 from storage.events import Attendance, CalendarToken, Event, EventGuest, Rsvp
 from storage.membership import JoinDialogue, RoomMember
@@ -75,8 +75,7 @@ class Policy:
 
 async def claim_day(session: AsyncSession, day: str, now: datetime) -> bool:
     """Claim ``day``'s run inside the caller's transaction; False when it is taken."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     stmt = (
         insert(RetentionRun)
         .values(day=day, claimed_at=now, counts={})

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import insert_for
 from storage.membership import RoomMember
 from storage.models import MemberList, QuarantinedEvent
 
@@ -31,8 +31,7 @@ async def note_members(
     """
     if not changes:
         return
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     rows = [
         {"room_id": room_id, "user_id": user, "membership": membership, "updated_at": now}
         for user, membership in changes.items()
@@ -66,8 +65,7 @@ async def load_member_list(
             )
         )
     await note_members(session, room_id, members, now)
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     stmt = insert(MemberList).values(room_id=room_id, loaded_at=now)
     await session.execute(
         stmt.on_conflict_do_update(index_elements=["room_id"], set_={"loaded_at": now})
