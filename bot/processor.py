@@ -39,6 +39,8 @@ from storage.models import InboundEvent
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 3
+BATCH = 200
+"""Pending events a worker reads from the database at once."""
 
 
 class _Failed(Exception):
@@ -81,8 +83,13 @@ class Processor:
         self.clock = clock
         self._wake = asyncio.Event()
         self._room_tasks: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
-        """Rooms whose running worker must read once more before it ends."""
+        self._handed: dict[str, list[InboundEvent]] = {}
+        """Events the sync loop stored and handed over, per room, not taken by its worker yet."""
+        self._in_hand: set[str] = set()
+        """Rooms whose pending events all came to this process by hand-over: their workers
+        take handed events without reading the room from the database."""
+        self._reread: set[str] = set()
+        """Rooms whose worker must read the room's pending events from the database."""
         self._tries: dict[int, int] = {}
         self.stopping = False
         self.services: Services | None = None
@@ -90,20 +97,32 @@ class Processor:
     def wake(self) -> None:
         self._wake.set()
 
-    def take(self, rooms: Iterable[str]) -> None:
-        """Events of these rooms were just stored: hand them to the rooms' workers now,
-        without a round through the main loop and its query of rooms with work."""
+    def take(self, rows: Iterable[InboundEvent]) -> None:
+        """Events the sync loop just stored (committed, with their row ids): hand them to
+        their rooms' workers now, without a round through the main loop and without the
+        workers reading them back.
+
+        A worker takes handed events as they are only while its room has no other pending
+        event this process does not hold (``_in_hand``); otherwise it reads the room from
+        the database, which includes them. Handling claims each event in its transaction,
+        so an event that reaches a worker twice is still handled once.
+        """
         if self.stopping:
             return
-        for room_id in rooms:
+        rooms: dict[str, list[InboundEvent]] = {}
+        for row in rows:
+            rooms.setdefault(row.room_id, []).append(row)
+        for room_id, handed in rooms.items():
+            if room_id in self._in_hand:
+                self._handed.setdefault(room_id, []).extend(handed)
+            else:
+                self._reread.add(room_id)
             self._start(room_id)
 
     def _start(self, room_id: str) -> None:
         task = self._room_tasks.get(room_id)
         if task is None or task.done():
             self._room_tasks[room_id] = asyncio.create_task(self._room_worker(room_id))
-        else:
-            self._again.add(room_id)  # it may have read its room just before they came
 
     async def run(self) -> None:
         """Hand pending events to per-room workers; poll now and then for other processes."""
@@ -126,36 +145,49 @@ class Processor:
                 await asyncio.sleep(1)
                 continue
             for room_id in rooms:
+                self._reread.add(room_id)  # some may have come otherwise (a retry, a restart)
                 self._start(room_id)
 
     async def _room_worker(self, room_id: str) -> None:
         first = True
         while True:
-            self._again.discard(room_id)
-            try:
-                async with self.db.read() as s:
-                    rows = await repo.pending_inbound(s, 200, room_id=room_id)
-            except Exception:
-                # The main loop reads pending events again and starts a new worker.
-                self.metrics.errors.labels("processor").inc()
-                log.exception("could not read the pending events of %s", room_id)
-                return
-            if not first:
-                rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
-            first = False
+            if room_id in self._reread or room_id not in self._in_hand:
+                self._reread.discard(room_id)
+                self._handed.pop(room_id, None)  # stored before they were handed: read too
+                try:
+                    async with self.db.read() as s:
+                        rows = await repo.pending_inbound(s, BATCH, room_id=room_id)
+                except Exception:
+                    # The main loop reads pending events again and starts a new worker.
+                    self._in_hand.discard(room_id)
+                    self.metrics.errors.labels("processor").inc()
+                    log.exception("could not read the pending events of %s", room_id)
+                    return
+                whole_room = len(rows) < BATCH
+                if not first:
+                    rows = [r for r in rows if self._tries.get(r.id, 0) < MAX_TRIES]
+                first = False
+            else:
+                rows, whole_room = self._handed.pop(room_id, []), True
+            if not rows and whole_room:
+                self._in_hand.add(room_id)
             if not rows:
-                if room_id in self._again:
+                if room_id in self._reread or self._handed.get(room_id):
                     continue
                 return
+            self._in_hand.discard(room_id)  # until every one of these is done
+            done = True
             for row in rows:
                 if self.stopping:
                     return
-                await self.handle(row)
+                done = await self.handle(row) and done
                 # Let the rest of the bot run between two commands: on SQLite (on the event
                 # loop, see storage.sqlite_inline) a command may not wait for anything, and
                 # a backlog would otherwise hold up the sender (each reply it sends waits
                 # for the loop) and the sync loop until the whole batch is done.
                 await asyncio.sleep(0)
+            if done and whole_room:
+                self._in_hand.add(room_id)  # nothing of this room is pending any more
 
     async def drain(self, grace: float) -> None:
         """Stop taking new events and let the events being handled finish."""
@@ -177,7 +209,8 @@ class Processor:
             return Place.DM, None
         return Place.OTHER, None
 
-    async def handle(self, row: InboundEvent) -> None:
+    async def handle(self, row: InboundEvent) -> bool:
+        """Handle one event; False when it failed and stays pending (it is tried again)."""
         started = time.monotonic()
         command_name = row.kind
         outcome = "ok"
@@ -188,7 +221,7 @@ class Processor:
                 async with self.db.session() as s:
                     # Claimed as "ok", the usual outcome: any other is set before the commit.
                     if not await repo.claim_inbound(s, row.id, "ok", now=self.clock()):
-                        return  # another worker or process got it first
+                        return True  # another worker or process got it first
                     ctx = await self._context(s, row, place, room_cop, replied)
                     if row.kind == "command":
                         command_name, outcome = await self._command(ctx, row, self._typed(row))
@@ -205,7 +238,7 @@ class Processor:
                 command_name, outcome = failed.name, failed.outcome
                 async with self.db.session() as s:
                     if not await repo.claim_inbound(s, row.id, outcome, now=self.clock()):
-                        return
+                        return True
                     ctx = await self._context(s, row, place, room_cop, replied)
                     ctx.answer_where(failed.ctx)
                     await ctx.reply(failed.answer)
@@ -218,11 +251,12 @@ class Processor:
             log.exception("handling %s failed (try %d of %d)", row.event_id, tries, MAX_TRIES)
             if tries >= MAX_TRIES:
                 await self._give_up(row)
-            return
+            return False
         self._tries.pop(row.id, None)
         self.metrics.commands.labels(command_name, outcome).inc()
         self.metrics.command_seconds.labels(command_name).observe(time.monotonic() - started)
         self.on_committed()
+        return True
 
     def _typed(self, row: InboundEvent) -> str | None:
         """What the person typed that may be a command: a command without its prefix, plain

@@ -40,6 +40,7 @@ from bot.metrics import Metrics
 from commands.text import strip_reply_fallback
 from storage import Database, repo, rooms
 from storage import crypto as stored
+from storage.models import InboundEvent
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +322,7 @@ class Syncer:
         metrics: Metrics,
         *,
         timeout_ms: int,
-        on_stored: Callable[[set[str]], None],
+        on_stored: Callable[[list[InboundEvent]], None],
         on_invite: Callable[[str, str, bool], None],
         clock: Callable[[], datetime],
         crypto: DbCryptoStore | None = None,
@@ -407,13 +408,14 @@ class Syncer:
                     if ev.membership == "invite":
                         direct = bool(ev.content.get("is_direct"))
                         self.on_invite(room_id, ev.sender, direct)
-        await self.store(batch, resp.next_batch)
+        added = await self.store(batch, resp.next_batch)
         self.token = resp.next_batch
         self.last_ok = self.clock().timestamp()
         self.metrics.last_sync.set(self.last_ok)
         self.first_sync_done.set()
-        if batch.incoming:
-            self.on_stored({row.room_id for row in batch.incoming})
+        if added:
+            self.on_stored(added)
+            await asyncio.sleep(0)  # their workers start before the next sync is asked for
         if batch.parked:
             self.on_parked()
         await housekeeping(self.client)
@@ -548,14 +550,15 @@ class Syncer:
         collected.reverse()
         return collected
 
-    async def store(self, batch: Batch, token: str) -> None:
+    async def store(self, batch: Batch, token: str) -> list[InboundEvent]:
         """Store the batch's events, what was set aside and the member changes together
-        with the new token: all of it or (on database trouble) nothing."""
+        with the new token: all of it or (on database trouble) nothing. Returns the events
+        stored now (not those stored before), with their row ids."""
         now = self.clock()
         newest = max((row.origin_ts.timestamp() for row in batch.incoming), default=0.0)
         set_aside = list(batch.set_aside)
         try:
-            parked = await self._store_or_retry(batch, token, now, set_aside)
+            parked, added = await self._store_or_retry(batch, token, now, set_aside)
         except BaseException:
             if self.crypto is not None:
                 self.crypto.requeue_last()  # its rows went down with the transaction
@@ -571,10 +574,11 @@ class Syncer:
             log.warning("set aside event %r in %s: %s", event_id, room_id, reason)
         if newest:
             self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))
+        return added
 
     async def _store_or_retry(
         self, batch: Batch, token: str, now: datetime, set_aside: list[tuple[str, Any, str]]
-    ) -> int:
+    ) -> tuple[int, list[InboundEvent]]:
         try:
             return await self._store(batch, token, now, set_aside, careful=False)
         except (*DB_TROUBLE, stored.LeaseLost):
@@ -595,23 +599,24 @@ class Syncer:
         set_aside: list[tuple[str, Any, str]],
         *,
         careful: bool,
-    ) -> int:
+    ) -> tuple[int, list[InboundEvent]]:
         """One transaction. Not ``careful``: the events are stored as they are (the usual
         case, no savepoints); if the database refuses one, the caller runs this again
         ``careful``: each event in a savepoint of its own, so one row the database refuses
         does not hold back the others; what is refused is set aside."""
         parked = 0
+        added: list[InboundEvent] = []
         async with self.db.session() as s:
             if self.guard is not None:
                 await self.guard(s)  # only the lease holder writes; locked until commit
             if not careful:
                 for row in batch.incoming:
-                    await self._add(s, row, now)
+                    await self._add(s, row, now, added)
             else:
                 for row in batch.incoming:
                     try:
                         async with s.begin_nested():
-                            await self._add(s, row, now)
+                            await self._add(s, row, now, added)
                     except DB_TROUBLE:
                         raise
                     except Exception as exc:
@@ -641,11 +646,13 @@ class Syncer:
             if self.crypto is not None:
                 await self.crypto.flush(s)
             await repo.set_state(s, "sync_token", token, now=now)
-        return parked
+        return parked, added
 
     @staticmethod
-    async def _add(session: AsyncSession, row: Incoming, now: datetime) -> None:
-        await repo.add_inbound(
+    async def _add(
+        session: AsyncSession, row: Incoming, now: datetime, added: list[InboundEvent]
+    ) -> None:
+        stored_row = await repo.add_inbound(
             session,
             event_id=row.event_id,
             room_id=row.room_id,
@@ -656,3 +663,5 @@ class Syncer:
             replaces=row.replaces,
             now=now,
         )
+        if stored_row is not None:  # None: stored before (a sync given again)
+            added.append(stored_row)

@@ -287,6 +287,15 @@ ACTED_ON = ("ok", "answer")
 An edit of such a message is not acted on again."""
 
 
+@functools.cache
+def _add_inbound_statement(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect)(InboundEvent)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(InboundEvent.id)
+    )
+
+
 async def add_inbound(
     session: AsyncSession,
     *,
@@ -298,9 +307,11 @@ async def add_inbound(
     kind: str = "command",
     replaces: str | None = None,
     now: datetime,
-) -> bool:
-    """Store a received event once; False if it was already stored. ``replaces``: for an
-    edit, the event id of the message it changes."""
+) -> InboundEvent | None:
+    """Store a received event once. Returns the row as stored (not attached to the session:
+    the sync loop hands it to the room's worker, which need not read it back), or None if
+    the event was already stored. ``replaces``: for an edit, the event id of the message it
+    changes."""
     values = {
         "event_id": event_id,
         "room_id": room_id,
@@ -312,7 +323,11 @@ async def add_inbound(
         "status": "pending",
         "received_at": now,
     }
-    return await _insert_ignore(session, InboundEvent, values, ["event_id"])
+    statement = _add_inbound_statement(dialect_of(session))
+    row_id = (await run(session, statement, values)).scalar_one_or_none()
+    if row_id is None:
+        return None
+    return InboundEvent(id=row_id, **values)
 
 
 async def find_inbound(
@@ -473,14 +488,20 @@ async def enqueue(
     return int(key[0])
 
 
+_UNSENT = (
+    select(*OutboxMessage.__table__.columns)
+    .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed.is_(False))
+    .order_by(OutboxMessage.id)
+    .limit(bindparam("limit"))
+)
+
+
 async def unsent(session: AsyncSession, limit: int = 200) -> list[OutboxMessage]:
-    rows = await session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed.is_(False))
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    return list(rows.all())
+    """The rows to send, oldest first, as plain objects (not attached to the session: the
+    sender reads them and writes its marks by id). Read as Core, the sender's read after
+    every wake costs a third of an ORM query."""
+    result = await run(session, _UNSENT, {"limit": limit})
+    return [OutboxMessage(**row._mapping) for row in result]
 
 
 async def get_outbox(session: AsyncSession, row_id: int) -> OutboxMessage | None:

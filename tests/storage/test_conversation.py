@@ -176,7 +176,7 @@ async def test_a_command_is_acted_on_once_however_often_it_is_edited(world: Worl
 
     # The same edit event delivered again (a replayed sync) is not handled again.
     async with world.db.session() as s:
-        assert not await repo.add_inbound(
+        assert None is await repo.add_inbound(
             s,
             event_id=fixed.event_id,
             room_id=fixed.room,

@@ -43,7 +43,7 @@ async def test_state_values_are_kept_and_replaced(db: Database) -> None:
 
 async def add(db: Database, event_id: str, room: str = "!r:x") -> bool:
     async with db.session() as s:
-        return await repo.add_inbound(
+        stored = await repo.add_inbound(
             s,
             event_id=event_id,
             room_id=room,
@@ -52,6 +52,7 @@ async def add(db: Database, event_id: str, room: str = "!r:x") -> bool:
             content={"content": {"body": "!help"}},
             now=T0,
         )
+    return stored is not None
 
 
 async def test_an_event_received_twice_is_stored_once(db: Database) -> None:
@@ -59,6 +60,20 @@ async def test_an_event_received_twice_is_stored_once(db: Database) -> None:
     assert await add(db, "$one") is False
     async with db.session() as s:
         assert [r.event_id for r in await repo.pending_inbound(s)] == ["$one"]
+
+
+async def test_a_stored_event_comes_back_as_the_worker_would_read_it(db: Database) -> None:
+    # The sync loop hands the returned row to the room's worker instead of reading it back.
+    content = {"type": "m.room.message", "content": {"body": "!rsvp E1 yes", "n": [1, 2]}}
+    async with db.session() as s:
+        handed = await repo.add_inbound(
+            s, event_id="$e", room_id="!r:x", sender="@a:x", origin_ts=T0, content=content, now=T0
+        )
+    async with db.read() as s:
+        (read,) = await repo.pending_inbound(s)
+    assert handed is not None
+    fields = ["id", "event_id", "room_id", "sender", "kind", "origin_ts", "content", "status"]
+    assert {f: getattr(handed, f) for f in fields} == {f: getattr(read, f) for f in fields}
 
 
 async def test_only_one_of_many_concurrent_workers_can_claim_an_event(db: Database) -> None:

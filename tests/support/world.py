@@ -395,11 +395,13 @@ class World:
         assert "Shared" in reply.body and match, reply.body
         return int(match.group(1))
 
-    async def store_message(self, event_id: str, sender: str, room: str, body: str) -> None:
+    async def store_message(
+        self, event_id: str, sender: str, room: str, body: str
+    ) -> InboundEvent | None:
         """A plain message stored as the sync loop stores it (a ``command`` row, pending)
-        and not handled yet."""
+        and not handled yet; returns the row as the sync loop hands it over."""
         async with self.db.session() as s:
-            await repo.add_inbound(
+            return await repo.add_inbound(
                 s,
                 event_id=event_id,
                 room_id=room,
