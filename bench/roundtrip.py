@@ -207,6 +207,17 @@ ECHO_PAD = int(os.environ.get("BENCH_ECHO_PAD", "0"))
 """Bytes added to each echo reply, to match the size of the bot's replies (``--echo-pad``)."""
 
 
+ECHO_CONTENT: dict[str, Any] = json.loads(os.environ.get("BENCH_ECHO_CONTENT") or "{}")
+"""``--echo-reply same``: the content the echo bot answers with (the bot's own reply)."""
+
+
+def echo_reply(body: str, event_id: str) -> dict[str, Any]:
+    reply = {"m.relates_to": {"m.in_reply_to": {"event_id": event_id}}}
+    if ECHO_CONTENT:
+        return {**ECHO_CONTENT, **reply}
+    return {"msgtype": "m.notice", "body": f"echo: {body}" + "." * ECHO_PAD, **reply}
+
+
 async def echo_once(client: AsyncClient, token: str) -> str:
     """One sync and the replies it calls for; returns the next sync token."""
     resp = await client.sync(
@@ -229,11 +240,7 @@ async def echo_once(client: AsyncClient, token: str) -> str:
             or not body.startswith("!")
         ):
             continue
-        reply = {
-            "msgtype": "m.notice",
-            "body": f"echo: {body}" + "." * ECHO_PAD,
-            "m.relates_to": {"m.in_reply_to": {"event_id": event["event_id"]}},
-        }
+        reply = echo_reply(body, event["event_id"])
         for attempt in range(5):
             sent = await client.room_send(room_id, "m.room.message", reply)
             if isinstance(sent, RoomSendResponse):
@@ -263,9 +270,15 @@ class EchoProcess:
     """The echo bot as a child process of the bench."""
 
     def __init__(
-        self, synapse: LocalSynapse, account: SynapseUser, folder: Path, pad: int = 0
+        self,
+        synapse: LocalSynapse,
+        account: SynapseUser,
+        folder: Path,
+        pad: int = 0,
+        content: dict[str, Any] | None = None,
     ) -> None:
         self.pad = pad
+        self.content = content or {}
         self.synapse = synapse
         self.account = account
         self.user_id = account.user_id
@@ -286,6 +299,7 @@ class EchoProcess:
             "BENCH_ECHO_TOKEN": self.account.access_token,
             "BENCH_ECHO_TOKEN_FILE": str(self.log_path.with_name("echo.since")),
             "BENCH_ECHO_PAD": str(self.pad),
+            "BENCH_ECHO_CONTENT": json.dumps(self.content),
             "PYTHONUNBUFFERED": "1",
         }
         with self.log_path.open("ab") as err:
@@ -787,7 +801,12 @@ def report(bot: Result, echo: Result, args: argparse.Namespace) -> None:
                 lambda r: f"{r.catch_up_missing} / {r.catch_up_duplicated}",
             ),
         ]
-    headers: Row = ("", f"bbwt-bot ({args.db})", "echo (nio)", "bot/echo")
+    echo_name = "echo (nio)"
+    if args.echo_reply == "same":
+        echo_name = "echo, same reply"
+    elif args.echo_pad:
+        echo_name = f"echo +{args.echo_pad} B"
+    headers: Row = ("", f"bbwt-bot ({args.db})", echo_name, "bot/echo")
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(4)]
 
     def line(cells: Row) -> str:
@@ -887,7 +906,15 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         if isinstance(created, RoomCreateError):
             raise RuntimeError(f"could not create the echo room: {created}")
         echo_room = str(created.room_id)
-        echo = EchoProcess(synapse, echo_account, folder, pad=args.echo_pad)
+        same: dict[str, Any] = {}
+        if args.echo_reply == "same":
+            # The homeserver's cost per message grows with its size and formatting, and that
+            # cost is not the bot's own: the echo bot answers with the bot's own reply.
+            warm_up = await people[0].ask(bot_room, args.text, bot.user_id, timeout=60)
+            same = {k: v for k, v in warm_up["content"].items() if k != "m.relates_to"}
+            size = len(json.dumps(same).encode())
+            print(f"bench: the echo bot answers with the bot's own reply ({size} bytes)")
+        echo = EchoProcess(synapse, echo_account, folder, pad=args.echo_pad, content=same)
         await echo.start()
         for person in people:
             await person.join(echo_room)
@@ -1020,8 +1047,15 @@ def main(argv: list[str] | None = None) -> int:
         "--echo-pad",
         type=int,
         default=0,
-        help="bytes added to each echo reply (0); the bot's !help answer to a moderator is "
-        "about 12,000 bytes against the echo's 100, and the homeserver's cost grows with size",
+        help="bytes added to each short echo reply (0)",
+    )
+    parser.add_argument(
+        "--echo-reply",
+        choices=["short", "same"],
+        default="short",
+        help="the echo bot's reply: 'short' ('echo: ' and the command, plus --echo-pad), or "
+        "'same': the bot's own reply to --text (read from one command before the bench), so "
+        "the homeserver's cost per message, which grows with its size, is the same for both",
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--text", default=COMMAND_TEXT, help=f"the command ({COMMAND_TEXT!r})")
