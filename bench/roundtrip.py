@@ -7,8 +7,10 @@ conditions, each in its own room with the same users:
 * ``bbwt-bot``: the real bot as a ``bbwt-bot run`` process (``tests.e2e.harness.BotProcess``)
   with one CoP whose moderators are the load users, so they are invited to its room;
 * ``echo``: a bare matrix-nio bot in a child process (this file with ``--echo-bot``): it syncs
-  and answers every ``m.text`` starting with ``!`` from someone else with an ``m.notice`` reply.
-  No database. It pages back over sync gaps (Synapse caps a sync timeline at 100 events), or
+  and answers every ``m.text`` starting with ``!`` from someone else with an ``m.notice`` reply
+  (``echo: `` and the command; with ``--echo-reply same``, the bot's own reply to the
+  command, read from one command before the bench, so the homeserver spends the same on
+  each reply of both bots). No database. It pages back over sync gaps (Synapse caps a sync timeline at 100 events), or
   it could not answer a burst completely.
 
 For each bot:
