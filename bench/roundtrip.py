@@ -10,8 +10,8 @@ conditions, each in its own room with the same users:
   and answers every ``m.text`` starting with ``!`` from someone else with an ``m.notice`` reply
   (``echo: `` and the command; with ``--echo-reply same``, the bot's own reply to the
   command, read from one command before the bench, so the homeserver spends the same on
-  each reply of both bots). No database. It pages back over sync gaps (Synapse caps a sync timeline at 100 events), or
-  it could not answer a burst completely.
+  each reply of both bots). No database. It pages back over sync gaps (Synapse caps a sync
+  timeline at 100 events), or it could not answer a burst completely.
 
 For each bot:
 
