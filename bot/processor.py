@@ -220,13 +220,18 @@ class Processor:
             try:
                 async with self.db.session() as s:
                     # Claimed as "ok", the usual outcome: any other is set before the commit.
-                    if not await repo.claim_inbound(s, row.id, "ok", now=self.clock()):
+                    # The same statement says whether an edit of this message was handled
+                    # before it (it came late: its key arrived after its edit's).
+                    edited = await repo.claim_to_handle(s, row.id, row.event_id, self.clock())
+                    if edited is None:
                         return True  # another worker or process got it first
+                    edited = edited and row.kind != "edit"
                     ctx = await self._context(s, row, place, room_cop, replied)
                     if row.kind == "command":
-                        command_name, outcome = await self._command(ctx, row, self._typed(row))
+                        typed = self._typed(row)
+                        command_name, outcome = await self._command(ctx, row, typed, edited)
                     elif row.kind == "text":
-                        command_name, outcome = await self._text(ctx, row)
+                        command_name, outcome = await self._text(ctx, row, edited)
                     elif row.kind == "edit":
                         command_name, outcome = await self._edit(ctx, row)
                     else:
@@ -323,9 +328,12 @@ class Processor:
             return None
         return await self.services.fetch_event(row.room_id, target)
 
-    async def _command(self, ctx: Context, row: InboundEvent, text: str | None) -> tuple[str, str]:
+    async def _command(
+        self, ctx: Context, row: InboundEvent, text: str | None, edited: bool
+    ) -> tuple[str, str]:
+        """``edited``: an edit of this message was handled before it (see ``handle``)."""
         text = text or ""
-        if row.kind != "edit" and await repo.edited_already(ctx.session, row.event_id):
+        if edited:
             # This message came late (its key arrived after its edit): the edit was handled
             # in its place, and a message is acted on once.
             return "superseded", "superseded"
@@ -357,7 +365,7 @@ class Processor:
             raise _Failed(name, "error", answer, ctx) from None
         return (command.name if command else "unknown"), ctx.failed or "ok"
 
-    async def _text(self, ctx: Context, row: InboundEvent) -> tuple[str, str]:
+    async def _text(self, ctx: Context, row: InboundEvent, edited: bool) -> tuple[str, str]:
         """Plain text outside the CoP and management rooms. In a direct chat: an answer to
         the question the bot asked, else a command without its prefix, else one pointer to
         ``help`` now and then. Anywhere else it is conversation: forgotten at once."""
@@ -370,7 +378,7 @@ class Processor:
         if await self._answer(ctx, ctx.event):
             return "dialogue", "answer"
         if self.registry.find(text)[0] is not None:
-            return await self._command(ctx, row, text)
+            return await self._command(ctx, row, text, edited)
         if ctx.now - row.origin_ts > self.settings.matrix.offline_window:
             return "text", "ignored"  # chatter from while the bot was away: no answer
         since = ctx.now - POINTER_EVERY
@@ -428,7 +436,7 @@ class Processor:
             return "dialogue", "answer"
         if prefixed is None and not is_command:
             return "edit", "ignored"
-        return await self._command(ctx, row, text)
+        return await self._command(ctx, row, text, edited=False)
 
     async def _answer(self, ctx: Context, event: dict[str, Any]) -> bool:
         """Offer plain text to the ``dialogue`` hooks: True when one took it as an answer."""

@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from storage.db import dialect_insert, dialect_of
 from storage.models import (
@@ -356,19 +356,6 @@ async def edit_acted_on(session: AsyncSession, event_id: str, *, other_than: int
     return found is not None
 
 
-_EDITED_ALREADY = (
-    select(InboundEvent.id)
-    .where(InboundEvent.replaces == bindparam("event_id"), InboundEvent.status == "done")
-    .limit(1)
-)
-
-
-async def edited_already(session: AsyncSession, event_id: str) -> bool:
-    """Was an edit of message ``event_id`` handled already (the message itself came late)?"""
-    found = (await run(session, _EDITED_ALREADY, {"event_id": event_id})).first()
-    return found is not None
-
-
 async def last_outcome_for(
     session: AsyncSession, sender: str, outcome: str, since: datetime
 ) -> datetime | None:
@@ -435,6 +422,28 @@ async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: d
     """
     params = {"row_id": row_id, "new_outcome": outcome, "now": now}
     return bool((await run(session, _CLAIM, params)).rowcount)
+
+
+_EDIT = aliased(InboundEvent, name="edit")
+_CLAIM_SEEING_EDITS = _CLAIM.returning(
+    # The event's own id comes as a parameter: SQLite names no table in RETURNING, so a
+    # column of the updated row would be read as one of the inner query's.
+    select(_EDIT.id)
+    .where(_EDIT.replaces == bindparam("message_id"), _EDIT.status == "done")
+    .exists()
+)
+
+
+async def claim_to_handle(
+    session: AsyncSession, row_id: int, event_id: str, now: datetime
+) -> bool | None:
+    """Claim an event as :func:`claim_inbound` does (outcome ``ok``), and in the same
+    statement look whether an edit of it was handled already (the message itself came late,
+    its key after its edit's). None: not claimed (handled elsewhere: roll back); else
+    whether such an edit was handled."""
+    params = {"row_id": row_id, "message_id": event_id, "new_outcome": "ok", "now": now}
+    found = (await run(session, _CLAIM_SEEING_EDITS, params)).first()
+    return None if found is None else bool(found[0])
 
 
 async def set_inbound_outcome(session: AsyncSession, row_id: int, outcome: str) -> None:

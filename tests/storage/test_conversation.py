@@ -241,11 +241,11 @@ async def test_an_edit_that_makes_a_message_a_command_is_carried_out(world: Worl
     assert again.outcome == "acted-before"
 
 
-async def store_late(world: World, event_id: str, room: str, body: str) -> InboundEvent:
+async def store_late(
+    world: World, event_id: str, room: str, body: str, kind: str = "command"
+) -> InboundEvent:
     """A message whose room key came late: stored only now, under its own event id."""
-    await world.store_message(event_id, ANNA, room, body)
-    async with world.db.read() as s:
-        row = await repo.find_inbound(s, event_id)
+    row = await world.store_message(event_id, ANNA, room, body, kind)
     assert row is not None
     return row
 
@@ -271,6 +271,17 @@ async def test_a_message_is_not_carried_out_after_its_edit_was(world: World) -> 
         row = await repo.find_inbound(s, late.event_id)
     assert row is not None and row.outcome == "superseded"
     assert await answer_of(world, event) == "maybe"
+
+    # The same for a command typed without its prefix in the direct chat.
+    await world.edit(ANNA, "$late-text", f"rsvp E{event} yes", room)
+    plain = await store_late(world, "$late-text", room, f"rsvp E{event} no", kind="text")
+    before = await world.last_outbox_id()
+    await world.processor.handle(plain)
+    assert await world.deliver(after=before) == []
+    async with world.db.read() as s:
+        row = await repo.find_inbound(s, plain.event_id)
+    assert row is not None and row.outcome == "superseded"
+    assert await answer_of(world, event) == "yes"
 
 
 async def test_an_edited_reply_command_keeps_the_message_it_replies_to(world: World) -> None:

@@ -396,10 +396,10 @@ class World:
         return int(match.group(1))
 
     async def store_message(
-        self, event_id: str, sender: str, room: str, body: str
+        self, event_id: str, sender: str, room: str, body: str, kind: str = "command"
     ) -> InboundEvent | None:
-        """A plain message stored as the sync loop stores it (a ``command`` row, pending)
-        and not handled yet; returns the row as the sync loop hands it over."""
+        """A plain message stored as the sync loop stores it (a ``command`` row, or ``kind``;
+        pending) and not handled yet; returns the row as the sync loop hands it over."""
         async with self.db.session() as s:
             return await repo.add_inbound(
                 s,
@@ -408,6 +408,7 @@ class World:
                 sender=sender,
                 origin_ts=self.now,
                 content={"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}},
+                kind=kind,
                 now=self.now,
             )
 
