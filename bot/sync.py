@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nio import (
@@ -62,6 +62,10 @@ SYNC_FILTER: dict[str, Any] = {
     },
 }
 MAX_GAP_PAGES = 500
+TOKEN_EVERY = timedelta(seconds=30)
+"""A sync that brings nothing to store moves the token in memory only, for this long at most
+(the sync of the bot's own reply, of chatter, of receipts): after a restart the syncs since
+the stored token are fetched again and bring nothing again."""
 
 
 class GapFillError(RuntimeError):
@@ -343,6 +347,8 @@ class Syncer:
         self.on_stored = on_stored
         self.on_invite = on_invite
         self.token: str | None = None
+        self.token_stored_at: datetime | None = None
+        """When this process last stored the token (None: not yet; the first sync stores)."""
         self.last_ok: float = 0.0
         self.stopping = False
         self.first_sync_done = asyncio.Event()
@@ -555,6 +561,8 @@ class Syncer:
         with the new token: all of it or (on database trouble) nothing. Returns the events
         stored now (not those stored before), with their row ids."""
         now = self.clock()
+        if self._nothing_to_store(batch, now):
+            return []
         newest = max((row.origin_ts.timestamp() for row in batch.incoming), default=0.0)
         set_aside = list(batch.set_aside)
         try:
@@ -574,7 +582,19 @@ class Syncer:
             log.warning("set aside event %r in %s: %s", event_id, room_id, reason)
         if newest:
             self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))
+        self.token_stored_at = now
         return added
+
+    def _nothing_to_store(self, batch: Batch, now: datetime) -> bool:
+        """Nothing of this sync needs the database, and the stored token is recent enough
+        (see ``TOKEN_EVERY``): no transaction (the lease check, the token, the commit)."""
+        if self.token_stored_at is None or now - self.token_stored_at >= TOKEN_EVERY:
+            return False
+        if batch.incoming or batch.set_aside or batch.members or batch.left:
+            return False
+        if batch.parked or batch.opened or batch.direct:
+            return False
+        return self.crypto is None or not self.crypto.pending
 
     async def _store_or_retry(
         self, batch: Batch, token: str, now: datetime, set_aside: list[tuple[str, Any, str]]

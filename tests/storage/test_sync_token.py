@@ -1,0 +1,59 @@
+"""A sync that brings nothing to store costs no transaction; the token is still stored often
+enough, and always with anything that is stored (both databases)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from bot.metrics import Metrics
+from bot.sync import TOKEN_EVERY, Classifier, Syncer
+from storage import Database, repo
+from tests.storage.test_sync_hostile import BOT, NOW, FakeClient, message, sync_body
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def stored_token(db: Database) -> str | None:
+    async with db.read() as s:
+        return await repo.get_state(s, "sync_token")
+
+
+async def test_an_empty_sync_moves_the_token_in_memory_until_something_is_stored(
+    db: Database,
+) -> None:
+    clock = Clock()
+    client = FakeClient(sync_body([], token="s2"))
+    handed: list[str] = []
+    syncer = Syncer(
+        client,  # type: ignore[arg-type]
+        db,
+        Classifier(BOT, "!", {"member", "reaction"}),
+        Metrics(),
+        timeout_ms=0,
+        on_stored=lambda rows: handed.extend(row.event_id for row in rows),
+        on_invite=lambda *_: None,
+        clock=clock,
+    )
+    syncer.token = "s1"  # as loaded at start: the first sync of a process always stores
+    await syncer.sync_once(timeout_ms=0)
+    assert await stored_token(db) == "s2"
+
+    client.body = sync_body([], token="s3")  # nothing to store: no transaction
+    clock.now += timedelta(seconds=5)
+    await syncer.sync_once(timeout_ms=0)
+    assert syncer.token == "s3" and await stored_token(db) == "s2"
+
+    client.body = sync_body([message(1)], token="s4")  # a command: stored with its token
+    await syncer.sync_once(timeout_ms=0)
+    assert handed == ["$e1"] and await stored_token(db) == "s4"
+
+    client.body = sync_body([], token="s5")
+    clock.now += TOKEN_EVERY  # empty, but the stored token is old enough to be replaced
+    await syncer.sync_once(timeout_ms=0)
+    assert await stored_token(db) == "s5"
