@@ -17,7 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -86,10 +86,10 @@ class Processor:
         self._handed: dict[str, list[InboundEvent]] = {}
         """Events the sync loop stored and handed over, per room, not taken by its worker yet."""
         self._in_hand: set[str] = set()
-        """Rooms whose pending events all came to this process by hand-over: their workers
-        take handed events without reading the room from the database."""
+        """Rooms with no pending event but those handed over: their workers take handed
+        events without reading the room from the database."""
         self._reread: set[str] = set()
-        """Rooms whose worker must read the room's pending events from the database."""
+        """Rooms the main loop's poll found pending events in: read them from the database."""
         self._tries: dict[int, int] = {}
         self.stopping = False
         self.services: Services | None = None
@@ -97,26 +97,21 @@ class Processor:
     def wake(self) -> None:
         self._wake.set()
 
-    def take(self, rows: Iterable[InboundEvent]) -> None:
+    def take(self, rows: Sequence[InboundEvent]) -> None:
         """Events the sync loop just stored (committed, with their row ids): hand them to
         their rooms' workers now, without a round through the main loop and without the
         workers reading them back.
 
         A worker takes handed events as they are only while its room has no other pending
-        event this process does not hold (``_in_hand``); otherwise it reads the room from
-        the database, which includes them. Handling claims each event in its transaction,
-        so an event that reaches a worker twice is still handled once.
+        event (``_in_hand``); otherwise it reads the room from the database, which includes
+        them (they were committed before they were handed). Handling claims each event in
+        its transaction, so an event that reaches a worker twice is still handled once.
         """
         if self.stopping:
             return
-        rooms: dict[str, list[InboundEvent]] = {}
         for row in rows:
-            rooms.setdefault(row.room_id, []).append(row)
-        for room_id, handed in rooms.items():
-            if room_id in self._in_hand:
-                self._handed.setdefault(room_id, []).extend(handed)
-            else:
-                self._reread.add(room_id)
+            self._handed.setdefault(row.room_id, []).append(row)
+        for room_id in {row.room_id for row in rows}:
             self._start(room_id)
 
     def _start(self, room_id: str) -> None:

@@ -311,6 +311,13 @@ class Batch:
         if changes or complete:
             self.members[room_id] = (changes, complete)
 
+    def empty(self) -> bool:
+        """Nothing in it for the database (the sync of the bot's own reply, of chatter)."""
+        return not any(
+            (self.incoming, self.set_aside, self.members, self.left)
+            + (self.parked, self.opened, self.direct)
+        )
+
 
 # Errors that mean the database itself is in trouble (not one event): the batch must fail
 # and be fetched again, rather than its events being set aside.
@@ -590,11 +597,7 @@ class Syncer:
         (see ``TOKEN_EVERY``): no transaction (the lease check, the token, the commit)."""
         if self.token_stored_at is None or now - self.token_stored_at >= TOKEN_EVERY:
             return False
-        if batch.incoming or batch.set_aside or batch.members or batch.left:
-            return False
-        if batch.parked or batch.opened or batch.direct:
-            return False
-        return self.crypto is None or not self.crypto.pending
+        return batch.empty() and (self.crypto is None or not self.crypto.pending)
 
     async def _store_or_retry(
         self, batch: Batch, token: str, now: datetime, set_aside: list[tuple[str, Any, str]]

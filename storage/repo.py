@@ -40,20 +40,18 @@ async def run(
     return cast("CursorResult[Any]", await connection.execute(statement, params or {}))
 
 
-_INSERT_IGNORE: dict[tuple[Any, tuple[str, ...], str], Any] = {}
-"""INSERT ... ON CONFLICT DO NOTHING statements, built once per (table, keys, dialect)."""
+@functools.cache
+def _insert_ignore_statement(table: Table, keys: tuple[str, ...], dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING, built once per table, keys and dialect."""
+    return dialect_insert(dialect)(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 async def _insert_ignore(
     session: AsyncSession, model: type[Any], values: dict[str, Any], keys: list[str]
 ) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING (the statement built once per table and dialect);
-    True when a row was inserted."""
-    dialect = dialect_of(session)
-    statement = _INSERT_IGNORE.get((model, tuple(keys), dialect))
-    if statement is None:
-        statement = dialect_insert(dialect)(model).on_conflict_do_nothing(index_elements=keys)
-        _INSERT_IGNORE[(model, tuple(keys), dialect)] = statement
+    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted."""
+    table = cast(Table, model.__table__)
+    statement = _insert_ignore_statement(table, tuple(keys), dialect_of(session))
     return bool((await run(session, statement, values)).rowcount)
 
 
@@ -289,11 +287,8 @@ An edit of such a message is not acted on again."""
 
 @functools.cache
 def _add_inbound_statement(dialect: str) -> Any:
-    return (
-        dialect_insert(dialect)(InboundEvent)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(InboundEvent.id)
-    )
+    table = cast(Table, InboundEvent.__table__)
+    return _insert_ignore_statement(table, ("event_id",), dialect).returning(table.c.id)
 
 
 async def add_inbound(
