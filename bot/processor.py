@@ -1,9 +1,10 @@
 """Workers that handle stored inbound events, exactly once.
 
-For each event one transaction: mark it done, run the command, write its replies to the
-outbox. If the process dies before the commit, the event is still pending and is handled on
-the next start; after the commit it is never handled again. Events of one room are handled
-in order; rooms are handled concurrently.
+For each event: mark it done, run the command, write its replies to the outbox, in one
+transaction (a backlog of one room shares a transaction between a few events, see
+``GROUP_MAX``). If the process dies before the commit, the event is still pending and is
+handled on the next start; after the commit it is never handled again. Events of one room
+are handled in order; rooms are handled concurrently.
 
 A command that fails (a refusal, a usage error or a bug) must leave nothing of what it
 wrote. Rather than a savepoint around every command (two more statements each time), the
@@ -18,6 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +43,12 @@ log = logging.getLogger(__name__)
 MAX_TRIES = 3
 BATCH = 200
 """Pending events a worker reads from the database at once."""
+GROUP_MAX = 16
+"""At most this many events of one room are handled in one transaction. A worker handles
+the first event it has alone, then, while more are waiting (a burst, the backlog after a
+restart), groups of 2, 4, 8... of them: the first answer goes out as soon as it would alone,
+and a backlog pays one transaction (a commit, on PostgreSQL a flush to disk) per group
+rather than per event."""
 
 
 class _Failed(Exception):
@@ -52,6 +60,15 @@ class _Failed(Exception):
         self.outcome = outcome
         self.answer = answer
         self.ctx = ctx
+
+
+@dataclass(frozen=True)
+class _Before:
+    """What handling an event needs that is read before its transaction."""
+
+    place: Place
+    room_cop: str | None
+    replied: dict[str, Any] | None
 
 
 class Processor:
@@ -171,18 +188,26 @@ class Processor:
                     continue
                 return
             self._in_hand.discard(room_id)  # until every one of these is done
-            done = True
-            for row in rows:
+            done, size, at = True, 1, 0
+            while at < len(rows):
                 if self.stopping:
                     return
-                done = await self.handle(row) and done
-                # Let the rest of the bot run between two commands: on SQLite (on the event
-                # loop, see storage.sqlite_inline) a command may not wait for anything, and
-                # a backlog would otherwise hold up the sender (each reply it sends waits
-                # for the loop) and the sync loop until the whole batch is done.
+                # One event alone; a backlog in growing groups (see GROUP_MAX).
+                group, at = rows[at : at + size], at + size
+                size = min(2 * size, GROUP_MAX)
+                done = await self._handle_group(group) and done
+                # Let the rest of the bot run between two transactions: on SQLite (on the
+                # event loop, see storage.sqlite_inline) a command may not wait for anything,
+                # and a backlog would otherwise hold up the sender (each reply it sends
+                # waits for the loop) and the sync loop until the whole batch is done.
                 await asyncio.sleep(0)
             if done and whole_room:
                 self._in_hand.add(room_id)  # nothing of this room is pending any more
+
+    async def settled(self) -> None:
+        """Wait until every room's worker has nothing left to do (for benchmarks)."""
+        while tasks := [t for t in self._room_tasks.values() if not t.done()]:
+            await asyncio.wait(tasks)
 
     async def drain(self, grace: float) -> None:
         """Stop taking new events and let the events being handled finish."""
@@ -210,36 +235,20 @@ class Processor:
         command_name = row.kind
         outcome = "ok"
         try:
-            place, room_cop = await self.place_of(row.room_id, row.sender)
-            replied = await self._replied_event(row)
+            before = await self._before(row)
             try:
                 async with self.db.session() as s:
-                    # Claimed as "ok", the usual outcome: any other is set before the commit.
-                    # The same statement says whether an edit of this message was handled
-                    # before it (it came late: its key arrived after its edit's).
-                    edited = await repo.claim_to_handle(s, row.id, row.event_id, self.clock())
-                    if edited is None:
+                    handled = await self._within(s, row, before)
+                    if handled is None:
                         return True  # another worker or process got it first
-                    edited = edited and row.kind != "edit"
-                    ctx = await self._context(s, row, place, room_cop, replied)
-                    if row.kind == "command":
-                        typed = self._typed(row)
-                        command_name, outcome = await self._command(ctx, row, typed, edited)
-                    elif row.kind == "text":
-                        command_name, outcome = await self._text(ctx, row, edited)
-                    elif row.kind == "edit":
-                        command_name, outcome = await self._edit(ctx, row)
-                    else:
-                        outcome = await self._hook(ctx, row)
-                    if outcome != "ok":
-                        await repo.set_inbound_outcome(s, row.id, outcome)
+                    command_name, outcome = handled
             except _Failed as failed:
                 # Nothing the command wrote is kept: only the event, done, and the answer.
                 command_name, outcome = failed.name, failed.outcome
                 async with self.db.session() as s:
                     if not await repo.claim_inbound(s, row.id, outcome, now=self.clock()):
                         return True
-                    ctx = await self._context(s, row, place, room_cop, replied)
+                    ctx = await self._context(s, row, before)
                     ctx.answer_where(failed.ctx)
                     await ctx.reply(failed.answer)
         except Exception:
@@ -252,11 +261,98 @@ class Processor:
             if tries >= MAX_TRIES:
                 await self._give_up(row)
             return False
-        self._tries.pop(row.id, None)
-        self.metrics.commands.labels(command_name, outcome).inc()
-        self.metrics.command_seconds.labels(command_name).observe(time.monotonic() - started)
+        self._handled(row, command_name, outcome, time.monotonic() - started)
         self.on_committed()
         return True
+
+    async def _handle_group(self, rows: Sequence[InboundEvent]) -> bool:
+        """Handle several events of one room in one transaction (a backlog: see
+        ``GROUP_MAX``); False when one of them failed and stays pending.
+
+        Each event is claimed and handled exactly as by ``handle``, one after the other, in
+        the same transaction; the commit makes all of them done at once, and a crash before
+        it leaves all of them pending. When one command fails, the transaction is rolled
+        back: the events before it are handled again as a group, the failed one alone (so
+        only its answer is kept) and the rest after it.
+        """
+        if len(rows) == 1:
+            return await self.handle(rows[0])
+        try:
+            befores = [await self._before(row) for row in rows]
+        except Exception:
+            return await self._one_by_one(rows)
+        results: list[tuple[InboundEvent, tuple[str, str] | None, float]] = []
+        try:
+            async with self.db.session() as s:
+                for row, before in zip(rows, befores, strict=True):
+                    started = time.monotonic()
+                    handled = await self._within(s, row, before)
+                    results.append((row, handled, time.monotonic() - started))
+                    # Each command sees the database, not objects the one before it loaded
+                    # (as in a transaction of its own), and the rest of the bot runs between.
+                    await s.flush()
+                    s.expunge_all()
+                    await asyncio.sleep(0)
+        except _Failed:
+            failed = len(results)
+            done = await self._handle_group(rows[:failed]) if failed else True
+            done = await self.handle(rows[failed]) and done
+            rest = rows[failed + 1 :]
+            return (await self._handle_group(rest) if rest else True) and done
+        except Exception:
+            log.warning("a group of %d events failed; handling them one by one", len(rows))
+            return await self._one_by_one(rows)
+        for row, handled, seconds in results:
+            if handled is not None:
+                self._handled(row, *handled, seconds)
+        self.on_committed()
+        return True
+
+    async def _one_by_one(self, rows: Sequence[InboundEvent]) -> bool:
+        done = True
+        for row in rows:
+            done = await self.handle(row) and done
+        return done
+
+    def _handled(self, row: InboundEvent, command_name: str, outcome: str, seconds: float) -> None:
+        self._tries.pop(row.id, None)
+        self.metrics.commands.labels(command_name, outcome).inc()
+        self.metrics.command_seconds.labels(command_name).observe(seconds)
+
+    async def _before(self, row: InboundEvent) -> _Before:
+        """What handling an event needs from outside the database, read before its
+        transaction: where it was sent and the message it replies to (for the commands
+        that read it)."""
+        place, room_cop = await self.place_of(row.room_id, row.sender)
+        return _Before(place, room_cop, await self._replied_event(row))
+
+    async def _within(
+        self, s: AsyncSession, row: InboundEvent, before: _Before
+    ) -> tuple[str, str] | None:
+        """Claim and handle one event in the transaction ``s``: (command, outcome), or None
+        when another worker or process claimed it first. Raises ``_Failed`` when the
+        command failed (the transaction must be rolled back)."""
+        # Claimed as "ok", the usual outcome: any other is set before the commit. The same
+        # statement says whether an edit of this message was handled before it (it came
+        # late: its key arrived after its edit's).
+        edited = await repo.claim_to_handle(s, row.id, row.event_id, self.clock())
+        if edited is None:
+            return None
+        edited = edited and row.kind != "edit"
+        ctx = await self._context(s, row, before)
+        command_name, outcome = row.kind, "ok"
+        if row.kind == "command":
+            typed = self._typed(row)
+            command_name, outcome = await self._command(ctx, row, typed, edited)
+        elif row.kind == "text":
+            command_name, outcome = await self._text(ctx, row, edited)
+        elif row.kind == "edit":
+            command_name, outcome = await self._edit(ctx, row)
+        else:
+            outcome = await self._hook(ctx, row)
+        if outcome != "ok":
+            await repo.set_inbound_outcome(s, row.id, outcome)
+        return command_name, outcome
 
     def _typed(self, row: InboundEvent) -> str | None:
         """What the person typed that may be a command: a command without its prefix, plain
@@ -273,14 +369,8 @@ class Processor:
             text = self.classifier.plain_text(content)
         return text
 
-    async def _context(
-        self,
-        s: AsyncSession,
-        row: InboundEvent,
-        place: Place,
-        room_cop: str | None,
-        replied: dict[str, Any] | None,
-    ) -> Context:
+    async def _context(self, s: AsyncSession, row: InboundEvent, before: _Before) -> Context:
+        place, room_cop, replied = before.place, before.room_cop, before.replied
         if place is Place.DM and await repo.get_direct_room(s, row.sender) is None:
             await repo.set_direct_room(s, row.sender, row.room_id, now=self.clock())
         return Context(

@@ -1,0 +1,185 @@
+"""A backlog of one room (a burst, the commands sent while the bot was away) is handled in
+groups that share a transaction: every command is still answered once, in order, a failed
+one leaves nothing but its answer, and a crash in the middle of a group loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+from commands import build_registry
+from commands.context import Context
+from commands.errors import CommandError
+from commands.registry import Registry
+from commands.roles import Role
+from storage import events as events_store
+from storage import repo
+from storage.events import NO, YES
+from storage.models import InboundEvent
+from tests.support.cast import ANNA, BEN, CARL, HDEV_ROOM
+from tests.support.database import TestDatabase
+from tests.support.world import World, dms
+
+GATE = asyncio.Event()
+"""``!wait`` waits for it: a command that is still running when the process dies."""
+
+
+def registry() -> Registry:
+    """Every command of the bot and three that only tests need."""
+    reg = build_registry("!")
+
+    @reg.command("halfway", help="Queue a reply, then refuse.", role=Role.MEMBER)
+    async def halfway(ctx: Context) -> None:
+        await ctx.reply("half done")
+        raise CommandError("Refused after all.")
+
+    @reg.command("bug", help="Queue a reply, then fail on a bug.", role=Role.MEMBER)
+    async def bug(ctx: Context) -> None:
+        await ctx.reply("half done")
+        raise RuntimeError("a bug")
+
+    @reg.command("wait", help="Queue a reply, then wait for the test.", role=Role.MEMBER)
+    async def wait(ctx: Context) -> None:
+        await ctx.reply("waited")
+        await GATE.wait()
+
+    return reg
+
+
+async def world_of(db: TestDatabase) -> World:
+    return await World(db, registry=registry()).seed()
+
+
+async def backlog(world: World, *messages: tuple[str, str]) -> list[InboundEvent]:
+    """Store ``(sender, text)`` messages as one sync would, without handling them."""
+    rows = []
+    for sender, text in messages:
+        row = await world.store_message(f"${uuid.uuid4().hex}", sender, HDEV_ROOM, text)
+        assert row is not None
+        rows.append(row)
+    return rows
+
+
+async def all_done(world: World, rows: list[InboundEvent]) -> None:
+    for _ in range(400):
+        async with world.db.read() as s:
+            pending = await repo.count_inbound(s, "pending")
+        if pending == 0:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{pending} of {len(rows)} events still pending")
+
+
+async def answers_in_room(world: World, before: int) -> list[tuple[str, str]]:
+    """(the event answered, the answer's text) for each answer in the room, in order."""
+    return [
+        (sent.payload["m.relates_to"]["m.in_reply_to"]["event_id"], sent.body)
+        for sent in await world.deliver(after=before)
+        if sent.room_id == HDEV_ROOM and "m.relates_to" in sent.payload
+    ]
+
+
+async def test_a_backlog_with_a_refusal_and_a_bug_in_its_groups_is_answered_once_in_order(
+    db: TestDatabase,
+) -> None:
+    world = await world_of(db)
+    event_id = await world.event(start=world.now + timedelta(days=14), capacity=1)
+    before = await world.last_outbox_id()
+    # The worker handles the first alone, then groups of 2, 4, 8: the refusal and the bug
+    # sit in the middle of the groups of 4 and 8, between answers that must be kept.
+    rows = await backlog(
+        world,
+        (ANNA, "!help"),
+        (BEN, "!help"),
+        (CARL, "!help"),
+        (ANNA, f"!rsvp E{event_id} yes"),  # the only seat
+        (BEN, f"!rsvp E{event_id} yes"),  # waiting list
+        (CARL, "!halfway"),
+        (ANNA, f"!rsvp E{event_id} no"),  # Ben gets the seat
+        (BEN, "!help"),
+        (CARL, "!help"),
+        (ANNA, "!bug"),
+        (BEN, "!help"),
+    )
+    world.processor.take(rows)
+    await all_done(world, rows)
+    await asyncio.sleep(0.1)  # a second answer to anything would be queued by now
+
+    answers = await answers_in_room(world, before)
+    assert [event for event, _ in answers] == [row.event_id for row in rows]
+    texts = dict(answers)
+    assert texts[rows[5].event_id] == "Refused after all."
+    assert "something went wrong on my side" in texts[rows[9].event_id]
+    assert "waiting list" in texts[rows[4].event_id]
+    sent = await world.deliver()
+    assert not [s for s in sent if "half done" in s.body]  # nothing of a failed command
+    assert [s for s in dms(sent, BEN) if "seat" in s.body.lower()]
+    async with world.db.read() as s:
+        answered = await events_store.rsvps_of_event(s, event_id)
+        outcomes = [(await repo.find_inbound(s, row.event_id)) for row in rows]
+    assert [(r.user_id, r.answer) for r in answered] == [(ANNA, NO), (BEN, YES)]
+    assert [o.outcome for o in outcomes if o is not None] == (
+        ["ok"] * 5 + ["refused"] + ["ok"] * 3 + ["error"] + ["ok"]
+    )
+
+
+async def test_a_crash_in_the_middle_of_a_group_leaves_the_whole_group_pending(
+    db: TestDatabase,
+) -> None:
+    world = await world_of(db)
+    before = await world.last_outbox_id()
+    GATE.clear()
+    rows = await backlog(
+        world, (ANNA, "!help"), (BEN, "!help"), (CARL, "!help"), (ANNA, "!help"), (BEN, "!wait")
+    )
+    world.processor.take(rows)
+    # The first is handled alone, the next two as a group; the last two are the third
+    # group: its "!help" is handled, its "!wait" still running when the process dies.
+    for _ in range(200):
+        async with world.db.read() as s:
+            if await repo.count_inbound(s, "done") == 3:
+                break
+        await asyncio.sleep(0.025)
+    await asyncio.sleep(0.1)
+    for task in list(world.processor._room_tasks.values()):
+        task.cancel()
+    await asyncio.sleep(0.05)
+    async with world.db.read() as s:
+        assert await repo.count_inbound(s, "pending") == 2  # the crashed group: not lost
+    assert len(await answers_in_room(world, before)) == 3  # and not half answered
+
+    GATE.set()  # the next start handles what was left, once
+    world.processor.take(rows[3:])
+    await all_done(world, rows)
+    await asyncio.sleep(0.1)
+    answers = await answers_in_room(world, before)
+    assert [event for event, _ in answers] == [row.event_id for row in rows]
+    assert dict(answers)[rows[4].event_id] == "waited"
+
+
+async def test_a_group_whose_room_cannot_be_read_is_handled_one_by_one(
+    db: TestDatabase,
+) -> None:
+    # Where a command was sent is read before its transaction (the homeserver may be
+    # asked): when that fails for one event of a group, the others are answered all the
+    # same and that one is tried again, then answered with an apology.
+    world = await world_of(db)
+    before = await world.last_outbox_id()
+    place_of = world.processor.place_of
+
+    async def flaky(room_id: str, sender: str) -> tuple[object, str | None]:
+        if sender == CARL:
+            raise ConnectionError("homeserver unreachable")
+        return await place_of(room_id, sender)
+
+    world.processor.place_of = flaky  # type: ignore[assignment,method-assign]
+    rows = await backlog(world, (ANNA, "!help"), (BEN, "!help"), (CARL, "!help"), (ANNA, "!help"))
+    world.processor.take(rows)
+    await all_done(world, rows)
+    answers = await answers_in_room(world, before)
+    assert [event for event, _ in answers] == [rows[0].event_id, rows[1].event_id] + [
+        rows[3].event_id,
+        rows[2].event_id,
+    ]
+    assert "could not handle this" in dict(answers)[rows[2].event_id]
