@@ -300,7 +300,10 @@ class Processor:
             rest = rows[failed + 1 :]
             return (await self._handle_group(rest) if rest else True) and done
         except Exception:
-            log.warning("a group of %d events failed; handling them one by one", len(rows))
+            # A database error, or (PostgreSQL) a deadlock with another room's group.
+            log.warning(
+                "a group of %d events failed; handling them one by one", len(rows), exc_info=True
+            )
             return await self._one_by_one(rows)
         for row, handled, seconds in results:
             if handled is not None:
