@@ -1,9 +1,11 @@
 """Benchmark: the bot's own cost per command, with no homeserver in the loop.
 
     .venv/bin/python bench/dispatch.py [--rsvp 4000] [--help-cmds 4000] [--backend both]
+                                       [--history 100000]
 
 Real storage (a fresh SQLite file, or a throwaway PostgreSQL database on BBWT_BENCH_PG,
-default postgresql://postgres@127.0.0.1:5432/test), the real registry and the real
+default postgresql://postgres@127.0.0.1:5432/test) holding the history of a bot that has
+run for a while (``--history`` commands handled and answered), the real registry and the real
 ``Processor.handle``; the Matrix side is a stand-in that only says who the bot is. The
 commands are stored as inbound events first (as the sync loop does), then handled one after
 the other, each in its own transaction with its reply written to the outbox, exactly as in
@@ -37,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncpg  # noqa: E402
 from aiohttp import web  # noqa: E402
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 
 from bot.metrics import Metrics  # noqa: E402
 from bot.processor import Processor  # noqa: E402
@@ -47,7 +50,7 @@ from commands.services import Services  # noqa: E402
 from config.models import Settings  # noqa: E402
 from storage import Database, repo  # noqa: E402
 from storage import events as events_store  # noqa: E402
-from storage.models import InboundEvent  # noqa: E402
+from storage.models import InboundEvent, OutboxMessage  # noqa: E402
 
 PG_ADMIN = os.environ.get("BBWT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BOT = "@bot:bench"
@@ -104,6 +107,52 @@ async def prepare(db: Database, config: Settings) -> list[str]:
             now=NOW,
         )
     return members
+
+
+async def add_history(db: Database, members: list[str], count: int) -> None:
+    """``count`` commands handled and answered in the past, as in a bot that has run for a
+    while (one in ten of them an edit): the per-command cost must not grow with them."""
+    inbound = InboundEvent.__table__
+    outbox = OutboxMessage.__table__
+    then = NOW - timedelta(days=30)
+    for start in range(0, count, 5000):
+        rows = range(start, min(start + 5000, count))
+        async with db.session() as s:
+            await s.execute(
+                insert(inbound),
+                [
+                    {
+                        "event_id": f"$old{n}",
+                        "room_id": ROOM,
+                        "sender": members[n % len(members)],
+                        "kind": "edit" if n % 10 == 9 else "command",
+                        "origin_ts": then,
+                        "content": {"type": "m.room.message", "content": {"body": "!help"}},
+                        "received_at": then,
+                        "status": "done",
+                        "outcome": "ok",
+                        "handled_at": then,
+                        "replaces": f"$old{n - 1}" if n % 10 == 9 else None,
+                    }
+                    for n in rows
+                ],
+            )
+            await s.execute(
+                insert(outbox),
+                [
+                    {
+                        "room_id": ROOM,
+                        "kind": "message",
+                        "payload": {"msgtype": "m.notice", "body": "an answer"},
+                        "created_at": then,
+                        "attempts": 1,
+                        "sent_at": then,
+                        "failed": False,
+                        "result": f"$sent{n}",
+                    }
+                    for n in rows
+                ],
+            )
 
 
 async def store_commands(db: Database, members: list[str], texts: list[str]) -> list[InboundEvent]:
@@ -195,7 +244,7 @@ def describe(name: str, count: int, total: float, times: list[float], cpu: float
     )
 
 
-async def one_backend(backend: str, rsvp: int, helps: int) -> None:
+async def one_backend(backend: str, rsvp: int, helps: int, history: int) -> None:
     folder = tempfile.mkdtemp(prefix="bbwt-dispatch-")
     pg_name = None
     if backend == "sqlite":
@@ -211,13 +260,14 @@ async def one_backend(backend: str, rsvp: int, helps: int) -> None:
     try:
         config = settings()
         members = await prepare(db, config)
-        print(f"{backend}:")
+        await add_history(db, members, history)
+        print(f"{backend} ({history:,} commands handled before):")
         answers = ["yes", "no", "maybe"]
         runs = [
             ("!rsvp", [f"!rsvp E1 {answers[n % 3]}" for n in range(rsvp)]),
             ("!help", ["!help"] * helps),
         ]
-        expected = 0
+        expected = history
         for name, texts in runs:
             for backlog in (False, True):
                 total, times, done, cpu = await measure(db, config, members, texts, backlog=backlog)
@@ -238,12 +288,15 @@ async def main() -> None:
     parser.add_argument("--rsvp", type=int, default=4000)
     parser.add_argument("--help-cmds", type=int, default=4000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--history", type=int, default=100_000, help="commands handled before (and answered)"
+    )
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the commands")
     args = parser.parse_args()
     OPTIONS["profile"] = args.profile
     print(f"load at start: {os.getloadavg()[0]:.2f}")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
-        await one_backend(backend, args.rsvp, args.help_cmds)
+        await one_backend(backend, args.rsvp, args.help_cmds, args.history)
     print(f"load at end: {os.getloadavg()[0]:.2f}")
 
 

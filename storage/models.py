@@ -142,7 +142,7 @@ class InboundEvent(Base):
     __table_args__ = (
         Index("ix_inbound_events_pending", "status", "id"),
         Index("ix_inbound_events_unscrubbed", "scrubbed_at", "handled_at"),
-        Index("ix_inbound_events_replaces", "replaces"),
+        Index("ix_inbound_events_replaces_status", "replaces", "status"),
         Index("ix_inbound_events_sender", "sender", "handled_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
