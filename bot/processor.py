@@ -49,6 +49,10 @@ the first event it has alone, then, while more are waiting (a burst, the backlog
 restart), groups of 2, 4, 8... of them: the first answer goes out as soon as it would alone,
 and a backlog pays one transaction (a commit, on PostgreSQL a flush to disk) per group
 rather than per event."""
+GROUP_SECONDS = 0.02
+"""A group takes no more events after this long and commits: on SQLite every other writer
+(another room's command, storing a sync, marking sent messages) waits for it, and its
+answers go out only after its commit."""
 
 
 class _Failed(Exception):
@@ -273,7 +277,8 @@ class Processor:
         the same transaction; the commit makes all of them done at once, and a crash before
         it leaves all of them pending. When one command fails, the transaction is rolled
         back: the events before it are handled again as a group, the failed one alone (so
-        only its answer is kept) and the rest after it.
+        only its answer is kept) and the rest after it. A group that has run for
+        ``GROUP_SECONDS`` commits what it has and goes on in a new transaction.
         """
         if len(rows) == 1:
             return await self.handle(rows[0])
@@ -284,7 +289,10 @@ class Processor:
         results: list[tuple[InboundEvent, tuple[str, str] | None, float]] = []
         try:
             async with self.db.session() as s:
+                began = time.monotonic()
                 for row, before in zip(rows, befores, strict=True):
+                    if results and time.monotonic() - began > GROUP_SECONDS:
+                        break
                     started = time.monotonic()
                     handled = await self._within(s, row, before)
                     results.append((row, handled, time.monotonic() - started))
@@ -309,7 +317,8 @@ class Processor:
             if handled is not None:
                 self._handled(row, *handled, seconds)
         self.on_committed()
-        return True
+        rest = rows[len(results) :]
+        return await self._handle_group(rest) if rest else True
 
     async def _one_by_one(self, rows: Sequence[InboundEvent]) -> bool:
         done = True

@@ -8,6 +8,9 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import pytest
+
+from bot import processor
 from commands import build_registry
 from commands.context import Context
 from commands.errors import CommandError
@@ -16,7 +19,7 @@ from commands.roles import Role
 from storage import events as events_store
 from storage import repo
 from storage.events import NO, YES
-from storage.models import InboundEvent
+from storage.models import InboundEvent, OutboxMessage
 from tests.support.cast import ANNA, BEN, CARL, HDEV_ROOM
 from tests.support.database import TestDatabase
 from tests.support.world import World, dms
@@ -59,6 +62,10 @@ async def backlog(world: World, *messages: tuple[str, str]) -> list[InboundEvent
         assert row is not None
         rows.append(row)
     return rows
+
+
+def id_of(row: OutboxMessage) -> int:
+    return row.id
 
 
 async def all_done(world: World, rows: list[InboundEvent]) -> None:
@@ -125,8 +132,10 @@ async def test_a_backlog_with_a_refusal_and_a_bug_in_its_groups_is_answered_once
 
 
 async def test_a_crash_in_the_middle_of_a_group_leaves_the_whole_group_pending(
-    db: TestDatabase,
+    db: TestDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # However slow the machine, the group is not cut short by its time budget.
+    monkeypatch.setattr(processor, "GROUP_SECONDS", 60.0)
     world = await world_of(db)
     before = await world.last_outbox_id()
     GATE.clear()
@@ -183,3 +192,34 @@ async def test_a_group_whose_room_cannot_be_read_is_handled_one_by_one(
         rows[2].event_id,
     ]
     assert "could not handle this" in dict(answers)[rows[2].event_id]
+
+
+async def test_a_group_out_of_time_commits_what_it_has_and_goes_on(
+    db: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A group that has run for its time budget (here: none) commits before it takes the
+    # next event: the answers so far go out while a slow command is still running, and
+    # other writers are not held up behind the whole backlog.
+    monkeypatch.setattr(processor, "GROUP_SECONDS", 0.0)
+    world = await world_of(db)
+    before = await world.last_outbox_id()
+    GATE.clear()
+    rows = await backlog(
+        world, (ANNA, "!help"), (BEN, "!help"), (CARL, "!help"), (ANNA, "!help"), (BEN, "!wait")
+    )
+    world.processor.take(rows)
+    for _ in range(200):
+        async with world.db.read() as s:
+            if await repo.count_inbound(s, "done") == 4:
+                break
+        await asyncio.sleep(0.025)
+    # The "!help" before the "!wait" in the same group is committed and answered already
+    # (read without a write transaction: the "!wait" holds SQLite's write lock).
+    queued = sorted((r for r in await world.outbox_to(HDEV_ROOM) if r.id > before), key=id_of)
+    assert [r.payload["m.relates_to"]["m.in_reply_to"]["event_id"] for r in queued] == [
+        row.event_id for row in rows[:4]
+    ]
+    GATE.set()
+    await all_done(world, rows)
+    answers = await answers_in_room(world, before)
+    assert [event for event, _ in answers] == [row.event_id for row in rows]
