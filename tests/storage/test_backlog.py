@@ -64,6 +64,28 @@ async def backlog(world: World, *messages: tuple[str, str]) -> list[InboundEvent
     return rows
 
 
+async def backlog_ending_in_a_wait(
+    db: TestDatabase, monkeypatch: pytest.MonkeyPatch, *, budget: float, done: int
+) -> tuple[World, int, list[InboundEvent]]:
+    """With groups of ``budget`` seconds, four "!help" and a "!wait" handed to the worker;
+    returns (the world, the last outbox id before them, their rows) once ``done`` of them
+    are done (the "!wait" is then running, or about to)."""
+    monkeypatch.setattr(processor, "GROUP_SECONDS", budget)
+    world = await world_of(db)
+    before = await world.last_outbox_id()
+    GATE.clear()
+    rows = await backlog(
+        world, (ANNA, "!help"), (BEN, "!help"), (CARL, "!help"), (ANNA, "!help"), (BEN, "!wait")
+    )
+    world.processor.take(rows)
+    for _ in range(200):
+        async with world.db.read() as s:
+            if await repo.count_inbound(s, "done") == done:
+                break
+        await asyncio.sleep(0.025)
+    return world, before, rows
+
+
 def id_of(row: OutboxMessage) -> int:
     return row.id
 
@@ -134,22 +156,10 @@ async def test_a_backlog_with_a_refusal_and_a_bug_in_its_groups_is_answered_once
 async def test_a_crash_in_the_middle_of_a_group_leaves_the_whole_group_pending(
     db: TestDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # However slow the machine, the group is not cut short by its time budget.
-    monkeypatch.setattr(processor, "GROUP_SECONDS", 60.0)
-    world = await world_of(db)
-    before = await world.last_outbox_id()
-    GATE.clear()
-    rows = await backlog(
-        world, (ANNA, "!help"), (BEN, "!help"), (CARL, "!help"), (ANNA, "!help"), (BEN, "!wait")
-    )
-    world.processor.take(rows)
     # The first is handled alone, the next two as a group; the last two are the third
     # group: its "!help" is handled, its "!wait" still running when the process dies.
-    for _ in range(200):
-        async with world.db.read() as s:
-            if await repo.count_inbound(s, "done") == 3:
-                break
-        await asyncio.sleep(0.025)
+    # However slow the machine, the group is not cut short by its time budget.
+    world, before, rows = await backlog_ending_in_a_wait(db, monkeypatch, budget=60.0, done=3)
     await asyncio.sleep(0.1)
     for task in list(world.processor._room_tasks.values()):
         task.cancel()
@@ -200,19 +210,7 @@ async def test_a_group_out_of_time_commits_what_it_has_and_goes_on(
     # A group that has run for its time budget (here: none) commits before it takes the
     # next event: the answers so far go out while a slow command is still running, and
     # other writers are not held up behind the whole backlog.
-    monkeypatch.setattr(processor, "GROUP_SECONDS", 0.0)
-    world = await world_of(db)
-    before = await world.last_outbox_id()
-    GATE.clear()
-    rows = await backlog(
-        world, (ANNA, "!help"), (BEN, "!help"), (CARL, "!help"), (ANNA, "!help"), (BEN, "!wait")
-    )
-    world.processor.take(rows)
-    for _ in range(200):
-        async with world.db.read() as s:
-            if await repo.count_inbound(s, "done") == 4:
-                break
-        await asyncio.sleep(0.025)
+    world, before, rows = await backlog_ending_in_a_wait(db, monkeypatch, budget=0.0, done=4)
     # The "!help" before the "!wait" in the same group is committed and answered already
     # (read without a write transaction: the "!wait" holds SQLite's write lock).
     queued = sorted((r for r in await world.outbox_to(HDEV_ROOM) if r.id > before), key=id_of)

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from storage import Database, DatabaseTooNew, repo
 from storage.db import alembic_config
+from tests.support.database import migrate
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -231,18 +232,7 @@ async def test_pending_rooms_lists_each_room_with_work_once_oldest_first(db: Dat
 async def test_an_edit_handled_before_the_edit_index_upgrade_is_still_found(db: Database) -> None:
     # Revision 0009i replaced the index that finds a message's edits: a message whose key
     # came after its edit's, stored before the upgrade, is still known as edited after it.
-    cfg = alembic_config()
-
-    async def migrate(step) -> None:  # type: ignore[no-untyped-def]
-        def run(sync: object) -> None:
-            cfg.attributes["connection"] = sync
-            step(cfg)
-
-        async with db.engine.connect() as conn:
-            await conn.run_sync(run)
-            await conn.commit()
-
-    await migrate(lambda c: command.downgrade(c, "0009i-1"))
+    await migrate(db, lambda c: command.downgrade(c, "0009i-1"))
     async with db.session() as s:
         message = await repo.add_inbound(
             s, event_id="$late", room_id="!r:x", sender="@a:x", origin_ts=T0, content={}, now=T0
@@ -260,7 +250,7 @@ async def test_an_edit_handled_before_the_edit_index_upgrade_is_still_found(db: 
         )
         assert message is not None and edit is not None
         assert await repo.claim_inbound(s, edit.id, "ok", now=T0)
-    await migrate(lambda c: command.upgrade(c, "heads"))
+    await migrate(db, lambda c: command.upgrade(c, "heads"))
 
     async with db.session() as s:
         assert await repo.claim_to_handle(s, message.id, "$late", T0) is True

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from commands.digest import build_digest
 from storage import Database
 from storage import intel as store
-from storage.db import alembic_config
 from tests.support.cast import ANNA, HDEV_ROOM
+from tests.support.database import migrate
 from tests.support.world import World
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -107,18 +107,7 @@ async def test_a_file_is_found_by_its_name(world: World) -> None:
 async def test_items_stored_before_the_word_forms_are_found_after_the_upgrade(
     db: Database,
 ) -> None:
-    cfg = alembic_config()
-
-    async def migrate(step) -> None:  # type: ignore[no-untyped-def]
-        def run(sync: object) -> None:
-            cfg.attributes["connection"] = sync
-            step(cfg)
-
-        async with db.engine.connect() as conn:
-            await conn.run_sync(run)
-            await conn.commit()
-
-    await migrate(lambda c: command.downgrade(c, "0008s-1"))
+    await migrate(db, lambda c: command.downgrade(c, "0008s-1"))
     async with db.session() as s:
         await s.execute(
             text("INSERT INTO cops (code, name, created_at) VALUES ('HDEV', 'H', :t)"), {"t": T0}
@@ -131,7 +120,7 @@ async def test_items_stored_before_the_word_forms_are_found_after_the_upgrade(
             ),
             {"t": T0},
         )
-    await migrate(lambda c: command.upgrade(c, "heads"))
+    await migrate(db, lambda c: command.upgrade(c, "heads"))
 
     async with db.read() as s:
         for query in ("bus", "electric bus", "ausschreibung", "ebus"):

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from alembic.config import Config as AlembicConfig
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage import Database
+from storage.db import alembic_config
 from tests.dbs import (
     PG_SKIP_REASON,
     create_pg_database,
@@ -159,3 +161,17 @@ async def db(
         await database.dispose()
         if request.param == "postgresql":
             await drop_pg_database(url)
+
+
+async def migrate(db: Database, step: Callable[[AlembicConfig], None]) -> None:
+    """Run an Alembic command (``lambda cfg: command.downgrade(cfg, "0008s-1")``) on ``db``:
+    for tests of what a migration does to data stored before it."""
+    cfg = alembic_config()
+
+    def run(sync: object) -> None:
+        cfg.attributes["connection"] = sync
+        step(cfg)
+
+    async with db.engine.connect() as conn:
+        await conn.run_sync(run)
+        await conn.commit()
