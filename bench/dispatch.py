@@ -7,13 +7,12 @@ Real storage (a fresh SQLite file, or a throwaway PostgreSQL database on BBWT_BE
 default postgresql://postgres@127.0.0.1:5432/test) holding the history of a bot that has
 run for a while (``--history`` commands handled and answered), the real registry and the real
 ``Processor.handle``; the Matrix side is a stand-in that only says who the bot is. The
-commands are stored as inbound events first (as the sync loop does), then handled one after
-the other, each in its own transaction with its reply written to the outbox, exactly as in
-the running bot. Each kind of command is run twice: one by one (``Processor.handle`` for
-each, as a conversation of one command at a time), and as a backlog handed to the room's
-worker (``Processor.take``, as after a burst or a restart: the worker handles it in groups
-sharing a transaction). Printed: commands per second, the per-command median and p95 (one
-by one) and the CPU time per command.
+commands are stored as inbound events first (as the sync loop does), then handled with their
+replies written to the outbox, exactly as in the running bot, twice: one by one
+(``Processor.handle`` for each, a transaction each, as in a conversation of one command at a
+time), and as a backlog handed to the room's worker (``Processor.take``, as after a burst or
+a restart: the worker handles it in groups sharing a transaction). Printed: commands per
+second, the per-command median and p95 (one by one) and the CPU time per command.
 
 Targets (issue 13): ``!rsvp`` >= 2,000/s on SQLite and >= 1,000/s on PostgreSQL;
 ``!help`` >= 5,000/s.

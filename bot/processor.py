@@ -270,22 +270,25 @@ class Processor:
         return True
 
     async def _handle_group(self, rows: Sequence[InboundEvent]) -> bool:
-        """Handle several events of one room in one transaction (a backlog: see
-        ``GROUP_MAX``); False when one of them failed and stays pending.
-
-        Each event is claimed and handled exactly as by ``handle``, one after the other, in
-        the same transaction; the commit makes all of them done at once, and a crash before
-        it leaves all of them pending. When one command fails, the transaction is rolled
-        back: the events before it are handled again as a group, the failed one alone (so
-        only its answer is kept) and the rest after it. A group that has run for
-        ``GROUP_SECONDS`` commits what it has and goes on in a new transaction.
-        """
+        """Handle several events of one room in shared transactions (a backlog: see
+        ``GROUP_MAX``); False when one of them failed and stays pending."""
         if len(rows) == 1:
             return await self.handle(rows[0])
         try:
             befores = [await self._before(row) for row in rows]
         except Exception:
             return await self._one_by_one(rows)
+        return await self._group(rows, befores)
+
+    async def _group(self, rows: Sequence[InboundEvent], befores: Sequence[_Before]) -> bool:
+        """Each event is claimed and handled exactly as by ``handle``, one after the other, in
+        one transaction; the commit makes all of them done at once, and a crash before it
+        leaves all of them pending. When one command fails, the transaction is rolled back:
+        the events before it are handled again as a group, the failed one alone (so only its
+        answer is kept) and the rest after it. A group that has run for ``GROUP_SECONDS``
+        commits what it has and goes on in a new transaction."""
+        if not rows:
+            return True
         results: list[tuple[InboundEvent, tuple[str, str] | None, float]] = []
         try:
             async with self.db.session() as s:
@@ -303,10 +306,9 @@ class Processor:
                     await asyncio.sleep(0)
         except _Failed:
             failed = len(results)
-            done = await self._handle_group(rows[:failed]) if failed else True
+            done = await self._group(rows[:failed], befores[:failed])
             done = await self.handle(rows[failed]) and done
-            rest = rows[failed + 1 :]
-            return (await self._handle_group(rest) if rest else True) and done
+            return await self._group(rows[failed + 1 :], befores[failed + 1 :]) and done
         except Exception:
             # A database error, or (PostgreSQL) a deadlock with another room's group.
             log.warning(
@@ -317,8 +319,7 @@ class Processor:
             if handled is not None:
                 self._handled(row, *handled, seconds)
         self.on_committed()
-        rest = rows[len(results) :]
-        return await self._handle_group(rest) if rest else True
+        return await self._group(rows[len(results) :], befores[len(results) :])
 
     async def _one_by_one(self, rows: Sequence[InboundEvent]) -> bool:
         done = True

@@ -93,6 +93,37 @@ async def test_a_restart_answers_nothing_twice_and_catches_up_on_what_came_in_me
     assert "HDEV" in replies[while_down][0]["content"]["body"]
 
 
+async def test_a_backlog_with_an_unknown_command_in_it_is_answered_once_each_in_order(
+    people, make_bot: BotFactory
+) -> None:
+    # What came in while the bot was down is handled in groups sharing a transaction; the
+    # unknown command in the middle of one is refused without undoing the others' answers.
+    anna: Person = await people("anna")
+    bot = await make_bot()
+    dm = await anna.open_dm(bot.user_id)
+    await anna.reply_to(await anna.send(dm, "!help"), bot.user_id)
+
+    assert await bot.stop() == 0
+    # The first is handled alone, then two, then four: the unknown one is second of those.
+    texts = ["!cops", "!help cops", "!cops", "!help", "!frobnicate", "!help rsvp", "!cops"]
+    sent = [await anna.send(dm, text) for text in texts]
+    await bot.start()
+    for event_id in sent:
+        await anna.reply_to(event_id, bot.user_id, timeout=60)
+
+    history = await anna.history(dm)
+    replies = replies_by_command(history, bot.user_id)
+    assert [len(replies[event_id]) for event_id in sent] == [1] * len(texts)
+    answered = [
+        (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+        for e in history
+        if e.get("sender") == bot.user_id and e.get("type") == "m.room.message"
+    ]
+    assert [event_id for event_id in answered if event_id in sent] == sent
+    assert "I don't know the command" in replies[sent[4]][0]["content"]["body"]
+    assert "HDEV" in replies[sent[6]][0]["content"]["body"]
+
+
 async def test_a_command_older_than_the_offline_window_is_not_carried_out(
     people, make_bot: BotFactory
 ) -> None:

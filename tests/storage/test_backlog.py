@@ -5,7 +5,6 @@ one leaves nothing but its answer, and a crash in the middle of a group loses no
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -56,12 +55,7 @@ async def world_of(db: TestDatabase) -> World:
 
 async def backlog(world: World, *messages: tuple[str, str]) -> list[InboundEvent]:
     """Store ``(sender, text)`` messages as one sync would, without handling them."""
-    rows = []
-    for sender, text in messages:
-        row = await world.store_message(f"${uuid.uuid4().hex}", sender, HDEV_ROOM, text)
-        assert row is not None
-        rows.append(row)
-    return rows
+    return [await world.pending(sender, text) for sender, text in messages]
 
 
 async def backlog_ending_in_a_wait(
@@ -100,15 +94,6 @@ async def all_done(world: World, rows: list[InboundEvent]) -> None:
     raise AssertionError(f"{pending} of {len(rows)} events still pending")
 
 
-async def answers_in_room(world: World, before: int) -> list[tuple[str, str]]:
-    """(the event answered, the answer's text) for each answer in the room, in order."""
-    return [
-        (sent.payload["m.relates_to"]["m.in_reply_to"]["event_id"], sent.body)
-        for sent in await world.deliver(after=before)
-        if sent.room_id == HDEV_ROOM and "m.relates_to" in sent.payload
-    ]
-
-
 async def test_a_backlog_with_a_refusal_and_a_bug_in_its_groups_is_answered_once_in_order(
     db: TestDatabase,
 ) -> None:
@@ -135,7 +120,7 @@ async def test_a_backlog_with_a_refusal_and_a_bug_in_its_groups_is_answered_once
     await all_done(world, rows)
     await asyncio.sleep(0.1)  # a second answer to anything would be queued by now
 
-    answers = await answers_in_room(world, before)
+    answers = await world.answers(after=before)
     assert [event for event, _ in answers] == [row.event_id for row in rows]
     texts = dict(answers)
     assert texts[rows[5].event_id] == "Refused after all."
@@ -166,13 +151,13 @@ async def test_a_crash_in_the_middle_of_a_group_leaves_the_whole_group_pending(
     await asyncio.sleep(0.05)
     async with world.db.read() as s:
         assert await repo.count_inbound(s, "pending") == 2  # the crashed group: not lost
-    assert len(await answers_in_room(world, before)) == 3  # and not half answered
+    assert len(await world.answers(after=before)) == 3  # and not half answered
 
     GATE.set()  # the next start handles what was left, once
     world.processor.take(rows[3:])
     await all_done(world, rows)
     await asyncio.sleep(0.1)
-    answers = await answers_in_room(world, before)
+    answers = await world.answers(after=before)
     assert [event for event, _ in answers] == [row.event_id for row in rows]
     assert dict(answers)[rows[4].event_id] == "waited"
 
@@ -196,7 +181,7 @@ async def test_a_group_whose_room_cannot_be_read_is_handled_one_by_one(
     rows = await backlog(world, (ANNA, "!help"), (BEN, "!help"), (CARL, "!help"), (ANNA, "!help"))
     world.processor.take(rows)
     await all_done(world, rows)
-    answers = await answers_in_room(world, before)
+    answers = await world.answers(after=before)
     assert [event for event, _ in answers] == [rows[0].event_id, rows[1].event_id] + [
         rows[3].event_id,
         rows[2].event_id,
@@ -219,5 +204,5 @@ async def test_a_group_out_of_time_commits_what_it_has_and_goes_on(
     ]
     GATE.set()
     await all_done(world, rows)
-    answers = await answers_in_room(world, before)
+    answers = await world.answers(after=before)
     assert [event for event, _ in answers] == [row.event_id for row in rows]

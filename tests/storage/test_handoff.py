@@ -5,18 +5,10 @@ its room's order."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from storage import repo
-from storage.models import InboundEvent
-from tests.support.cast import ANNA, BEN, HDEV_ROOM
+from tests.support.cast import ANNA, BEN
 from tests.support.world import World
-
-
-async def store(world: World, sender: str, body: str) -> InboundEvent:
-    row = await world.store_message(f"${uuid.uuid4().hex}", sender, HDEV_ROOM, body)
-    assert row is not None and row.id is not None
-    return row
 
 
 async def handled(world: World, event_id: str) -> bool:
@@ -31,11 +23,7 @@ async def handled(world: World, event_id: str) -> bool:
 
 async def answered_in_order(world: World, before: int) -> list[str]:
     """The events the bot answered in the CoP room, in the order the answers went out."""
-    return [
-        sent.payload.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
-        for sent in await world.deliver(after=before)
-        if sent.room_id == HDEV_ROOM
-    ]
+    return [event for event, _ in await world.answers(after=before)]
 
 
 async def test_stored_events_are_handled_at_once_also_while_the_room_is_busy(
@@ -44,14 +32,14 @@ async def test_stored_events_are_handled_at_once_also_while_the_room_is_busy(
     # The processor's main loop (which polls every 2 s) is not running here: only the
     # hand-over from the sync loop can get these events handled.
     before = await world.last_outbox_id()
-    first = await store(world, ANNA, "!help")
+    first = await world.pending(ANNA, "!help")
     world.processor.take([first])
     # Stored and handed over while the room's worker is still busy with the first one.
-    second = await store(world, BEN, "!help")
+    second = await world.pending(BEN, "!help")
     world.processor.take([second])
     assert await handled(world, first.event_id)
     assert await handled(world, second.event_id)
-    third = await store(world, ANNA, "!help")  # after the worker ended: a new one starts
+    third = await world.pending(ANNA, "!help")  # after the worker ended: a new one starts
     world.processor.take([third])
     assert await handled(world, third.event_id)
     answered = await answered_in_order(world, before)
@@ -64,14 +52,14 @@ async def test_an_event_left_pending_before_is_answered_first_and_nothing_twice(
     # Stored by an earlier run (or a sync whose hand-over was lost) and never handed to
     # this process: the first hand-over for the room reads the room, in order.
     before = await world.last_outbox_id()
-    left = await store(world, BEN, "!help")
-    new = await store(world, ANNA, "!help")
+    left = await world.pending(BEN, "!help")
+    new = await world.pending(ANNA, "!help")
     world.processor.take([new])
     assert await handled(world, left.event_id)
     assert await handled(world, new.event_id)
     # The room is now held in hand: a later event is taken as handed. Handing the same
     # events again (a hand-over racing a read of the room) answers nobody twice.
-    later = await store(world, BEN, "!help")
+    later = await world.pending(BEN, "!help")
     world.processor.take([later, new])
     world.processor.take([later])
     assert await handled(world, later.event_id)
@@ -84,11 +72,11 @@ async def test_a_room_with_an_event_stored_behind_its_back_is_read_again(world: 
     # handed over (stored by another way, found by the main loop's poll): the worker reads
     # the room from the database again instead of trusting what it was handed.
     before = await world.last_outbox_id()
-    first = await store(world, ANNA, "!help")
+    first = await world.pending(ANNA, "!help")
     world.processor.take([first])
     assert await handled(world, first.event_id)
-    behind = await store(world, BEN, "!help")
-    handed = await store(world, ANNA, "!help")
+    behind = await world.pending(BEN, "!help")
+    handed = await world.pending(ANNA, "!help")
     world.processor.take([handed])
     assert await handled(world, handed.event_id)
     # The poll of rooms with pending events sends the worker back to the database.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -411,6 +412,22 @@ class World:
                 kind=kind,
                 now=self.now,
             )
+
+    async def pending(self, sender: str, body: str, room: str = HDEV_ROOM) -> InboundEvent:
+        """A new command stored as the sync loop stores it and not handled yet: the row the
+        sync loop hands to the room's worker (``Processor.take``)."""
+        row = await self.store_message(f"${uuid.uuid4().hex}", sender, room, body)
+        assert row is not None and row.id is not None
+        return row
+
+    async def answers(self, after: int, room: str = HDEV_ROOM) -> list[tuple[str, str]]:
+        """(the event answered, the answer's text) for each answer queued in ``room`` after
+        outbox row ``after``, in the order they go out (delivering them)."""
+        return [
+            (sent.payload["m.relates_to"]["m.in_reply_to"]["event_id"], sent.body)
+            for sent in await self.deliver(after=after)
+            if sent.room_id == room and sent.is_reply
+        ]
 
     async def store_search(self, query: str, cops: tuple[str, ...] = ("HDEV",)) -> Any:
         async with self.db.read() as s:
