@@ -216,6 +216,7 @@ class BotApp:
         )
         await self.syncer.load_token()
         self.sender.caught_up = self.syncer.first_sync_done
+        self.sender.started = self.syncer.first_response
 
         syncer = self.syncer
         app = make_app(

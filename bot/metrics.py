@@ -31,10 +31,12 @@ class Metrics:
             "bbwt_last_sync_timestamp_seconds", "When the last /sync succeeded", registry=r
         )
         self.gaps = Counter(
-            "bbwt_sync_gaps", "Limited sync timelines whose gap was paged back", registry=r
+            "bbwt_sync_gaps",
+            "Limited sync timelines whose gap was read through /messages",
+            registry=r,
         )
         self.gap_events = Counter(
-            "bbwt_sync_gap_events", "Events recovered by paging back through a gap", registry=r
+            "bbwt_sync_gap_events", "Events recovered by paging through a gap", registry=r
         )
         self.outbox_depth = Gauge("bbwt_outbox_depth", "Messages waiting to be sent", registry=r)
         self.sent = Counter(

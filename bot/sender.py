@@ -95,6 +95,7 @@ class Sender:
         members: MemberCache,
         encrypt_direct_rooms: bool = True,
         caught_up: asyncio.Event | None = None,
+        started: asyncio.Event | None = None,
         shared_rooms: frozenset[str] = frozenset(),
     ) -> None:
         self.encrypt_direct_rooms = encrypt_direct_rooms
@@ -103,7 +104,12 @@ class Sender:
         they hold just the bot and one person."""
         self.caught_up = caught_up
         """Set once the sync loop has stored what happened while no process ran (say, a
-        direct chat the previous process opened but could not record): sending waits."""
+        direct chat the previous process opened but could not record, or a person who
+        joined one): sending to anywhere but the shared rooms waits for it."""
+        self.started = started
+        """Set once the first sync has come in (the client knows the rooms): sending to
+        the shared rooms waits only for this, so a catch-up's answers there start while
+        the rest of a long gap is still being read."""
         self.members = members
         self._pointed: set[tuple[str, str]] = set()
         self._queues_at_once = asyncio.Semaphore(QUEUES_AT_ONCE)
@@ -118,13 +124,18 @@ class Sender:
         self._facts: dict[str, RoomFacts] = {}
         self._marks: list[tuple[int, str | None, datetime]] = []
         self._marking: asyncio.Task[None] | None = None
+        self._waking: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
-        if self.caught_up is not None:
+        if self.started is not None:
+            await self.started.wait()
+        elif self.caught_up is not None:
             await self.caught_up.wait()
+        if self.caught_up is not None and not self.caught_up.is_set():
+            self._waking = asyncio.create_task(self._wake_when(self.caught_up))
         while not self.stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
@@ -139,6 +150,16 @@ class Sender:
                 self.metrics.errors.labels("sender").inc()
                 log.exception("sending failed")
                 await asyncio.sleep(1)
+
+    async def _wake_when(self, event: asyncio.Event) -> None:
+        await event.wait()
+        self.wake()
+
+    def _may_send(self, row: OutboxMessage) -> bool:
+        """Until the sync has caught up, only plain replies in the shared rooms go out."""
+        if self.caught_up is None or self.caught_up.is_set():
+            return True
+        return row.private_to is None and row.room_id in self.shared_rooms
 
     async def flush(self, grace: float) -> int:
         """Send until the outbox is empty (or only has rows waiting); return what is left."""
@@ -157,6 +178,8 @@ class Sender:
             rows = await repo.unsent(s, limit=500)
         queues: dict[str, list[OutboxMessage]] = {}
         for row in rows:
+            if not self._may_send(row):
+                continue
             key = row.room_id or f"user:{row.to_user}"
             queues.setdefault(key, []).append(row)
         if queues:

@@ -38,7 +38,7 @@ from bot.crypto.events import decrypt_raw, event_json, housekeeping, room_key_se
 from bot.crypto.store import DbCryptoStore
 from bot.metrics import Metrics
 from commands.text import strip_reply_fallback
-from storage import Database, repo, rooms
+from storage import Database, membership, repo, rooms
 from storage import crypto as stored
 from storage.models import InboundEvent
 
@@ -62,6 +62,10 @@ SYNC_FILTER: dict[str, Any] = {
     },
 }
 MAX_GAP_PAGES = 500
+GAP_FIRST_PAGE = 100
+"""Events asked for in a gap's first page: small, so the first answers start early."""
+GAP_MAX_PAGE = 800
+"""Each next page asks for twice as many, up to this (Synapse serves 1,000 at most)."""
 TOKEN_EVERY = timedelta(seconds=30)
 """A sync that brings nothing to store moves the token in memory only, for this long at most
 (the sync of the bot's own reply, of chatter, of receipts): after a restart the syncs since
@@ -70,6 +74,22 @@ the stored token are fetched again and bring nothing again."""
 
 class GapFillError(RuntimeError):
     pass
+
+
+@dataclass
+class Gap:
+    """A room's events that a limited sync left out: from the previous sync token
+    (``since``) to the start of its timeline (``prev_batch``)."""
+
+    room_id: str
+    prev_batch: str
+    since: str
+    timeline: list[dict[str, Any]]
+    seen: set[Any] = dataclass_field(init=False)
+    """The timeline's event ids (a page may bring one of them again)."""
+
+    def __post_init__(self) -> None:
+        self.seen = {event.get("event_id") for event in self.timeline}
 
 
 class Classifier:
@@ -359,6 +379,9 @@ class Syncer:
         self.last_ok: float = 0.0
         self.stopping = False
         self.first_sync_done = asyncio.Event()
+        """Set once the first sync of the process is stored (with any gap it had)."""
+        self.first_response = asyncio.Event()
+        """Set once the first sync's response is in (before its gaps are read)."""
 
     async def load_token(self) -> None:
         async with self.db.session() as s:
@@ -388,18 +411,18 @@ class Syncer:
         if isinstance(resp, SyncError):
             raise RuntimeError(f"sync error: {resp.message} ({resp.status_code})")
         assert isinstance(resp, SyncResponse)
+        self.first_response.set()
         first = self.token is None
         batch = Batch()
         self._take_set_aside(batch)
         for room_id, info in resp.rooms.join.items():
             events = [self._readable(e, room_id) for e in info.timeline.events]
             if not first and info.timeline.limited and info.timeline.prev_batch:
-                gap = await self.fill_gap(room_id, info.timeline.prev_batch, self.token or "")
-                self.metrics.gaps.inc()
-                self.metrics.gap_events.inc(len(gap))
-                log.info("room %s: filled a gap of %d events", room_id, len(gap))
-                seen = {e.get("event_id") for e in events}
-                events = [e for e in gap if e.get("event_id") not in seen] + events
+                # Who is in the room now: the state part of a limited sync holds every
+                # change between the previous sync and this timeline.
+                now_members = membership_changes([e.source for e in info.state] + events)
+                gap = Gap(room_id, info.timeline.prev_batch, self.token or "", events)
+                events = await self.fill_gap(gap, batch, now_members) + events
             self._note_direct_invites(batch, room_id, events)
             recent = after_own_join(events, self.client.user_id)
             joined_now = len(recent) < len(events) or self._joins_here(events)
@@ -538,30 +561,113 @@ class Syncer:
             )
         )
 
-    async def fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
-        """Page back from ``prev_batch`` to the previous sync token; oldest event first."""
-        collected: list[dict[str, Any]] = []
-        start = prev_batch
-        for _ in range(MAX_GAP_PAGES):
+    async def fill_gap(
+        self, gap: Gap, batch: Batch, now_members: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """Read the events between the previous sync and this sync's timeline, oldest first,
+        paging forwards from the previous sync token.
+
+        In a room the bot was in already, each page is stored as soon as it is read (its
+        own transaction, without the sync token) and handed to the room's worker, so a
+        long gap (commands sent while the bot was down) is answered from its first page on,
+        not after its last. Storing is idempotent: if the process stops before the token is
+        stored, the next sync brings the same gap, and what was stored is not stored again.
+        What goes with the token instead: events that are set aside or wait for a room key,
+        and every event from the first change of the bot's own membership on (and the whole
+        gap of a room the bot was not in): those are returned, for ``after_own_join`` and
+        the member list in the sync's own transaction.
+        """
+        streaming = await self._was_joined(gap.room_id)
+        rest: list[dict[str, Any]] = []
+        start, limit, pages, total, streamed = gap.since, GAP_FIRST_PAGE, 0, 0, 0
+        members: dict[str, str] | None = now_members  # noted with the first page stored
+        while True:
+            if pages == MAX_GAP_PAGES:
+                log.error(
+                    "room %s: gap longer than %d pages; its newest events not read",
+                    gap.room_id,
+                    MAX_GAP_PAGES,
+                )
+                break
             resp = await self.client.room_messages(
-                room_id,
+                gap.room_id,
                 start=start,
-                end=since,
-                direction=MessageDirection.back,
-                limit=100,
+                end=gap.prev_batch,
+                direction=MessageDirection.front,
+                limit=limit,
                 message_filter={"types": TIMELINE_TYPES},
             )
             if isinstance(resp, RoomMessagesError):
                 # Do not move the token on: the next sync brings the same gap back.
-                raise GapFillError(f"could not page back in {room_id}: {resp.message}")
-            collected.extend(self._readable(event, room_id) for event in resp.chunk)
+                raise GapFillError(f"could not page through {gap.room_id}: {resp.message}")
+            pages += 1
+            page = [self._readable(event, gap.room_id) for event in resp.chunk]
+            page = [event for event in page if event.get("event_id") not in gap.seen]
+            total += len(page)
+            if streaming:
+                early = page
+                # From a change of the bot's own membership on, as the sync's own events.
+                own = [i for i, event in enumerate(page) if self._own_membership(event)]
+                if own:
+                    streaming, early, page = False, page[: own[0]], page[own[0] :]
+                if early and await self._store_page(batch, gap.room_id, early, members):
+                    members = None
+                streamed += len(early)
+            if not streaming:
+                rest.extend(page)
             if not resp.chunk or not resp.end or resp.end == start:
                 break
-            start = resp.end
-        else:
-            log.error("room %s: gap longer than %d pages; older events dropped", room_id, 500)
-        collected.reverse()
-        return collected
+            start, limit = resp.end, min(limit * 2, GAP_MAX_PAGE)
+        self.metrics.gaps.inc()
+        self.metrics.gap_events.inc(total)
+        log.info(
+            "room %s: filled a gap of %d events (%d stored page by page)",
+            gap.room_id,
+            total,
+            streamed,
+        )
+        return rest
+
+    async def _was_joined(self, room_id: str) -> bool:
+        """Had the bot joined this room before this sync (as far as it has stored)?"""
+        async with self.db.read() as s:
+            return await membership.room_membership(s, room_id, self.client.user_id) == "join"
+
+    def _own_membership(self, event: dict[str, Any]) -> bool:
+        """Does this event change the bot's own membership (not just its display name)?"""
+        return (
+            event.get("type") == "m.room.member"
+            and event.get("state_key") == self.client.user_id
+            and field(event, "content", "membership")
+            != field(event, "unsigned", "prev_content", "membership")
+        )
+
+    async def _store_page(
+        self,
+        batch: Batch,
+        room_id: str,
+        page: list[dict[str, Any]],
+        members: dict[str, str] | None,
+    ) -> bool:
+        """Store one page of a gap and hand its events to the worker; True when a
+        transaction ran (and ``members``, the room's members now, went with it)."""
+        self._note_direct_invites(batch, room_id, page)
+        rows = Batch()
+        for event in page:
+            self._classify(rows, room_id, event)
+        batch.set_aside.extend(rows.set_aside)  # these and the parked go with the token
+        batch.parked.extend(rows.parked)
+        if not rows.incoming:
+            return False
+        if members is not None:
+            rows.note_members(room_id, members, complete=False)
+        set_aside: list[tuple[str, Any, str]] = []
+        _, added = await self._store_or_retry(rows, None, self.clock(), set_aside)
+        self._log_set_aside(set_aside)
+        if added:
+            self.on_stored(added)
+            await asyncio.sleep(0)  # the worker starts while the next page is read
+        return True
 
     async def store(self, batch: Batch, token: str) -> list[InboundEvent]:
         """Store the batch's events, what was set aside and the member changes together
@@ -583,14 +689,17 @@ class Syncer:
         if parked:
             self.metrics.undecryptable.inc(parked)
             log.warning("%d event(s) could not be decrypted yet; waiting for their keys", parked)
-        for room_id, event, reason in set_aside:
-            event_id = event.get("event_id") if isinstance(event, dict) else None
-            self.metrics.quarantined.inc()
-            log.warning("set aside event %r in %s: %s", event_id, room_id, reason)
+        self._log_set_aside(set_aside)
         if newest:
             self.metrics.sync_lag.set(max(0.0, now.timestamp() - newest))
         self.token_stored_at = now
         return added
+
+    def _log_set_aside(self, set_aside: list[tuple[str, Any, str]]) -> None:
+        for room_id, event, reason in set_aside:
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            self.metrics.quarantined.inc()
+            log.warning("set aside event %r in %s: %s", event_id, room_id, reason)
 
     def _nothing_to_store(self, batch: Batch, now: datetime) -> bool:
         """Nothing of this sync needs the database, and the stored token is recent enough
@@ -600,7 +709,11 @@ class Syncer:
         return batch.empty() and (self.crypto is None or not self.crypto.pending)
 
     async def _store_or_retry(
-        self, batch: Batch, token: str, now: datetime, set_aside: list[tuple[str, Any, str]]
+        self,
+        batch: Batch,
+        token: str | None,
+        now: datetime,
+        set_aside: list[tuple[str, Any, str]],
     ) -> tuple[int, list[InboundEvent]]:
         try:
             return await self._store(batch, token, now, set_aside, careful=False)
@@ -610,23 +723,24 @@ class Syncer:
             if not batch.incoming:
                 raise
             # The database refused a row: store the batch again, one event at a time.
-            if self.crypto is not None:
+            if self.crypto is not None and token is not None:
                 self.crypto.requeue_last()  # its rows went down with the first try
             return await self._store(batch, token, now, set_aside, careful=True)
 
     async def _store(
         self,
         batch: Batch,
-        token: str,
+        token: str | None,
         now: datetime,
         set_aside: list[tuple[str, Any, str]],
         *,
         careful: bool,
     ) -> tuple[int, list[InboundEvent]]:
-        """One transaction. Not ``careful``: the events are stored as they are (the usual
-        case, no savepoints); if the database refuses one, the caller runs this again
-        ``careful``: each event in a savepoint of its own, so one row the database refuses
-        does not hold back the others; what is refused is set aside."""
+        """One transaction; with ``token`` None (a page of a gap) the crypto store and the
+        sync token are left for the sync's own transaction. Not ``careful``: the events are
+        stored as they are (the usual case, no savepoints); if the database refuses one, the
+        caller runs this again ``careful``: each event in a savepoint of its own, so one row
+        the database refuses does not hold back the others; what is refused is set aside."""
         parked = 0
         added: list[InboundEvent] = []
         async with self.db.session() as s:
@@ -666,9 +780,10 @@ class Syncer:
             for event in batch.parked:
                 parked += await stored.park(s, event, now)
             await stored.unparked(s, batch.opened)
-            if self.crypto is not None:
-                await self.crypto.flush(s)
-            await repo.set_state(s, "sync_token", token, now=now)
+            if token is not None:
+                if self.crypto is not None:
+                    await self.crypto.flush(s)
+                await repo.set_state(s, "sync_token", token, now=now)
         return parked, added
 
     @staticmethod

@@ -248,3 +248,33 @@ async def test_an_encrypted_file_goes_on_as_it_is_to_an_encrypted_room_and_decry
     assert "file" not in by_room[plain_room]  # no key in the clear
     assert by_room[plain_room]["url"] == "mxc://example.org/plain"
     assert uploaded == [receipt]  # a decrypted copy
+
+
+async def test_before_the_first_sync_is_stored_only_plain_replies_in_shared_rooms_go_out(
+    db: Database,
+) -> None:
+    """While the sync is still reading what happened during a stop, a CoP room's replies go
+    out; a private answer waits (who is in its room now may not be stored yet)."""
+    cop_room = "!cop:example.org"
+    async with db.session() as s:
+        await rooms.load_member_list(s, CHAT, {BOT: "join", ANNA: "join"}, NOW)
+        await repo.enqueue(s, room_id=cop_room, payload=Message("Seats: 3").content(), now=NOW)
+    await queue_private_answer(db, CHAT)
+    await queue_private_answer(db, None)
+    client = FakeClient()
+    sender = make_sender(db, client, frozenset({cop_room}))
+    sender.caught_up = asyncio.Event()
+
+    await sender.flush_once()
+
+    assert [sent.room_id for sent in client.sent] == [cop_room]
+    assert client.created == []
+
+    sender.caught_up.set()  # the first sync, with its gaps, is stored
+    await sender.flush_once()
+
+    assert sorted(sent.room_id for sent in client.sent) == sorted(
+        [cop_room, CHAT, "!dm1:example.org"]
+    )
+    async with db.read() as s:
+        assert await repo.outbox_depth(s) == 0
