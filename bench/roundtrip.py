@@ -476,6 +476,7 @@ class Result:
     catch_up_once: int = 0
     catch_up_missing: int = 0
     catch_up_duplicated: int = 0
+    catch_up_again: float | None = None  # --echo-again: the echo bot's second catch-up
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -803,6 +804,17 @@ def report(bot: Result, echo: Result, args: argparse.Namespace) -> None:
                 lambda r: f"{r.catch_up_missing} / {r.catch_up_duplicated}",
             ),
         ]
+    if args.catch_up > 0 and echo.catch_up_again is not None:
+        between = [v for v in (echo.catch_up_seconds, echo.catch_up_again) if v is not None]
+        rows += [
+            ("catch-up: echo again, after the bot's (s)", "", fmt_s(echo.catch_up_again), ""),
+            (
+                "catch-up: bot / mean of the echo's two",
+                "",
+                "",
+                ratio(bot.catch_up_seconds, sum(between) / len(between)),
+            ),
+        ]
     echo_name = "echo (nio)"
     if args.echo_reply == "same":
         echo_name = "echo, same reply"
@@ -988,6 +1000,27 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
                     text=args.text,
                     result=results[target.name],
                 )
+            if args.echo_again:
+                # The homeserver's database has grown by two catch-ups since the echo bot's
+                # first one: its second, after the bot's, shows how much that costs.
+                print(f"  {targets[0].name}: catch-up of {args.catch_up} again, after the bot's")
+                again = Result(targets[0].name)
+                await measure_catch_up(
+                    targets[0],
+                    stop=running_echo.stop,
+                    start=running_echo.start,
+                    senders=people,
+                    reader=people[0],
+                    observer=observer,
+                    total=args.catch_up,
+                    text=args.text,
+                    result=again,
+                )
+                print(
+                    f"  {targets[0].name}: again {again.catch_up_once}/{again.catch_up_commands}"
+                    f" answered exactly once"
+                )
+                results[targets[0].name].catch_up_again = again.catch_up_seconds
         dm_round_trips: dict[str, list[float]] = {}
         for encrypted in (True, False):
             kind = "encrypted" if encrypted else "plaintext"
@@ -1058,6 +1091,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the echo bot's reply: 'short' ('echo: ' and the command, plus --echo-pad), or "
         "'same': the bot's own reply to --text (read from one command before the bench), so "
         "the homeserver's cost per message, which grows with its size, is the same for both",
+    )
+    parser.add_argument(
+        "--echo-again",
+        action="store_true",
+        help="run the echo bot's catch-up again after the bot's (the homeserver's database "
+        "grows with each catch-up; the bot's runs second)",
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--text", default=COMMAND_TEXT, help=f"the command ({COMMAND_TEXT!r})")
