@@ -28,7 +28,6 @@ from bot.lease import Leadership
 from bot.matrix import BotClient, MatrixError, login, make_client, setup_rooms
 from bot.metrics import Metrics
 from bot.processor import Processor
-from bot.receipts import ReadReceipts
 from bot.rooms import MemberCache
 from bot.sender import Sender
 from bot.sync import Classifier, Syncer
@@ -63,7 +62,6 @@ class BotApp:
             )
         self.keys = StoreKeys(store_key)
         self.client: BotClient = make_client(settings, self.keys.pickle_key)
-        self.receipts = ReadReceipts(self.client, self.metrics)
         self.leadership = Leadership(self.db, name=settings.matrix.user_id, clock=self.clock)
         self.crypto: DbCryptoStore | None = None
         self.undecryptable: Undecryptable | None = None
@@ -202,7 +200,6 @@ class BotApp:
             on_committed=self.sender.wake,
             clock=self.clock,
             members=members,
-            on_handled=self.receipts.handled,
         )
         self.syncer = Syncer(
             self.client,
@@ -316,7 +313,6 @@ class BotApp:
                     log.warning(
                         "%d message(s) left in the outbox; they go out on the next start", left
                     )
-        await self.receipts.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -70,11 +70,6 @@ class Metrics:
             "1 while this process holds the leader lease (syncs and sends), 0 on standby",
             registry=r,
         )
-        self.receipts = Counter(
-            "bbwt_read_receipts",
-            "Private read receipts the bot set on the newest event it handled in a room",
-            registry=r,
-        )
         self.errors = Counter(
             "bbwt_errors", "Errors, by where they happened", ["where"], registry=r
         )

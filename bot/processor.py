@@ -90,10 +90,7 @@ class Processor:
         on_committed: Callable[[], None],
         clock: Callable[[], datetime],
         members: MemberCache,
-        on_handled: Callable[[str, str], None] = lambda room_id, event_id: None,
     ) -> None:
-        self.on_handled = on_handled
-        """Called with (room id, event id) for each event handled, after its commit."""
         self.members = members
         self.db = db
         self.settings = settings
@@ -332,7 +329,6 @@ class Processor:
 
     def _handled(self, row: InboundEvent, command_name: str, outcome: str, seconds: float) -> None:
         self._tries.pop(row.id, None)
-        self.on_handled(row.room_id, row.event_id)
         self.metrics.commands.labels(command_name, outcome).inc()
         self.metrics.command_seconds.labels(command_name).observe(seconds)
 

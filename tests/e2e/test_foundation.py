@@ -228,9 +228,6 @@ async def test_a_burst_of_500_commands_from_20_people_is_answered_exactly_once(
     assert metrics["bbwt_sync_gap_events_total"] > 100
     # Synapse served the gap forwards from the stored sync token, and each page went to
     # the room's worker as it came (the bot was in the room: nothing had to wait).
-    # The bot marked what it handled as read (privately), and the homeserver took it.
-    assert metrics["bbwt_read_receipts_total"] >= 1
-    assert metrics.get('bbwt_errors_total{where="receipt"}', 0) == 0
     gaps = re.findall(r"filled a gap of (\d+) events \((\d+) stored page by page\)", bot.log_text())
     assert any(int(read) > 100 and read == early for read, early in gaps)
 
