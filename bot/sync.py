@@ -2,7 +2,10 @@
 
 Nothing is handled here. Each batch of interesting events is written to ``inbound_events``
 in the same transaction as the new sync token, so a crash at any point either keeps both
-or neither; workers (``bot.processor``) pick the events up from the database.
+or neither; workers (``bot.processor``) pick the events up from the database. The one
+exception is a long gap (``Syncer.fill_gap``): its pages are stored as they are read, before
+the token, so that their answers start early; a crash before the token brings the same gap
+again, and storing an event is idempotent.
 
 Encrypted events are decrypted before they are stored (nio does it inside ``sync()``; this
 loop tries again what nio left, and what a gap brought). What cannot be decrypted yet is
