@@ -87,12 +87,8 @@ class Gap:
     room_id: str
     prev_batch: str
     since: str
-    timeline: list[dict[str, Any]]
-    seen: set[Any] = dataclass_field(init=False)
-    """The timeline's event ids (a page may bring one of them again)."""
-
-    def __post_init__(self) -> None:
-        self.seen = {event.get("event_id") for event in self.timeline}
+    seen: set[Any]
+    """The event ids of the sync's own timeline (a page may bring one of them again)."""
 
 
 class Classifier:
@@ -424,7 +420,8 @@ class Syncer:
                 # Who is in the room now: the state part of a limited sync holds every
                 # change between the previous sync and this timeline.
                 now_members = membership_changes([e.source for e in info.state] + events)
-                gap = Gap(room_id, info.timeline.prev_batch, self.token or "", events)
+                seen = {event.get("event_id") for event in events}
+                gap = Gap(room_id, info.timeline.prev_batch, self.token or "", seen)
                 events = await self.fill_gap(gap, batch, now_members) + events
             self._note_direct_invites(batch, room_id, events)
             recent = after_own_join(events, self.client.user_id)

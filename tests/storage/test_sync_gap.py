@@ -82,10 +82,9 @@ class GapServer:
 
 
 class Bot:
-    """The sync loop, with what it hands to the workers and the token at each hand-over."""
+    """The sync loop, with what it hands to the workers (one list per hand-over)."""
 
     def __init__(self, db: Database, server: GapServer) -> None:
-        self.db = db
         self.handed: list[list[str]] = []
         self.syncer = Syncer(
             server,  # type: ignore[arg-type]
@@ -116,10 +115,9 @@ async def token(db: Database) -> str | None:
         return await repo.get_state(s, "sync_token")
 
 
-async def bot_in_room(db: Database, *others: str) -> None:
+async def bot_in_room(db: Database) -> None:
     async with db.session() as s:
-        members = {BOT: "join", ANNA: "join"} | {user: "join" for user in others}
-        await rooms.load_member_list(s, ROOM, members, NOW)
+        await rooms.load_member_list(s, ROOM, {BOT: "join", ANNA: "join"}, NOW)
         await repo.set_state(s, "sync_token", "s1", now=NOW)  # the previous sync's
 
 
