@@ -87,6 +87,13 @@ def _inline_creator(url: str) -> Callable[[], Coroutine[Any, Any, sqlite_inline.
     return create
 
 
+TRANSACTION = "bbwt.one_transaction"
+"""In a session's ``info``: the session is one transaction (``Database.session``/``read``),
+so its connection stays the same until it ends."""
+CONNECTION = "bbwt.connection"
+"""In a session's ``info``: that connection, once ``repo.run`` has asked for it."""
+
+
 class Database:
     """One engine and session factory. ``async with db.session() as s:`` is one transaction."""
 
@@ -119,16 +126,20 @@ class Database:
         busy handler backs off in sleeps of up to 100 ms, which starves a busy bot.
         """
         if self._write_lock is None:
-            async with self.sessions() as session, session.begin():
+            async with self.sessions(info={TRANSACTION: True}) as session, session.begin():
                 yield session
             return
-        async with self._write_lock, self.sessions() as session, session.begin():
+        async with (
+            self._write_lock,
+            self.sessions(info={TRANSACTION: True}) as session,
+            session.begin(),
+        ):
             yield session
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A read-only transaction; on SQLite it does not queue behind writers."""
-        async with self.read_sessions() as session, session.begin():
+        async with self.read_sessions(info={TRANSACTION: True}) as session, session.begin():
             yield session
 
     @asynccontextmanager

@@ -32,6 +32,20 @@ async def test_a_database_from_a_newer_version_is_refused(db: Database) -> None:
         await db.upgrade()
 
 
+async def test_a_session_that_commits_and_goes_on_keeps_its_writes(db: Database) -> None:
+    """The statements every command runs reuse the connection of a transaction made by
+    ``Database.session``. A session made otherwise (a script, a test) may commit and go on
+    in a new transaction: what it writes then is stored too, not sent to the connection of
+    the transaction that ended."""
+    async with db.sessions() as s:
+        await repo.set_state(s, "sync_token", "s1", now=T0)
+        await s.commit()
+        await repo.set_state(s, "sync_token", "s2", now=T0)
+        await s.commit()
+    async with db.read() as s:
+        assert await repo.get_state(s, "sync_token") == "s2"
+
+
 async def test_state_values_are_kept_and_replaced(db: Database) -> None:
     async with db.session() as s:
         await repo.set_state(s, "sync_token", "s1", now=T0)
