@@ -213,6 +213,7 @@ class BotApp:
             crypto=self.crypto,
             guard=self.leadership.guard,
             on_parked=self.undecryptable.wake,
+            settle=self.sender.settle,
         )
         await self.syncer.load_token()
         self.sender.caught_up = self.syncer.first_sync_done

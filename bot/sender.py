@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -120,6 +121,8 @@ class Sender:
         self.txn_prefix = txn_prefix
         self.clock = clock
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        """Set while the sender waits with nothing to send (see ``settle``)."""
         self.stopping = False
         self._facts: dict[str, RoomFacts] = {}
         self._marks: list[tuple[int, str | None, datetime]] = []
@@ -128,6 +131,15 @@ class Sender:
 
     def wake(self) -> None:
         self._wake.set()
+        self._idle.clear()
+
+    async def settle(self, at_most: float) -> None:
+        """Wait until nothing is being sent, ``at_most`` seconds at most (the sync loop
+        waits so before its next sync while replies go out: see ``Syncer.run``)."""
+        if self._idle.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), at_most)
 
     async def run(self) -> None:
         if self.started is not None:
@@ -137,10 +149,13 @@ class Sender:
         if self.caught_up is not None and not self.caught_up.is_set():
             self._waking = asyncio.create_task(self._wake_when(self.caught_up))
         while not self.stopping:
+            if not self._wake.is_set():
+                self._idle.set()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
             except TimeoutError:
                 pass
+            self._idle.clear()
             self._wake.clear()
             try:
                 await self.flush_once()

@@ -75,6 +75,11 @@ TOKEN_EVERY = timedelta(seconds=30)
 the stored token are fetched again and bring nothing again."""
 
 
+SETTLE_AT_MOST = 0.25
+"""After a sync that brought nothing to store while replies are still going out, the next
+sync waits for the sender to be done, this long at most (see ``Syncer.run``)."""
+
+
 class GapFillError(RuntimeError):
     pass
 
@@ -358,7 +363,10 @@ class Syncer:
         crypto: DbCryptoStore | None = None,
         guard: Callable[[AsyncSession], Awaitable[None]] | None = None,
         on_parked: Callable[[], None] = lambda: None,
+        settle: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
+        self.settle = settle
+        """Waits, at most the given seconds, until no reply is being sent (``Sender.settle``)."""
         self.crypto = crypto
         """The crypto store, flushed in the token's transaction."""
         self.guard = guard
@@ -387,13 +395,26 @@ class Syncer:
             self.token = await repo.get_state(s, "sync_token")
 
     async def run(self) -> None:
+        """Sync until stopped.
+
+        Each of the bot's own replies ends the homeserver's long poll: the sync returns with
+        the reply and nothing else, and the homeserver works out the room's unread counts
+        and the rest of a sync response for it. While a backlog is answered (a catch-up, a
+        burst) that was a sync per reply, a large part of the homeserver's work. So after
+        a sync that brought nothing to store, while replies are still going out, the next
+        sync waits until the sender is done, ``SETTLE_AT_MOST`` seconds at most: a command
+        sent meanwhile is fetched that much later at worst, and nothing is missed (the
+        next sync starts from the same token). An idle bot syncs again at once.
+        """
         failures = 0
         while not self.stopping:
             try:
                 # The first sync of a process returns at once: the sender waits for it.
                 waiting = self.timeout_ms if self.first_sync_done.is_set() else 0
-                await self.sync_once(timeout_ms=waiting)
+                brought = await self.sync_once(timeout_ms=waiting)
                 failures = 0
+                if not brought and self.settle is not None:
+                    await self.settle(SETTLE_AT_MOST)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -403,7 +424,8 @@ class Syncer:
                 log.warning("sync failed (%s); retrying in %ss", exc, delay)
                 await asyncio.sleep(delay)
 
-    async def sync_once(self, timeout_ms: int) -> None:
+    async def sync_once(self, timeout_ms: int) -> bool:
+        """One sync, stored; True when it brought anything to store."""
         resp = await self.client.sync(
             timeout=timeout_ms, since=self.token, sync_filter=SYNC_FILTER, full_state=False
         )
@@ -413,10 +435,12 @@ class Syncer:
         self.first_response.set()
         first = self.token is None
         batch = Batch()
+        gapped = False
         self._take_set_aside(batch)
         for room_id, info in resp.rooms.join.items():
             events = [self._readable(e, room_id) for e in info.timeline.events]
             if not first and info.timeline.limited and info.timeline.prev_batch:
+                gapped = True
                 # Who is in the room now: the state part of a limited sync holds every
                 # change between the previous sync and this timeline.
                 now_members = membership_changes([e.source for e in info.state] + events)
@@ -455,6 +479,7 @@ class Syncer:
         if batch.parked:
             self.on_parked()
         await housekeeping(self.client)
+        return gapped or not batch.empty()
 
     def _note_direct_invites(
         self, batch: Batch, room_id: str, events: list[dict[str, Any]]

@@ -278,3 +278,49 @@ async def test_before_the_first_sync_is_stored_only_plain_replies_in_shared_room
     )
     async with db.read() as s:
         assert await repo.outbox_depth(s) == 0
+
+
+@dataclass
+class HeldClient(FakeClient):
+    """A homeserver that holds each send until it is let go."""
+
+    sending: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def room_send(
+        self, room_id: str, _type: str, content: dict[str, Any], tx_id: str, **_: Any
+    ) -> Any:
+        self.sending.set()
+        await self.release.wait()
+        return await super().room_send(room_id, _type, content, tx_id)
+
+
+async def test_the_sync_waits_while_a_reply_goes_out_and_never_longer_than_it_says(
+    db: Database,
+) -> None:
+    """``settle`` is what the sync loop waits on after a sync that brought only the bot's
+    own reply: it does not return while a reply is still going out, returns as soon as
+    the sender has nothing left, and never holds the sync back longer than asked (a send
+    that hangs does not stop the bot from reading new commands)."""
+    cop_room = "!cop:example.org"
+    async with db.session() as s:
+        await repo.enqueue(s, room_id=cop_room, payload=Message("Seats: 3").content(), now=NOW)
+    client = HeldClient()
+    sender = make_sender(db, client, frozenset({cop_room}))
+    running = asyncio.create_task(sender.run())
+    sender.wake()
+    await asyncio.wait_for(client.sending.wait(), 10)
+
+    waiting = asyncio.create_task(sender.settle(60))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # the reply is still on its way
+    await asyncio.wait_for(sender.settle(0.01), 10)  # a hanging send holds it back no longer
+
+    client.release.set()
+    await asyncio.wait_for(waiting, 10)
+    assert [sent.room_id for sent in client.sent] == [cop_room]
+    await asyncio.wait_for(sender.settle(60), 10)  # nothing left to send: at once
+
+    sender.stopping = True
+    sender.wake()
+    await asyncio.wait_for(running, 10)

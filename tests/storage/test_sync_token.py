@@ -4,9 +4,12 @@ enough, and always with anything that is stored (both databases)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+from nio import SyncResponse
 
 from bot.metrics import Metrics
-from bot.sync import TOKEN_EVERY, Classifier, Syncer
+from bot.sync import SETTLE_AT_MOST, TOKEN_EVERY, Classifier, Syncer
 from storage import Database, repo
 from tests.storage.test_sync_hostile import BOT, NOW, FakeClient, message, sync_body
 
@@ -57,3 +60,58 @@ async def test_an_empty_sync_moves_the_token_in_memory_until_something_is_stored
     clock.now += TOKEN_EVERY  # empty, but the stored token is old enough to be replaced
     await syncer.sync_once(timeout_ms=0)
     assert await stored_token(db) == "s5"
+
+
+class OneAfterAnother(FakeClient):
+    """Serves the given sync bodies one per sync, and then stops the sync loop."""
+
+    def __init__(self, bodies: list[dict[str, Any]]) -> None:
+        super().__init__(bodies[0])
+        self.bodies = bodies
+        self.syncer: Syncer | None = None
+
+    async def sync(self, **kwargs: Any) -> SyncResponse:
+        self.body = self.bodies.pop(0)
+        if not self.bodies and self.syncer is not None:
+            self.syncer.stopping = True
+        return await super().sync(**kwargs)
+
+
+async def test_after_a_sync_of_only_its_own_reply_the_next_waits_for_the_sender(
+    db: Database,
+) -> None:
+    """The bot's own reply ends its long poll. While replies are still going out, the next
+    sync first waits for the sender (at most ``SETTLE_AT_MOST``) rather than costing the
+    homeserver a sync per reply; after a sync that brought a command the next one follows
+    at once."""
+    own_reply = message(2, body="Here is what I can do", sender=BOT)
+    client = OneAfterAnother(
+        [
+            sync_body([message(1)], token="s2"),
+            sync_body([own_reply], token="s3"),
+            sync_body([message(3)], token="s4"),
+        ]
+    )
+    handed: list[str] = []
+    waits: list[tuple[str | None, float]] = []
+
+    async def settle(at_most: float) -> None:
+        waits.append((syncer.token, at_most))
+
+    syncer = Syncer(
+        client,  # type: ignore[arg-type]
+        db,
+        Classifier(BOT, "!", {"member", "reaction"}),
+        Metrics(),
+        timeout_ms=0,
+        on_stored=lambda rows: handed.extend(row.event_id for row in rows),
+        on_invite=lambda *_: None,
+        clock=Clock(),
+        settle=settle,
+    )
+    client.syncer = syncer
+    syncer.token = "s1"
+    await syncer.run()
+
+    assert handed == ["$e1", "$e3"]
+    assert waits == [("s3", SETTLE_AT_MOST)]  # only after the sync of its own reply
