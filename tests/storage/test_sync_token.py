@@ -3,6 +3,7 @@ enough, and always with anything that is stored (both databases)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,27 @@ class Clock:
         return self.now
 
 
+def make_syncer(
+    db: Database,
+    client: FakeClient,
+    handed: list[str],
+    clock: Clock,
+    settle: Callable[[float], Awaitable[None]] | None = None,
+) -> Syncer:
+    """A sync loop on ``client`` that notes the event ids it hands to the workers."""
+    return Syncer(
+        client,  # type: ignore[arg-type]
+        db,
+        Classifier(BOT, "!", {"member", "reaction"}),
+        Metrics(),
+        timeout_ms=0,
+        on_stored=lambda rows: handed.extend(row.event_id for row in rows),
+        on_invite=lambda *_: None,
+        clock=clock,
+        settle=settle,
+    )
+
+
 async def stored_token(db: Database) -> str | None:
     async with db.read() as s:
         return await repo.get_state(s, "sync_token")
@@ -33,16 +55,7 @@ async def test_an_empty_sync_moves_the_token_in_memory_until_something_is_stored
     clock = Clock()
     client = FakeClient(sync_body([], token="s2"))
     handed: list[str] = []
-    syncer = Syncer(
-        client,  # type: ignore[arg-type]
-        db,
-        Classifier(BOT, "!", {"member", "reaction"}),
-        Metrics(),
-        timeout_ms=0,
-        on_stored=lambda rows: handed.extend(row.event_id for row in rows),
-        on_invite=lambda *_: None,
-        clock=clock,
-    )
+    syncer = make_syncer(db, client, handed, clock)
     syncer.token = "s1"  # as loaded at start: the first sync of a process always stores
     await syncer.sync_once(timeout_ms=0)
     assert await stored_token(db) == "s2"
@@ -98,17 +111,7 @@ async def test_after_a_sync_of_only_its_own_reply_the_next_waits_for_the_sender(
     async def settle(at_most: float) -> None:
         waits.append((syncer.token, at_most))
 
-    syncer = Syncer(
-        client,  # type: ignore[arg-type]
-        db,
-        Classifier(BOT, "!", {"member", "reaction"}),
-        Metrics(),
-        timeout_ms=0,
-        on_stored=lambda rows: handed.extend(row.event_id for row in rows),
-        on_invite=lambda *_: None,
-        clock=Clock(),
-        settle=settle,
-    )
+    syncer = make_syncer(db, client, handed, Clock(), settle=settle)
     client.syncer = syncer
     syncer.token = "s1"
     await syncer.run()
