@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage import repo
 from storage.db import dialect_of, insert_for
 from storage.models import Base
+from storage.prepared import Prepared
 
 
 class CryptoRow(Base):
@@ -159,8 +160,9 @@ async def take_lease(session: AsyncSession, name: str, holder: str, now: datetim
     return int(epoch)
 
 
-_EPOCH = select(Lease.epoch).where(Lease.name == bindparam("name"))
-_EPOCH_LOCKED = _EPOCH.with_for_update()
+_EPOCH_STATEMENT = select(Lease.epoch).where(Lease.name == bindparam("name"))
+_EPOCH = Prepared(_EPOCH_STATEMENT)
+_EPOCH_LOCKED = Prepared(_EPOCH_STATEMENT.with_for_update())
 """Built once: every writing transaction of the active process checks the epoch."""
 
 
@@ -168,7 +170,7 @@ async def check_epoch(session: AsyncSession, name: str, epoch: int) -> None:
     """Raise :class:`LeaseLost` unless ``epoch`` is still the lease's. Locks the row until
     the caller's transaction ends, so a new holder cannot slip in between."""
     locking = dialect_of(session) == "postgresql"
-    result = await repo.run(session, _EPOCH_LOCKED if locking else _EPOCH, {"name": name})
+    result = await repo.run_prepared(session, _EPOCH_LOCKED if locking else _EPOCH, {"name": name})
     current = result.scalar()
     if current != epoch:
         raise LeaseLost(f"the lease {name!r} is at epoch {current}, this process holds {epoch}")

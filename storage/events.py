@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
     or_,
@@ -37,6 +38,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from config.events import EVENT_KINDS, IN_PERSON_KINDS
 from storage.db import dialect_of
 from storage.models import Base, BigId, Person
+from storage.prepared import Prepared
+from storage.repo import run_prepared
 
 KINDS = EVENT_KINDS
 
@@ -315,16 +318,18 @@ async def waiting_position(session: AsyncSession, event_id: int, user_id: str) -
     return None
 
 
+_TALLY = Prepared(
+    select(
+        func.count().filter(Rsvp.answer == YES),
+        func.count().filter(Rsvp.answer == WAITING),
+    ).where(Rsvp.event_id == bindparam("event_id"))
+)
+
+
 async def _tally(session: AsyncSession, event_id: int) -> dict[str, int]:
-    """How many answered yes and how many wait, in one query."""
-    row = (
-        await session.execute(
-            select(
-                func.count().filter(Rsvp.answer == YES),
-                func.count().filter(Rsvp.answer == WAITING),
-            ).where(Rsvp.event_id == event_id)
-        )
-    ).one()
+    """How many answered yes and how many wait, in one query (every answer counts)."""
+    row = (await run_prepared(session, _TALLY, {"event_id": event_id})).first()
+    assert row is not None  # an aggregate without GROUP BY always gives one row
     return {YES: int(row[0] or 0), WAITING: int(row[1] or 0)}
 
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from storage.db import CONNECTION, TRANSACTION, dialect_insert, dialect_of
@@ -24,6 +24,8 @@ from storage.models import (
     Person,
     Role,
 )
+from storage.prepared import Prepared, Rows
+from storage.prepared import execute as execute_prepared
 
 
 async def run(
@@ -40,13 +42,27 @@ async def run(
     the session once and kept in its ``info``: asking again each time cost about 4 % of the
     instructions of a ``!help`` or an ``!rsvp``. Any other session is asked each time (it
     may commit and go on with another connection).
+
+    The statements of every command are :class:`~storage.prepared.Prepared` and run with
+    :func:`run_prepared` instead.
     """
+    connection = await _connection(session)
+    return cast("CursorResult[Any]", await connection.execute(statement, params or {}))
+
+
+async def _connection(session: AsyncSession) -> AsyncConnection:
     connection = session.info.get(CONNECTION)
     if connection is None:
         connection = await session.connection()
         if TRANSACTION in session.info:
             session.info[CONNECTION] = connection
-    return cast("CursorResult[Any]", await connection.execute(statement, params or {}))
+    return cast(AsyncConnection, connection)
+
+
+async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[str, Any]) -> Rows:
+    """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection,
+    as :func:`run` does; on SQLite without SQLAlchemy's execution machinery."""
+    return await execute_prepared(await _connection(session), statement, params)
 
 
 @functools.cache
@@ -55,13 +71,18 @@ def _insert_ignore_statement(table: Table, keys: tuple[str, ...], dialect: str) 
     return dialect_insert(dialect)(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
+@functools.cache
+def _insert_ignore_prepared(table: Table, keys: tuple[str, ...], dialect: str) -> Prepared:
+    return Prepared(_insert_ignore_statement(table, keys, dialect))
+
+
 async def _insert_ignore(
     session: AsyncSession, model: type[Any], values: dict[str, Any], keys: list[str]
 ) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted."""
     table = cast(Table, model.__table__)
-    statement = _insert_ignore_statement(table, tuple(keys), dialect_of(session))
-    return bool((await run(session, statement, values)).rowcount)
+    statement = _insert_ignore_prepared(table, tuple(keys), dialect_of(session))
+    return bool((await run_prepared(session, statement, values)).rowcount)
 
 
 # --- bot state ---------------------------------------------------------------------------
@@ -78,11 +99,13 @@ async def get_state(session: AsyncSession, key: str) -> str | None:
 
 
 @functools.cache
-def _set_state_statement(dialect: str) -> Any:
+def _set_state_statement(dialect: str) -> Prepared:
     insert = dialect_insert(dialect)(BotState)
-    return insert.on_conflict_do_update(
-        index_elements=["key"],
-        set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at},
+    return Prepared(
+        insert.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at},
+        )
     )
 
 
@@ -90,7 +113,7 @@ async def set_state(session: AsyncSession, key: str, value: str, now: datetime) 
     """Store ``value`` under ``key`` (one statement, built once per dialect: the sync loop
     moves its token with it after every sync)."""
     statement = _set_state_statement(dialect_of(session))
-    await run(session, statement, {"key": key, "value": value, "updated_at": now})
+    await run_prepared(session, statement, {"key": key, "value": value, "updated_at": now})
     held = session.sync_session.identity_map.get(Session.identity_key(BotState, key))
     if held is not None:
         session.expire(held)  # loaded before in this transaction: read it again when used
@@ -160,13 +183,15 @@ async def memberships_of(session: AsyncSession, user_id: str) -> dict[str, str]:
     return {code: status for code, status in rows.all()}
 
 
-_ROLES_OF = union_all(
-    select(Role.cop_code, Role.role, literal(1).label("is_role")).where(
-        Role.user_id == bindparam("user"), Role.role == "moderator"
-    ),
-    select(Membership.cop_code, Membership.status, literal(0)).where(
-        Membership.user_id == bindparam("user")
-    ),
+_ROLES_OF = Prepared(
+    union_all(
+        select(Role.cop_code, Role.role, literal(1).label("is_role")).where(
+            Role.user_id == bindparam("user"), Role.role == "moderator"
+        ),
+        select(Membership.cop_code, Membership.status, literal(0)).where(
+            Membership.user_id == bindparam("user")
+        ),
+    )
 )
 
 
@@ -174,8 +199,8 @@ async def roles_of(session: AsyncSession, user_id: str) -> tuple[set[str], dict[
     """One person's moderated CoPs and memberships (CoP code -> status), in one query."""
     moderates: set[str] = set()
     memberships: dict[str, str] = {}
-    for row in (await run(session, _ROLES_OF, {"user": user_id})).all():
-        code, value, is_role = cast("tuple[str, str, int]", tuple(row))
+    for row in await run_prepared(session, _ROLES_OF, {"user": user_id}):
+        code, value, is_role = cast("tuple[str, str, int]", row)
         if is_role:
             moderates.add(code)
         else:
@@ -295,9 +320,9 @@ An edit of such a message is not acted on again."""
 
 
 @functools.cache
-def _add_inbound_statement(dialect: str) -> Any:
+def _add_inbound_statement(dialect: str) -> Prepared:
     table = cast(Table, InboundEvent.__table__)
-    return _insert_ignore_statement(table, ("event_id",), dialect).returning(table.c.id)
+    return Prepared(_insert_ignore_statement(table, ("event_id",), dialect).returning(table.c.id))
 
 
 async def add_inbound(
@@ -328,7 +353,7 @@ async def add_inbound(
         "received_at": now,
     }
     statement = _add_inbound_statement(dialect_of(session))
-    row_id = (await run(session, statement, values)).scalar_one_or_none()
+    row_id = (await run_prepared(session, statement, values)).scalar()
     if row_id is None:
         return None
     return InboundEvent(id=row_id, **values)
@@ -405,12 +430,13 @@ async def pending_rooms(session: AsyncSession, limit: int = 500) -> list[str]:
     return list(rows.all())
 
 
-_CLAIM = (
+_CLAIM_STATEMENT = (
     update(InboundEvent)
     .where(InboundEvent.id == bindparam("row_id"), InboundEvent.status == "pending")
     .values(status="done", outcome=bindparam("new_outcome"), handled_at=bindparam("now"))
 )
-_SET_OUTCOME = (
+_CLAIM = Prepared(_CLAIM_STATEMENT)
+_SET_OUTCOME = Prepared(
     update(InboundEvent)
     .where(InboundEvent.id == bindparam("row_id"))
     .values(outcome=bindparam("new_outcome"))
@@ -425,16 +451,18 @@ async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: d
     claim waits and then sees the event done.
     """
     params = {"row_id": row_id, "new_outcome": outcome, "now": now}
-    return bool((await run(session, _CLAIM, params)).rowcount)
+    return bool((await run_prepared(session, _CLAIM, params)).rowcount)
 
 
 _EDIT = aliased(InboundEvent, name="edit")
-_CLAIM_SEEING_EDITS = _CLAIM.returning(
-    # The event's own id comes as a parameter: SQLite names no table in RETURNING, so a
-    # column of the updated row would be read as one of the inner query's.
-    select(_EDIT.id)
-    .where(_EDIT.replaces == bindparam("message_id"), _EDIT.status == "done")
-    .exists()
+_CLAIM_SEEING_EDITS = Prepared(
+    _CLAIM_STATEMENT.returning(
+        # The event's own id comes as a parameter: SQLite names no table in RETURNING, so a
+        # column of the updated row would be read as one of the inner query's.
+        select(_EDIT.id)
+        .where(_EDIT.replaces == bindparam("message_id"), _EDIT.status == "done")
+        .exists()
+    )
 )
 
 
@@ -446,12 +474,12 @@ async def claim_to_handle(
     its key after its edit's). None: not claimed (handled elsewhere: roll back); else
     whether such an edit was handled."""
     params = {"row_id": row_id, "message_id": event_id, "new_outcome": "ok", "now": now}
-    found = (await run(session, _CLAIM_SEEING_EDITS, params)).first()
+    found = (await run_prepared(session, _CLAIM_SEEING_EDITS, params)).first()
     return None if found is None else bool(found[0])
 
 
 async def set_inbound_outcome(session: AsyncSession, row_id: int, outcome: str) -> None:
-    await run(session, _SET_OUTCOME, {"row_id": row_id, "new_outcome": outcome})
+    await run_prepared(session, _SET_OUTCOME, {"row_id": row_id, "new_outcome": outcome})
 
 
 async def count_inbound(session: AsyncSession, status: str | None = None) -> int:
@@ -464,7 +492,7 @@ async def count_inbound(session: AsyncSession, status: str | None = None) -> int
 # --- outbox --------------------------------------------------------------------------------
 
 
-_ENQUEUE = insert(OutboxMessage)
+_ENQUEUE = Prepared(insert(OutboxMessage))
 
 
 async def enqueue(
@@ -495,13 +523,12 @@ async def enqueue(
         "private_to": private_to or to_user,
         "created_at": now,
     }
-    result = await run(session, _ENQUEUE, values)
-    key = result.inserted_primary_key
+    key = (await run_prepared(session, _ENQUEUE, values)).inserted_id
     assert key is not None
-    return int(key[0])
+    return int(key)
 
 
-_UNSENT = (
+_UNSENT = Prepared(
     select(*OutboxMessage.__table__.columns)
     .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed.is_(False))
     .order_by(OutboxMessage.id)
@@ -513,8 +540,8 @@ async def unsent(session: AsyncSession, limit: int = 200) -> list[OutboxMessage]
     """The rows to send, oldest first, as plain objects (not attached to the session: the
     sender reads them and writes its marks by id). Read as Core, the sender's read after
     every wake costs a third of an ORM query."""
-    result = await run(session, _UNSENT, {"limit": limit})
-    return [OutboxMessage(**row._mapping) for row in result]
+    result = await run_prepared(session, _UNSENT, {"limit": limit})
+    return [OutboxMessage(**row) for row in result.mappings()]
 
 
 async def get_outbox(session: AsyncSession, row_id: int) -> OutboxMessage | None:

@@ -149,6 +149,11 @@ class Connection:
         finally:
             self._conn.execute("PRAGMA busy_timeout=0")
 
+    async def execute_now(self, sql: str, parameters: Sequence[Any]) -> sqlite3.Cursor:
+        """Run one statement and return the sqlite3 cursor itself (for
+        :mod:`storage.prepared`, which reads it at once)."""
+        return await self.run(self._conn.execute, sql, parameters)
+
     def cursor(self) -> Cursor:
         return Cursor(self, self._conn.cursor())
 
