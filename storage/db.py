@@ -92,6 +92,10 @@ TRANSACTION = "bbwt.one_transaction"
 so its connection stays the same until it ends."""
 CONNECTION = "bbwt.connection"
 """In a session's ``info``: that connection, once ``repo.run`` has asked for it."""
+INLINE = "bbwt.inline_sqlite"
+"""In a session's ``info`` (next to its connection): the SQLite connection on the event
+loop that prepared statements run on (``storage.prepared``), or None (PostgreSQL, or SQLite
+on aiosqlite's thread)."""
 
 
 class Database:

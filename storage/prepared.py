@@ -144,10 +144,21 @@ class Prepared:
         )
 
 
-async def execute(connection: AsyncConnection, prepared: Prepared, params: dict[str, Any]) -> Rows:
-    """Run ``prepared`` with ``params`` on ``connection``, in its current transaction."""
+def inline_driver(connection: AsyncConnection) -> sqlite_inline.Connection | None:
+    """The SQLite connection under ``connection`` when it runs on the event loop, else None."""
     driver = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
-    if isinstance(driver, sqlite_inline.Connection):
+    return driver if isinstance(driver, sqlite_inline.Connection) else None
+
+
+async def execute(
+    connection: AsyncConnection,
+    driver: sqlite_inline.Connection | None,
+    prepared: Prepared,
+    params: dict[str, Any],
+) -> Rows:
+    """Run ``prepared`` with ``params`` on ``connection`` (whose :func:`inline_driver` is
+    ``driver``), in its current transaction."""
+    if driver is not None:
         return await _on_sqlite(driver, prepared.compiled(connection.dialect, params), params)
     result = await connection.execute(prepared.statement, params)
     inserted = None

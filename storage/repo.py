@@ -12,7 +12,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, aliased
 
-from storage.db import CONNECTION, TRANSACTION, dialect_insert, dialect_of
+from storage.db import CONNECTION, INLINE, TRANSACTION, dialect_insert, dialect_of
 from storage.models import (
     AuditEntry,
     BotState,
@@ -24,7 +24,7 @@ from storage.models import (
     Person,
     Role,
 )
-from storage.prepared import Prepared, Rows
+from storage.prepared import Prepared, Rows, inline_driver
 from storage.prepared import execute as execute_prepared
 
 
@@ -62,7 +62,15 @@ async def _connection(session: AsyncSession) -> AsyncConnection:
 async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[str, Any]) -> Rows:
     """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection,
     as :func:`run` does; on SQLite without SQLAlchemy's execution machinery."""
-    return await execute_prepared(await _connection(session), statement, params)
+    connection = session.info.get(CONNECTION)
+    if connection is None:
+        connection = await _connection(session)
+    driver = session.info.get(INLINE, False)
+    if driver is False:
+        driver = inline_driver(connection)
+        if TRANSACTION in session.info:
+            session.info[INLINE] = driver
+    return await execute_prepared(connection, driver, statement, params)
 
 
 @functools.cache
