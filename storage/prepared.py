@@ -75,7 +75,6 @@ class _Compiled:
     binders: tuple[Processor, ...]
     readers: tuple[Processor, ...]
     keys: tuple[str, ...]
-    returns_key: bool
     reads_types: bool
 
 
@@ -139,7 +138,6 @@ class Prepared:
             binders=binders,
             readers=readers,
             keys=tuple(name for name, _ in columns),
-            returns_key=self.returns_key,
             reads_types=any(reader is not None for reader in readers),
         )
 
@@ -159,7 +157,7 @@ async def execute(
     """Run ``prepared`` with ``params`` on ``connection`` (whose :func:`inline_driver` is
     ``driver``), in its current transaction."""
     if driver is not None:
-        return await _on_sqlite(driver, prepared.compiled(connection.dialect, params), params)
+        return await _on_sqlite(driver, prepared, connection.dialect, params)
     result = await connection.execute(prepared.statement, params)
     inserted = None
     rows: list[tuple[Any, ...]] = []
@@ -175,8 +173,9 @@ async def execute(
 
 
 async def _on_sqlite(
-    driver: sqlite_inline.Connection, compiled: _Compiled, params: dict[str, Any]
+    driver: sqlite_inline.Connection, prepared: Prepared, dialect: Dialect, params: dict[str, Any]
 ) -> Rows:
+    compiled = prepared.compiled(dialect, params)
     values: list[Any] = []
     fixed = compiled.fixed
     for name, binder in zip(compiled.names, compiled.binders, strict=True):
@@ -200,7 +199,7 @@ async def _on_sqlite(
         return Rows(
             rows=rows,
             rowcount=cursor.rowcount,
-            inserted_id=cursor.lastrowid if compiled.returns_key else None,
+            inserted_id=cursor.lastrowid if prepared.returns_key else None,
             keys=compiled.keys,
         )
     finally:

@@ -62,9 +62,7 @@ async def _connection(session: AsyncSession) -> AsyncConnection:
 async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[str, Any]) -> Rows:
     """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection,
     as :func:`run` does; on SQLite without SQLAlchemy's execution machinery."""
-    connection = session.info.get(CONNECTION)
-    if connection is None:
-        connection = await _connection(session)
+    connection = await _connection(session)
     driver = session.info.get(INLINE, False)
     if driver is False:
         driver = inline_driver(connection)
@@ -73,14 +71,14 @@ async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[
     return await execute_prepared(connection, driver, statement, params)
 
 
-@functools.cache
 def _insert_ignore_statement(table: Table, keys: tuple[str, ...], dialect: str) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING, built once per table, keys and dialect."""
+    """INSERT ... ON CONFLICT DO NOTHING (its callers keep what they build from it)."""
     return dialect_insert(dialect)(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 @functools.cache
 def _insert_ignore_prepared(table: Table, keys: tuple[str, ...], dialect: str) -> Prepared:
+    """Built once per table, keys and dialect."""
     return Prepared(_insert_ignore_statement(table, keys, dialect))
 
 
