@@ -42,7 +42,7 @@ async def answer(db: Database, event_id: int, user: str, value: str | None) -> s
 async def answers(db: Database, event_id: int) -> tuple[list[str], list[str]]:
     async with db.session() as s:
         rows = await store.rsvps_of_event(s, event_id)
-        waiting = [r.user_id for r in await store.waiting_list(s, event_id)]
+        waiting = await store.waiting_list(s, event_id)
     return [r.user_id for r in rows if r.answer == YES], waiting
 
 
@@ -156,3 +156,60 @@ async def test_attendance_and_answers_are_there_for_travel_claims(db: Database) 
         assert await store.attended(s, event_id, "@a:test")
         assert not await store.attended(s, event_id, "@b:test")
         assert await store.rsvp_of(s, event_id, "@b:test") is None
+
+
+async def test_answers_read_earlier_in_the_same_transaction_read_as_changed(db: Database) -> None:
+    """Answers are written by statements of their own; a session that loaded them before
+    (as a group of commands sharing a transaction does) sees the change, not its old copy."""
+    event_id = await make_event(db, capacity=1)
+    for user in ("@a:test", "@b:test", "@c:test"):
+        await answer(db, event_id, user, YES)
+    later = NOW + timedelta(hours=1)
+    async with db.session() as s:
+        before = {r.user_id: r for r in await store.rsvps_of_event(s, event_id)}
+        assert {u: r.answer for u, r in before.items()} == {
+            "@a:test": YES,
+            "@b:test": WAITING,
+            "@c:test": WAITING,
+        }
+        event = await store.lock_event(s, event_id)
+        assert event is not None
+        withdrawn = await store.set_rsvp(s, event, "@a:test", None, later)
+        assert withdrawn.promoted == ["@b:test"]
+        await store.set_rsvp(s, event, "@c:test", MAYBE, later, reaction_event_id="$r:test")
+
+        after = {r.user_id: r for r in await store.rsvps_of_event(s, event_id)}
+        assert set(after) == {"@b:test", "@c:test"}
+        assert after["@b:test"].answer == YES and after["@b:test"].answered_at == later
+        assert after["@c:test"].answer == MAYBE
+        assert after["@c:test"].reaction_event_id == "$r:test"
+        assert after["@b:test"] is before["@b:test"]  # the same object, read again
+        assert await store.rsvp_by_reaction(s, "$r:test") is after["@c:test"]
+
+        await store.set_rsvp(s, event, "@d:test", YES, later)
+        assert event.queue_counter == 4 and not s.is_modified(event)
+    async with db.session() as s:
+        event = await store.get_event(s, event_id)
+        assert event is not None and event.queue_counter == 4
+        rows = {r.user_id: r for r in await store.rsvps_of_event(s, event_id)}
+        assert {u: (r.answer, r.queue_no) for u, r in rows.items()} == {
+            "@b:test": (YES, 2),
+            "@c:test": (MAYBE, 3),
+            "@d:test": (WAITING, 4),
+        }
+        assert rows["@d:test"].answered_at == later
+        assert rows["@c:test"].answered_at.tzinfo is not None
+
+
+async def test_saying_yes_again_by_command_forgets_the_reaction_it_came_from(db: Database) -> None:
+    event_id = await make_event(db, capacity=None)
+    async with db.session() as s:
+        event = await store.lock_event(s, event_id)
+        assert event is not None
+        await store.set_rsvp(s, event, "@a:test", YES, NOW, reaction_event_id="$r:test")
+    again = await answer(db, event_id, "@a:test", YES)
+    assert again.answer == YES and not again.changed
+    async with db.session() as s:
+        # Removing the old reaction must no longer withdraw an answer now given by command.
+        assert await store.rsvp_by_reaction(s, "$r:test") is None
+        assert await store.rsvp_of(s, event_id, "@a:test") == YES
