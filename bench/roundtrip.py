@@ -228,6 +228,7 @@ async def echo_once(client: AsyncClient, token: str) -> str:
     if not isinstance(resp, SyncResponse):
         await asyncio.sleep(0.5)
         return token
+    received = time.time()
     gaps = sum(1 for info in resp.rooms.join.values() if info.timeline.limited)
     for _ in range(gaps):
         print("gap", flush=True)
@@ -246,6 +247,9 @@ async def echo_once(client: AsyncClient, token: str) -> str:
         for attempt in range(5):
             sent = await client.room_send(room_id, "m.room.message", reply)
             if isinstance(sent, RoomSendResponse):
+                # Its times, as the bot's are read from its database (see echo_stages).
+                origin = event.get("origin_server_ts", 0) / 1000
+                print(f"stage {origin:.3f} {received:.6f} {time.time():.6f}", flush=True)
                 break
             await asyncio.sleep(0.2 * (attempt + 1))
     for room_id in resp.rooms.invite:
@@ -287,6 +291,9 @@ class EchoProcess:
         self.log_path = folder / "echo.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.gaps = 0
+        self.stages: list[tuple[float, float, float]] = []
+        """For each reply: the command's homeserver timestamp, when its sync came back and
+        when the reply's send returned (seconds since the epoch)."""
         self._ready = asyncio.Event()
         self._ready.clear()
         self._reader: asyncio.Task[None] | None = None
@@ -332,6 +339,9 @@ class EchoProcess:
                 self._ready.set()
             elif word == "gap":
                 self.gaps += 1
+            elif word.startswith("stage "):
+                origin, received, sent = (float(part) for part in word.split()[1:4])
+                self.stages.append((origin, received, sent))
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -700,12 +710,23 @@ async def bot_stages(
     return stages, measured
 
 
+def echo_stages(samples: list[tuple[float, float, float]]) -> dict[str, list[float]]:
+    """The echo bot's times for the same stages as the bot's (``bot_stages``): from the
+    command's homeserver timestamp to its sync coming back, and on to its reply's send
+    returning. The bot's "stored" is taken just before its storing transaction, so the
+    first stages compare; the bot's second also holds its worker and its handling."""
+    return {
+        "homeserver -> received": [received - origin for origin, received, _ in samples],
+        "received -> reply sent": [sent - received for _, received, sent in samples],
+    }
+
+
 def report_stages(
     parts: list[tuple[str, dict[str, list[float]]]], metrics: dict[str, float]
 ) -> None:
     for title, stages in parts:
         print()
-        print(f"the bot's own time per stage, ms: {title}")
+        print(title)
         print("  stage                              p50      p95")
         for name, values in stages.items():
             if values:
@@ -951,6 +972,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         print(f"  echo and bbwt-bot: {args.commands} sequential round trips each, taking turns")
         results = await measure_round_trips(targets, people[0], observer, args.commands, args.text)
         sequential_stages, sequential = await bot_stages(db_url, bot_room)
+        echo_sequential = echo_stages(list(echo.stages))
         for target in targets:
             print(f"  {target.name}: burst of {args.burst}")
             gaps_before = observer.gaps
@@ -976,9 +998,17 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             pass
         burst_stages, _ = await bot_stages(db_url, bot_room, skip=sequential)
         stage_parts = [
-            (f"{len(sequential)} sequential round trips", sequential_stages),
             (
-                f"burst of {args.burst} (replies of one room go out one after the other)",
+                f"the bot's own time per stage, ms: {len(sequential)} sequential round trips",
+                sequential_stages,
+            ),
+            (
+                "the echo bot's time per stage, ms: the same round trips",
+                echo_sequential,
+            ),
+            (
+                f"the bot's own time per stage, ms: burst of {args.burst}"
+                " (replies of one room go out one after the other)",
                 burst_stages,
             ),
         ]

@@ -213,7 +213,7 @@ class BotApp:
             crypto=self.crypto,
             guard=self.leadership.guard,
             on_parked=self.undecryptable.wake,
-            settle=self.sender.settle,
+            settle=self._settle,
         )
         await self.syncer.load_token()
         self.sender.caught_up = self.syncer.first_sync_done
@@ -282,6 +282,23 @@ class BotApp:
             log.info("stopping: finishing work in hand")
         finally:
             await self.shutdown()
+
+    async def _settle(self, at_most: float) -> None:
+        """Wait until the commands stored so far are handled and their answers sent,
+        ``at_most`` seconds at most (the sync loop waits so before its next sync: see
+        ``Syncer.run``)."""
+        processor, sender = self.processor, self.sender
+        if processor is None or sender is None:  # pragma: no cover - both made in start()
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + at_most
+        with contextlib.suppress(TimeoutError):
+            # The workers first: a command's answer is queued only when its transaction
+            # commits, and until then the sender has nothing to send.
+            await asyncio.wait_for(processor.settled(), at_most)
+        left = deadline - loop.time()
+        if left > 0:
+            await sender.settle(left)
 
     async def _until_stopped(self) -> None:
         lost = asyncio.create_task(self.leadership.lost.wait())

@@ -76,8 +76,8 @@ the stored token are fetched again and bring nothing again."""
 
 
 SETTLE_AT_MOST = 0.25
-"""After a sync that brought nothing to store while replies are still going out, the next
-sync waits for the sender to be done, this long at most (see ``Syncer.run``)."""
+"""After a sync, the next one waits for what it brought to be handled and answered, this long
+at most (see ``Syncer.run``)."""
 
 
 class GapFillError(RuntimeError):
@@ -366,7 +366,8 @@ class Syncer:
         settle: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.settle = settle
-        """Waits, at most the given seconds, until no reply is being sent (``Sender.settle``)."""
+        """Waits, at most the given seconds, until the commands stored are handled and no
+        reply is being sent (``BotApp._settle``)."""
         self.crypto = crypto
         """The crypto store, flushed in the token's transaction."""
         self.guard = guard
@@ -397,23 +398,27 @@ class Syncer:
     async def run(self) -> None:
         """Sync until stopped.
 
-        Each of the bot's own replies ends the homeserver's long poll: the sync returns with
-        the reply and nothing else, and the homeserver works out the room's unread counts
-        and the rest of a sync response for it. While a backlog is answered (a catch-up, a
-        burst) that was a sync per reply, a large part of the homeserver's work. So after
-        a sync that brought nothing to store, while replies are still going out, the next
-        sync waits until the sender is done, ``SETTLE_AT_MOST`` seconds at most: a command
-        sent meanwhile is fetched that much later at worst, and nothing is missed (the
-        next sync starts from the same token). An idle bot syncs again at once.
+        After each sync, the next one waits until what it brought is handled and answered
+        (``settle``: the workers, then the sender), ``SETTLE_AT_MOST`` seconds at most: a
+        command sent meanwhile is fetched that much later at worst, and nothing is missed
+        (the next sync starts from the same token). An idle bot syncs again at once.
+
+        Two costs of the homeserver's are kept out of the answers' way so. A sync asked for
+        while an answer is being sent is served by the same homeserver process as the send,
+        and delayed it (a round trip took 1.26 times the echo bot's, which syncs only once it
+        has answered). And each of the bot's own replies ends a waiting long poll: the sync
+        returns with the reply and nothing else, and the homeserver works out the room's
+        unread counts and the rest of a sync response for it; while a backlog is answered
+        (a catch-up, a burst) that was a sync per reply, a large part of its work.
         """
         failures = 0
         while not self.stopping:
             try:
                 # The first sync of a process returns at once: the sender waits for it.
                 waiting = self.timeout_ms if self.first_sync_done.is_set() else 0
-                brought = await self.sync_once(timeout_ms=waiting)
+                await self.sync_once(timeout_ms=waiting)
                 failures = 0
-                if not brought and self.settle is not None:
+                if self.settle is not None:
                     await self.settle(SETTLE_AT_MOST)
             except asyncio.CancelledError:
                 raise

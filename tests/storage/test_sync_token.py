@@ -90,13 +90,13 @@ class OneAfterAnother(FakeClient):
         return await super().sync(**kwargs)
 
 
-async def test_after_a_sync_of_only_its_own_reply_the_next_waits_for_the_sender(
+async def test_each_sync_waits_for_what_it_brought_to_be_answered_before_the_next(
     db: Database,
 ) -> None:
-    """The bot's own reply ends its long poll. While replies are still going out, the next
-    sync first waits for the sender (at most ``SETTLE_AT_MOST``) rather than costing the
-    homeserver a sync per reply; after a sync that brought a command the next one follows
-    at once."""
+    """After a sync, the next one first waits (at most ``SETTLE_AT_MOST``) until what it
+    brought is handled and answered: a sync asked for while an answer is sent slows the
+    send down, and the bot's own reply would end a long poll at once. The commands are
+    handed to the workers before the wait, so the wait is for their answers."""
     own_reply = message(2, body="Here is what I can do", sender=BOT)
     client = OneAfterAnother(
         [
@@ -106,10 +106,10 @@ async def test_after_a_sync_of_only_its_own_reply_the_next_waits_for_the_sender(
         ]
     )
     handed: list[str] = []
-    waits: list[tuple[str | None, float]] = []
+    waits: list[tuple[str | None, float, list[str]]] = []
 
     async def settle(at_most: float) -> None:
-        waits.append((syncer.token, at_most))
+        waits.append((syncer.token, at_most, list(handed)))
 
     syncer = make_syncer(db, client, handed, Clock(), settle=settle)
     client.syncer = syncer
@@ -117,4 +117,8 @@ async def test_after_a_sync_of_only_its_own_reply_the_next_waits_for_the_sender(
     await syncer.run()
 
     assert handed == ["$e1", "$e3"]
-    assert waits == [("s3", SETTLE_AT_MOST)]  # only after the sync of its own reply
+    assert waits[:3] == [
+        ("s2", SETTLE_AT_MOST, ["$e1"]),
+        ("s3", SETTLE_AT_MOST, ["$e1"]),
+        ("s4", SETTLE_AT_MOST, ["$e1", "$e3"]),
+    ]
