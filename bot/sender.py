@@ -197,7 +197,11 @@ class Sender:
                 continue
             key = row.room_id or f"user:{row.to_user}"
             queues.setdefault(key, []).append(row)
-        if queues:
+        if len(queues) == 1:
+            # One room (the usual case): its first message goes out now, not after a turn
+            # of the event loop for a task of its own.
+            await self._send_queue(next(iter(queues.values())))
+        elif queues:
             await asyncio.gather(*(self._send_queue_bounded(q) for q in queues.values()))
         await self.marks_written()
         async with self.db.read() as s:
