@@ -29,7 +29,8 @@ For each bot:
   the observer, and checked to be answered exactly once.
 
 The bot's own time per stage (stored after sync, taken by a worker, reply sent) is read from
-the timestamps its database keeps anyway and printed as median and p95.
+the timestamps its database keeps anyway and printed as median and p95; the echo bot's for
+the same round trips (its sync back, its reply's send returned) next to it.
 
 These run in plaintext rooms (the echo bot has no encryption). Then, for the real bot
 only, the encrypted round trip: the first load user (an encrypting client, as in the

@@ -213,3 +213,31 @@ async def test_saying_yes_again_by_command_forgets_the_reaction_it_came_from(db:
         # Removing the old reaction must no longer withdraw an answer now given by command.
         assert await store.rsvp_by_reaction(s, "$r:test") is None
         assert await store.rsvp_of(s, event_id, "@a:test") == YES
+
+
+async def test_an_event_read_by_number_is_the_sessions_own_and_its_changes_are_kept(
+    db: Database,
+) -> None:
+    """``get_event`` reads an event the session does not hold with a statement of its own
+    and hands it to the session as loaded: it reads back as stored (times in UTC), the
+    same object comes back while the session holds it, and a change to it is written."""
+    event_id = await make_event(db, capacity=2)
+    async with db.session() as s:
+        assert await store.get_event(s, event_id + 1000) is None
+        event = await store.get_event(s, event_id)
+        assert event is not None
+        assert (event.id, event.title, event.capacity, event.queue_counter) == (
+            event_id,
+            "Bus depot visit",
+            2,
+            0,
+        )
+        assert event.starts_at == NOW + timedelta(days=7) and event.starts_at.tzinfo is not None
+        assert not s.is_modified(event) and event in s
+        assert await store.get_event(s, event_id) is event
+        assert await store.lock_event(s, event_id) is event
+        event.capacity = 5
+        await store.touch_event(s, event, NOW)
+    async with db.session() as s:
+        again = await store.get_event(s, event_id)
+        assert again is not None and (again.capacity, again.sequence) == (5, 1)
