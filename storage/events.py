@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -207,6 +208,28 @@ _EVENT_FIELDS = tuple(prop.key for prop in inspect(Event).column_attrs)
 _EVENT = Prepared(
     select(*(getattr(Event, key) for key in _EVENT_FIELDS)).where(Event.id == bindparam("event_id"))
 )
+_EVENT_LOCKED = Prepared(
+    select(*(getattr(Event, key) for key in _EVENT_FIELDS))
+    .where(Event.id == bindparam("event_id"))
+    .with_for_update()
+)
+
+
+def _as_loaded(session: AsyncSession, row: tuple[Any, ...], held: Event | None) -> Event:
+    """The event as ``row`` (its ``_EVENT_FIELDS``) has it: ``held`` set to it, or a new
+    object handed to the session as loaded. Either way nothing is left to write."""
+    event = held if held is not None else Event()
+    for key, value in zip(_EVENT_FIELDS, row, strict=True):
+        set_committed_value(event, key, value)
+    if held is None:
+        make_transient_to_detached(event)
+        session.add(event)
+    return event
+
+
+def _held(session: AsyncSession, event_id: int) -> Event | None:
+    held = session.sync_session.identity_map.get(Session.identity_key(Event, event_id))
+    return cast("Event | None", held)
 
 
 async def get_event(session: AsyncSession, event_id: int) -> Event | None:
@@ -217,17 +240,10 @@ async def get_event(session: AsyncSession, event_id: int) -> Event | None:
     event first, and the ORM's load of one row cost about a tenth of an ``!rsvp``. Changes
     to it are written as to any loaded object.
     """
-    if session.sync_session.identity_map.get(Session.identity_key(Event, event_id)) is not None:
+    if _held(session, event_id) is not None:
         return await session.get(Event, event_id)  # held (and read again if expired)
     row = (await run_prepared(session, _EVENT, {"event_id": event_id})).first()
-    if row is None:
-        return None
-    event = Event()
-    for key, value in zip(_EVENT_FIELDS, row, strict=True):
-        set_committed_value(event, key, value)
-    make_transient_to_detached(event)
-    session.add(event)
-    return event
+    return None if row is None else _as_loaded(session, row, None)
 
 
 async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
@@ -240,12 +256,19 @@ async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
         # SQLite has no row locks: the transaction's write lock (BEGIN IMMEDIATE) keeps
         # every other writer out already, so an event loaded in it is current.
         return await get_event(session, event_id)
-    return await session.scalar(
-        select(Event)
-        .where(Event.id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    held = _held(session, event_id)
+    if held is not None and session.is_modified(held):
+        # Changes not written yet: the ORM writes them first, then reads the row again.
+        return await session.scalar(
+            select(Event)
+            .where(Event.id == event_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    # The row as it is now that it is locked (another transaction may have changed it
+    # since the session read it): the session's own object is set to it.
+    row = (await run_prepared(session, _EVENT_LOCKED, {"event_id": event_id})).first()
+    return None if row is None else _as_loaded(session, row, held)
 
 
 async def touch_event(session: AsyncSession, event: Event, now: datetime) -> None:

@@ -241,3 +241,29 @@ async def test_an_event_read_by_number_is_the_sessions_own_and_its_changes_are_k
     async with db.session() as s:
         again = await store.get_event(s, event_id)
         assert again is not None and (again.capacity, again.sequence) == (5, 1)
+
+
+async def test_locking_an_event_reads_it_as_it_is_now_and_keeps_unwritten_changes(
+    db: Database,
+) -> None:
+    """The lock reads the event again: a change another transaction committed since the
+    session first read it is seen (PostgreSQL; on SQLite no other writer gets in), and a
+    change the session made but has not written yet is neither lost nor undone."""
+    event_id = await make_event(db, capacity=2)
+    async with db.session() as s:
+        event = await store.get_event(s, event_id)
+        assert event is not None and event.capacity == 2
+        if not db.is_sqlite:
+            async with db.session() as other:
+                changed = await store.get_event(other, event_id)
+                assert changed is not None
+                changed.capacity = 3
+            locked = await store.lock_event(s, event_id)
+            assert locked is event and event.capacity == 3 and not s.is_modified(event)
+        event.title = "Depot visit, new date"
+        assert await store.lock_event(s, event_id) is event
+        assert event.title == "Depot visit, new date"
+    async with db.session() as s:
+        again = await store.get_event(s, event_id)
+        assert again is not None and again.title == "Depot visit, new date"
+        assert again.capacity == (2 if db.is_sqlite else 3)
