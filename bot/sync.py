@@ -429,8 +429,8 @@ class Syncer:
                 log.warning("sync failed (%s); retrying in %ss", exc, delay)
                 await asyncio.sleep(delay)
 
-    async def sync_once(self, timeout_ms: int) -> bool:
-        """One sync, stored; True when it brought anything to store."""
+    async def sync_once(self, timeout_ms: int) -> None:
+        """One sync, stored."""
         resp = await self.client.sync(
             timeout=timeout_ms, since=self.token, sync_filter=SYNC_FILTER, full_state=False
         )
@@ -440,12 +440,10 @@ class Syncer:
         self.first_response.set()
         first = self.token is None
         batch = Batch()
-        gapped = False
         self._take_set_aside(batch)
         for room_id, info in resp.rooms.join.items():
             events = [self._readable(e, room_id) for e in info.timeline.events]
             if not first and info.timeline.limited and info.timeline.prev_batch:
-                gapped = True
                 # Who is in the room now: the state part of a limited sync holds every
                 # change between the previous sync and this timeline.
                 now_members = membership_changes([e.source for e in info.state] + events)
@@ -484,7 +482,6 @@ class Syncer:
         if batch.parked:
             self.on_parked()
         await housekeeping(self.client)
-        return gapped or not batch.empty()
 
     def _note_direct_invites(
         self, batch: Batch, room_id: str, events: list[dict[str, Any]]

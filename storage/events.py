@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -36,14 +36,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
+from sqlalchemy.orm import Mapped, make_transient_to_detached, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
 
 from config.events import EVENT_KINDS, IN_PERSON_KINDS
 from storage.db import dialect_of
 from storage.models import Base, BigId, Person
 from storage.prepared import Prepared
-from storage.repo import run_prepared
+from storage.repo import held, run_prepared
 
 KINDS = EVENT_KINDS
 
@@ -205,31 +205,24 @@ async def create_event(
 
 
 _EVENT_FIELDS = tuple(prop.key for prop in inspect(Event).column_attrs)
-_EVENT = Prepared(
-    select(*(getattr(Event, key) for key in _EVENT_FIELDS)).where(Event.id == bindparam("event_id"))
+_EVENT_ROW = select(*(getattr(Event, key) for key in _EVENT_FIELDS)).where(
+    Event.id == bindparam("event_id")
 )
-_EVENT_LOCKED = Prepared(
-    select(*(getattr(Event, key) for key in _EVENT_FIELDS))
-    .where(Event.id == bindparam("event_id"))
-    .with_for_update()
-)
+_EVENT = Prepared(_EVENT_ROW)
+_EVENT_LOCKED = Prepared(_EVENT_ROW.with_for_update())
 
 
-def _as_loaded(session: AsyncSession, row: tuple[Any, ...], held: Event | None) -> Event:
-    """The event as ``row`` (its ``_EVENT_FIELDS``) has it: ``held`` set to it, or a new
-    object handed to the session as loaded. Either way nothing is left to write."""
-    event = held if held is not None else Event()
+def _as_loaded(session: AsyncSession, row: tuple[Any, ...], loaded: Event | None) -> Event:
+    """The event as ``row`` (its ``_EVENT_FIELDS``) has it: ``loaded`` (the session's own)
+    set to it, or a new object handed to the session as loaded. Either way nothing is left
+    to write."""
+    event = loaded if loaded is not None else Event()
     for key, value in zip(_EVENT_FIELDS, row, strict=True):
         set_committed_value(event, key, value)
-    if held is None:
+    if loaded is None:
         make_transient_to_detached(event)
         session.add(event)
     return event
-
-
-def _held(session: AsyncSession, event_id: int) -> Event | None:
-    held = session.sync_session.identity_map.get(Session.identity_key(Event, event_id))
-    return cast("Event | None", held)
 
 
 async def get_event(session: AsyncSession, event_id: int) -> Event | None:
@@ -240,7 +233,7 @@ async def get_event(session: AsyncSession, event_id: int) -> Event | None:
     event first, and the ORM's load of one row cost about a tenth of an ``!rsvp``. Changes
     to it are written as to any loaded object.
     """
-    if _held(session, event_id) is not None:
+    if held(session, Event, event_id) is not None:
         return await session.get(Event, event_id)  # held (and read again if expired)
     row = (await run_prepared(session, _EVENT, {"event_id": event_id})).first()
     return None if row is None else _as_loaded(session, row, None)
@@ -256,8 +249,8 @@ async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
         # SQLite has no row locks: the transaction's write lock (BEGIN IMMEDIATE) keeps
         # every other writer out already, so an event loaded in it is current.
         return await get_event(session, event_id)
-    held = _held(session, event_id)
-    if held is not None and session.is_modified(held):
+    loaded = held(session, Event, event_id)
+    if loaded is not None and session.is_modified(loaded):
         # Changes not written yet: the ORM writes them first, then reads the row again.
         return await session.scalar(
             select(Event)
@@ -268,7 +261,7 @@ async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
     # The row as it is now that it is locked (another transaction may have changed it
     # since the session read it): the session's own object is set to it.
     row = (await run_prepared(session, _EVENT_LOCKED, {"event_id": event_id})).first()
-    return None if row is None else _as_loaded(session, row, held)
+    return None if row is None else _as_loaded(session, row, loaded)
 
 
 async def touch_event(session: AsyncSession, event: Event, now: datetime) -> None:
@@ -388,13 +381,13 @@ _DROP_ANSWER = Prepared(delete(Rsvp).where(Rsvp.id == bindparam("rsvp_id")))
 def _forget(session: AsyncSession, rsvp_id: int, *, gone: bool = False) -> None:
     """An answer was changed by a statement of its own: if this session loaded it before,
     it is read again when next used (or dropped from the session when the row is gone)."""
-    held = session.sync_session.identity_map.get(Session.identity_key(Rsvp, rsvp_id))
-    if held is None:
+    loaded = held(session, Rsvp, rsvp_id)
+    if loaded is None:
         return
     if gone:
-        session.expunge(held)
+        session.expunge(loaded)
     else:
-        session.expire(held)
+        session.expire(loaded)
 
 
 async def waiting_list(session: AsyncSession, event_id: int) -> list[str]:
@@ -430,9 +423,8 @@ async def fill_free_seats(
 ) -> list[str]:
     """Give free seats to the first people on the waiting list; returns who got one.
 
-    The caller must hold the event's lock (:func:`lock_event`) and have flushed its own
-    changes to the event. ``tally`` (yes and waiting counts as they stand now) spares the
-    counting when the caller knows them.
+    The caller must hold the event's lock (:func:`lock_event`). ``tally`` (yes and waiting
+    counts as they stand now) spares the counting when the caller knows them.
     """
     promoted: list[str] = []
     if tally is None:

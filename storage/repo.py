@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.engine import CursorResult
@@ -57,6 +57,15 @@ async def _connection(session: AsyncSession) -> AsyncConnection:
         if TRANSACTION in session.info:
             session.info[CONNECTION] = connection
     return cast(AsyncConnection, connection)
+
+
+T = TypeVar("T")
+
+
+def held(session: AsyncSession, model: type[T], key: Any) -> T | None:
+    """The ``model`` object with primary key ``key`` that ``session`` holds, if it loaded
+    one (no query): what a prepared statement that changed its row must expire."""
+    return cast("T | None", session.sync_session.identity_map.get(Session.identity_key(model, key)))
 
 
 async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[str, Any]) -> Rows:
@@ -120,9 +129,9 @@ async def set_state(session: AsyncSession, key: str, value: str, now: datetime) 
     moves its token with it after every sync)."""
     statement = _set_state_statement(dialect_of(session))
     await run_prepared(session, statement, {"key": key, "value": value, "updated_at": now})
-    held = session.sync_session.identity_map.get(Session.identity_key(BotState, key))
-    if held is not None:
-        session.expire(held)  # loaded before in this transaction: read it again when used
+    stale = held(session, BotState, key)
+    if stale is not None:
+        session.expire(stale)  # loaded before in this transaction: read it again when used
 
 
 async def set_state_once(session: AsyncSession, key: str, value: str, now: datetime) -> str:
