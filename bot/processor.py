@@ -301,7 +301,8 @@ class Processor:
                     results.append((row, handled, time.monotonic() - started))
                     # Each command sees the database, not objects the one before it loaded
                     # (as in a transaction of its own), and the rest of the bot runs between.
-                    await s.flush()
+                    if s.new or s.dirty or s.deleted:
+                        await s.flush()
                     s.expunge_all()
                     await asyncio.sleep(0)
         except _Failed:

@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, aliased
@@ -66,6 +77,13 @@ def held(session: AsyncSession, model: type[T], key: Any) -> T | None:
     """The ``model`` object with primary key ``key`` that ``session`` holds, if it loaded
     one (no query): what a prepared statement that changed its row must expire."""
     return cast("T | None", session.sync_session.identity_map.get(Session.identity_key(model, key)))
+
+
+def held_loaded(session: AsyncSession, model: type[T], key: Any) -> T | None:
+    """:func:`held`, when it is not expired: what ``session.get`` returns for it, without
+    its turn through SQLAlchemy's greenlet (an ``!rsvp`` asks for its event three times)."""
+    found = held(session, model, key)
+    return None if found is None or inspect(found).expired else found
 
 
 async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[str, Any]) -> Rows:
@@ -302,9 +320,25 @@ async def seed_member(
 # --- direct rooms --------------------------------------------------------------------------
 
 
+_DIRECT_ROOM = Prepared(
+    select(DirectRoom.room_id).where(DirectRoom.user_id == bindparam("user_id"))
+)
+
+
 async def get_direct_room(session: AsyncSession, user_id: str) -> str | None:
-    row = await session.get(DirectRoom, user_id)
-    return row.room_id if row else None
+    """The bot's direct chat with ``user_id``, or None.
+
+    A row the session holds is read from it, as ``session.get`` does; any other with a
+    prepared statement. Every direct message to a person looks it up, and the ORM's load of
+    one row cost as much as the rest of a promotion's message. (The rows are only written
+    by ``set_direct_room``, which writes at once, and deleted by statements.)"""
+    if held(session, DirectRoom, user_id) is not None:
+        # (read again if expired)
+        row = held_loaded(session, DirectRoom, user_id) or await session.get(DirectRoom, user_id)
+        return row.room_id if row else None
+    return cast(
+        "str | None", (await run_prepared(session, _DIRECT_ROOM, {"user_id": user_id})).scalar()
+    )
 
 
 async def set_direct_room(session: AsyncSession, user_id: str, room_id: str, now: datetime) -> None:

@@ -202,7 +202,7 @@ async def list_(ctx: Context, cop: CopConfig | CopSet) -> None:
     args=[event_arg, Arg("answer", parse_answer, metavar="yes|no|maybe")],
     role=Role.MEMBER,
     guests=True,
-    cop=numbered("event", EVENT),
+    cop=numbered("event", EVENT, lock=True),  # the answer changes under the event's lock
     examples=["!rsvp E12 yes", "!rsvp E12 no"],
 )
 async def rsvp(ctx: Context, event: Event, answer: str) -> None:

@@ -6,6 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from storage import Database, repo
 from storage import events as store
 from storage.events import MAYBE, NO, WAITING, YES
@@ -264,6 +269,62 @@ async def test_locking_an_event_reads_it_as_it_is_now_and_keeps_unwritten_change
         assert await store.lock_event(s, event_id) is event
         assert event.title == "Depot visit, new date"
     async with db.session() as s:
+        # Changed before it is locked: the change is written, then the row read again.
+        event = await store.get_event(s, event_id)
+        assert event is not None
+        if not db.is_sqlite:
+            async with db.session() as other:
+                changed = await store.get_event(other, event_id)
+                assert changed is not None
+                changed.capacity = 4
+        event.location = "Depot 2"
+        assert await store.lock_event(s, event_id) is event
+        assert event.location == "Depot 2" and event.capacity == (2 if db.is_sqlite else 4)
+    async with db.session() as s:
         again = await store.get_event(s, event_id)
         assert again is not None and again.title == "Depot visit, new date"
-        assert again.capacity == (2 if db.is_sqlite else 3)
+        assert again.location == "Depot 2"
+        assert again.capacity == (2 if db.is_sqlite else 4)
+
+
+async def test_an_event_stays_locked_after_a_savepoint_that_locked_it_was_rolled_back(
+    db: Database,
+) -> None:
+    """A second lock in the same transaction costs nothing (the row is locked already),
+    but a savepoint rolled back releases the locks taken in it: the event is locked
+    again, and another transaction cannot take it until this one ends (PostgreSQL; on
+    SQLite the transaction itself keeps every other writer out)."""
+    event_id = await make_event(db, capacity=2)
+
+    async def others_can_lock() -> bool:
+        if db.is_sqlite:
+            return False
+        async with db.engine.connect() as conn:
+            try:
+                await conn.execute(
+                    text("SELECT id FROM events WHERE id = :id FOR UPDATE NOWAIT"), {"id": event_id}
+                )
+            except DBAPIError as exc:
+                print("ERR", str(exc)[:200])
+                return False
+            return True
+
+    kept: list[store.Event | None] = []  # the session holds it only while it is used
+
+    async def lock_in_a_savepoint_that_fails(s: AsyncSession) -> None:
+        async with s.begin_nested():
+            kept.append(await store.lock_event(s, event_id))
+            assert kept[0] is not None
+            assert not await others_can_lock()
+            raise RuntimeError("a hook failed")
+
+    async with db.session() as s:
+        with pytest.raises(RuntimeError):
+            await lock_in_a_savepoint_that_fails(s)
+        event = await store.lock_event(s, event_id)
+        assert event is kept[0] and event is not None and event.capacity == 2
+        assert not await others_can_lock()
+        assert await store.lock_event(s, event_id) is event
+        assert (await store.set_rsvp(s, event, "@ann:test", YES, NOW)).answer == YES
+    assert await others_can_lock() is not db.is_sqlite
+    assert (await answers(db, event_id))[0] == ["@ann:test"]
