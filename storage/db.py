@@ -7,13 +7,9 @@ import os
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, inspect, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
@@ -22,8 +18,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
 
 from storage import sqlite_inline
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_THREAD = "BBWT_SQLITE_THREAD"
@@ -50,7 +50,16 @@ class DatabaseTooNew(RuntimeError):
     """The database was upgraded by a newer bbwt-bot than this one."""
 
 
+SCHEMA_HEADS = ("0007e", "0008m", "0008p", "0008s", "0009i")
+"""The newest schema revisions (the heads of ``storage/migrations``, one per branch). A database already at
+them is not handed to Alembic when the bot starts, so Alembic is not even imported: that
+took a third of a second of every start. A new migration must be named here; a test
+compares this with Alembic's own heads."""
+
+
 def alembic_config(url: str | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if url:
@@ -71,11 +80,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    _begin(conn, "BEGIN IMMEDIATE")
 
 
 def _sqlite_begin_read(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")  # deferred: a reader never waits for the writer in WAL mode
+    _begin(conn, "BEGIN")  # deferred: a reader never waits for the writer in WAL mode
+
+
+def _begin(conn: Connection, sql: str) -> None:
+    driver = conn.connection.driver_connection
+    if isinstance(driver, sqlite_inline.Connection):
+        # Straight to the connection on the event loop, as the prepared statements run:
+        # through SQLAlchemy's execution machinery the BEGIN cost a tenth of a `!help`
+        # handled in a transaction of its own. (A database locked by another process is
+        # waited for on a thread, as for any statement: see storage.sqlite_inline.)
+        await_only(driver.execute_now(sql, ())).close()
+    else:
+        conn.exec_driver_sql(sql)
 
 
 def _inline_creator(url: str) -> Callable[[], Coroutine[Any, Any, sqlite_inline.Connection]]:
@@ -181,12 +202,13 @@ class Database:
         return True
 
     async def current_heads(self) -> tuple[str, ...]:
-        """The schema revisions the database is at (one per migration branch)."""
+        """The schema revisions the database is at (one per migration branch): the rows of
+        Alembic's version table, none before the first migration."""
         async with self.engine.connect() as conn:
-            heads = await conn.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_heads()
-            )
-        return tuple(sorted(heads))
+            if not await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+                return ()
+            heads = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars()
+            return tuple(sorted(str(head) for head in heads))
 
     async def upgrade(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Bring the schema to the newest revisions; return (before, after).
@@ -194,9 +216,14 @@ class Database:
         Each migration runs in its own transaction. Refuses a database at a revision this
         code does not know (it was upgraded by a newer version of bbwt-bot).
         """
+        before = await self.current_heads()
+        if set(before) == set(SCHEMA_HEADS):
+            return before, before
+        from alembic import command
+        from alembic.script import ScriptDirectory
+
         cfg = alembic_config()
         script = ScriptDirectory.from_config(cfg)
-        before = await self.current_heads()
         known = {rev.revision for rev in script.walk_revisions()}
         unknown = [rev for rev in before if rev not in known]
         if unknown:
