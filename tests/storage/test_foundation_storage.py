@@ -38,8 +38,8 @@ def test_the_schema_heads_the_bot_starts_on_are_alembics_own() -> None:
 async def test_a_start_on_a_database_at_the_newest_schema_leaves_alembic_alone(
     db: Database,
 ) -> None:
-    """Starting on an up-to-date database neither changes it nor imports Alembic (a third
-    of a second of every start); an older one is upgraded, as before."""
+    """Starting on an up-to-date database neither changes it nor imports Alembic (about
+    0.2 s of every start); an older one is upgraded, as before."""
     code = (
         "import asyncio, sys\n"
         "from storage import Database\n"
