@@ -38,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncpg  # noqa: E402
 from aiohttp import web  # noqa: E402
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert, make_url  # noqa: E402
 
+from bot.app import freeze_long_lived  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
 from bot.processor import Processor  # noqa: E402
 from bot.rooms import MemberCache  # noqa: E402
@@ -253,13 +254,15 @@ async def one_backend(backend: str, rsvp: int, helps: int, history: int) -> None
         conn = await asyncpg.connect(PG_ADMIN)
         await conn.execute(f'CREATE DATABASE "{pg_name}"')
         await conn.close()
-        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        url = f"{base}/{pg_name}"
+        # (A URL with ?host=/var/run/postgresql measures the server's Unix socket.)
+        target = make_url(PG_ADMIN).set(drivername="postgresql+asyncpg", database=pg_name)
+        url = target.render_as_string(hide_password=False)
     db = Database(url)
     try:
         config = settings()
         members = await prepare(db, config)
         await add_history(db, members, history)
+        freeze_long_lived()  # as the bot does once it has started
         print(f"{backend} ({history:,} commands handled before):")
         answers = ["yes", "no", "maybe"]
         runs = [

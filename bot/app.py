@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -38,6 +39,16 @@ from storage import Database, repo
 from storage import crypto as stored
 
 log = logging.getLogger(__name__)
+
+
+def freeze_long_lived() -> None:
+    """Take what is loaded by now (modules, settings, the client and its keys: about 120,000
+    objects that live as long as the process) out of the cyclic garbage collector's sight,
+    after one last collection. A full collection then walks only what came later: without
+    this, the full collections a busy bot makes cost about a tenth of its time per command
+    (``bench/dispatch.py``)."""
+    gc.collect()
+    gc.freeze()
 
 
 class BotApp:
@@ -253,6 +264,7 @@ class BotApp:
         self.metrics.active.set(1)
         self.leadership.serving = True
         self.scheduler.start()
+        freeze_long_lived()
         self._spawn(self.sender.run(), "sender")
         self._spawn(self.processor.run(), "processor")
         self._spawn(self.syncer.run(), "sync")

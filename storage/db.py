@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, inspect, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -99,6 +101,41 @@ def _begin(conn: Connection, sql: str) -> None:
         conn.exec_driver_sql(sql)
 
 
+PING_IDLE_SECONDS = 10.0
+"""A pooled PostgreSQL connection left unused longer than this is asked whether it is still
+alive before a transaction takes it (one more is trusted, see :func:`_check_connection`)."""
+_RETURNED = "bbwt.returned_at"
+
+
+def _returned(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_RETURNED] = time.monotonic()
+
+
+def _check_connection(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Before a transaction takes a pooled PostgreSQL connection: is it still alive?
+
+    SQLAlchemy's own check (``pool_pre_ping``) asks the server every time, three round
+    trips with asyncpg (begin, an empty statement, rollback): as much as the rest of a
+    ``!help``. Here a connection the client already saw closed (the server restarted or
+    ended it: asyncpg notices at once, its socket is always being read) is replaced without
+    a word to the server, and only one left unused for ``PING_IDLE_SECONDS`` is asked, as
+    SQLAlchemy asks. A connection that breaks silently in use is still caught: its error is
+    a disconnect, SQLAlchemy drops it from the pool, and the transaction is tried again (the
+    bot's commands and sync are).
+    """
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    is_closed = getattr(driver, "is_closed", None)
+    if is_closed is not None and is_closed():
+        raise DisconnectionError("the connection was closed")
+    returned = record.info.get(_RETURNED)
+    if returned is not None and time.monotonic() - returned < PING_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as error:
+        raise DisconnectionError("the connection does not answer") from error
+
+
 def _inline_creator(url: str) -> Callable[[], Coroutine[Any, Any, sqlite_inline.Connection]]:
     path = make_url(url).database or ":memory:"
 
@@ -127,13 +164,16 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=10)
         elif os.environ.get(SQLITE_THREAD) != "1":
             kwargs.update(async_creator=_inline_creator(url))
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.read_engine = self.engine
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         self._exclusive: dict[str, asyncio.Lock] = {}
+        if not self.is_sqlite:
+            event.listen(self.engine.sync_engine, "checkin", _returned)
+            event.listen(self.engine.sync_engine, "checkout", _check_connection)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)

@@ -13,20 +13,29 @@ connection under the session's own transaction (:mod:`storage.sqlite_inline`). O
 SQLAlchemy would do for these statements is done; a statement that needs more (a Python
 default computed per row, an expanding parameter) is refused when it is prepared.
 
-On PostgreSQL, or with SQLite run through aiosqlite's thread, the statement goes through
-SQLAlchemy as before and its result is returned in the same shape (:class:`Rows`).
+On PostgreSQL the same compiled statement runs on asyncpg's connection directly, inside
+the session's transaction, which SQLAlchemy's asyncpg adapter begins on that connection
+first if no statement did yet (asyncpg prepares the statement once per connection and keeps
+it in its own statement cache). A statement on a connection SQLAlchemy has no transaction
+on goes through SQLAlchemy: nothing runs outside the session's transaction. An error the
+driver raises (on either database) is SQLAlchemy's exception, as SQLAlchemy would have
+raised it (``IntegrityError``, ``OperationalError``, ...).
 
-What SQLAlchemy's engine would add around a statement is not there on SQLite: its
-``echo`` log and its cursor events do not see these statements.
+With SQLite run through aiosqlite's thread the statement goes through SQLAlchemy as before
+and its result is returned in the same shape (:class:`Rows`).
+
+What SQLAlchemy's engine would add around a statement is not there on these direct paths:
+its ``echo`` log and its cursor events do not see these statements.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement, Executable
@@ -142,22 +151,57 @@ class Prepared:
         )
 
 
-def inline_driver(connection: AsyncConnection) -> sqlite_inline.Connection | None:
-    """The SQLite connection under ``connection`` when it runs on the event loop, else None."""
+Driver = Any
+"""What :func:`inline_driver` returns: a :class:`storage.sqlite_inline.Connection`, an
+``asyncpg.Connection`` or None."""
+
+
+def inline_driver(connection: AsyncConnection) -> Driver:
+    """The connection a prepared statement runs on directly: SQLite's when it runs on the
+    event loop, asyncpg's on PostgreSQL; None when statements go through SQLAlchemy."""
     driver = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
-    return driver if isinstance(driver, sqlite_inline.Connection) else None
+    if isinstance(driver, sqlite_inline.Connection):
+        return driver
+    if connection.dialect.driver == "asyncpg":
+        return driver
+    return None
 
 
 async def execute(
     connection: AsyncConnection,
-    driver: sqlite_inline.Connection | None,
+    driver: Driver,
     prepared: Prepared,
     params: dict[str, Any],
 ) -> Rows:
     """Run ``prepared`` with ``params`` on ``connection`` (whose :func:`inline_driver` is
     ``driver``), in its current transaction."""
-    if driver is not None:
+    if isinstance(driver, sqlite_inline.Connection):
         return await _on_sqlite(driver, prepared, connection.dialect, params)
+    if driver is not None and (driver.is_in_transaction() or await _begin_asyncpg(connection)):
+        return await _on_asyncpg(connection, driver, prepared, params)
+    return await _through_sqlalchemy(connection, prepared, params)
+
+
+async def _begin_asyncpg(connection: AsyncConnection) -> bool:
+    """Begin the transaction SQLAlchemy began on ``connection`` on asyncpg's connection too,
+    as SQLAlchemy's asyncpg adapter does before its first statement (it begins lazily); True
+    when it is begun. False outside a transaction of SQLAlchemy's, on a connection in
+    autocommit, or with an adapter of another shape (the statement then goes through
+    SQLAlchemy, which begins the transaction itself if there is one)."""
+    if not connection.in_transaction():
+        return False
+    adapter = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    if getattr(adapter, "isolation_level", None) == "autocommit":
+        return False
+    if getattr(adapter, "_transaction", False) is not None:
+        return False
+    await adapter._start_transaction()  # type: ignore[union-attr]
+    return True
+
+
+async def _through_sqlalchemy(
+    connection: AsyncConnection, prepared: Prepared, params: dict[str, Any]
+) -> Rows:
     result = await connection.execute(prepared.statement, params)
     inserted = None
     rows: list[tuple[Any, ...]] = []
@@ -172,32 +216,89 @@ async def execute(
     return Rows(rows=rows, rowcount=result.rowcount, inserted_id=inserted, keys=keys)
 
 
-async def _on_sqlite(
-    driver: sqlite_inline.Connection, prepared: Prepared, dialect: Dialect, params: dict[str, Any]
-) -> Rows:
-    compiled = prepared.compiled(dialect, params)
+def _values(compiled: _Compiled, params: dict[str, Any]) -> list[Any]:
     values: list[Any] = []
     fixed = compiled.fixed
     for name, binder in zip(compiled.names, compiled.binders, strict=True):
         value = params[name] if name in params else fixed[name]
         values.append(value if binder is None else binder(value))
-    cursor: sqlite3.Cursor = await driver.execute_now(compiled.sql, values)
+    return values
+
+
+def _read(compiled: _Compiled, raw: Sequence[Any]) -> list[tuple[Any, ...]]:
+    if not compiled.reads_types:
+        return [tuple(row) for row in raw]
+    readers = compiled.readers
+    return [
+        tuple(
+            value if reader is None else reader(value)
+            for value, reader in zip(row, readers, strict=True)
+        )
+        for row in raw
+    ]
+
+
+async def _on_asyncpg(
+    connection: AsyncConnection, driver: Any, prepared: Prepared, params: dict[str, Any]
+) -> Rows:
+    dialect = connection.dialect
+    compiled = prepared.compiled(dialect, params)
+    values = _values(compiled, params)
+    try:
+        if compiled.keys:
+            raw = await driver.fetch(compiled.sql, *values)
+            status = None
+        else:
+            raw, status = [], await driver.execute(compiled.sql, *values)
+    except Exception as error:
+        raise _translated(connection, compiled.sql, values, error) from error
+    if prepared.returns_key:
+        # (The new row's key, read with the RETURNING SQLAlchemy adds to the INSERT.)
+        return Rows(rows=[], rowcount=len(raw), inserted_id=raw[0][0] if raw else None, keys=())
+    if status is None:
+        rowcount = len(raw)
+    else:
+        # "UPDATE 3", "DELETE 0", "INSERT 0 1": the count of rows comes last.
+        count = status.rsplit(" ", 1)[-1]
+        rowcount = int(count) if count.isdigit() else -1
+    return Rows(rows=_read(compiled, raw), rowcount=rowcount, inserted_id=None, keys=compiled.keys)
+
+
+def _translated(
+    connection: AsyncConnection, sql: str, values: list[Any], error: Exception
+) -> Exception:
+    """``error`` (asyncpg's) as SQLAlchemy raises it for a statement of its own: first as its
+    asyncpg adapter translates it, then wrapped in SQLAlchemy's exception classes."""
+    adapter = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    try:
+        adapter._handle_exception(error)  # type: ignore[union-attr]
+    except Exception as translated:
+        error = translated
+    return _wrapped(connection.dialect, sql, values, error)
+
+
+def _wrapped(dialect: Dialect, sql: str, values: list[Any], error: Exception) -> Exception:
+    """A driver's error in the SQLAlchemy exception its class names (``IntegrityError``,
+    ``OperationalError``, ...), as SQLAlchemy raises it; any other error as it is."""
+    base = dialect.loaded_dbapi.Error
+    if not isinstance(error, base):
+        return error
+    return cast(Exception, sa_exc.DBAPIError.instance(sql, values, error, base, dialect=dialect))
+
+
+async def _on_sqlite(
+    driver: sqlite_inline.Connection, prepared: Prepared, dialect: Dialect, params: dict[str, Any]
+) -> Rows:
+    compiled = prepared.compiled(dialect, params)
+    values = _values(compiled, params)
+    try:
+        cursor: sqlite3.Cursor = await driver.execute_now(compiled.sql, values)
+    except sqlite3.Error as error:
+        raise _wrapped(dialect, compiled.sql, values, error) from error
     try:
         raw = cursor.fetchall() if cursor.description is not None else []
-        readers = compiled.readers
-        rows: list[tuple[Any, ...]]
-        if compiled.reads_types:
-            rows = [
-                tuple(
-                    value if reader is None else reader(value)
-                    for value, reader in zip(row, readers, strict=True)
-                )
-                for row in raw
-            ]
-        else:
-            rows = [tuple(row) for row in raw]
         return Rows(
-            rows=rows,
+            rows=_read(compiled, raw),
             rowcount=cursor.rowcount,
             inserted_id=cursor.lastrowid if prepared.returns_key else None,
             keys=compiled.keys,

@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -14,6 +15,7 @@ from sqlalchemy import text
 
 from storage import Database, DatabaseTooNew, repo
 from storage.db import SCHEMA_HEADS, alembic_config
+from tests.dbs import PG_ADMIN_URL
 from tests.support.database import migrate
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -78,6 +80,31 @@ async def test_a_session_that_commits_and_goes_on_keeps_its_writes(db: Database)
         await s.commit()
         await repo.set_state(s, "sync_token", "s2", now=T0)
         await s.commit()
+    async with db.read() as s:
+        assert await repo.get_state(s, "sync_token") == "s2"
+
+
+async def test_a_restart_of_postgresql_is_not_seen_by_the_next_transaction(db: Database) -> None:
+    """The server ended the pooled connections (a restart, an administrator): the next
+    transaction gets a new connection and works, at once, without an error to retry."""
+    if db.is_sqlite:
+        pytest.skip("SQLite has no server to restart")
+    async with db.session() as s:
+        await repo.set_state(s, "sync_token", "s1", now=T0)
+    name = db.url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await admin.close()
+    assert ended >= 1
+    await asyncio.sleep(0.2)  # the closed socket reaches the client
+    async with db.session() as s:
+        await repo.set_state(s, "sync_token", "s2", now=T0)
     async with db.read() as s:
         assert await repo.get_state(s, "sync_token") == "s2"
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import count
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
 
 from storage import Database, repo
 from storage.models import OutboxMessage, Role
@@ -97,6 +99,30 @@ async def test_a_prepared_write_is_undone_with_its_transaction(db: Database) -> 
         assert await repo.unsent(s) == []
         assert await repo.count_inbound(s) == 0
         assert await repo.get_state(s, "sync_token") is None
+
+
+async def test_a_prepared_statement_refused_by_the_database_raises_sqlalchemys_error(
+    db: Database,
+) -> None:
+    """On both databases the error is SQLAlchemy's, as for any other statement (code that
+    catches ``IntegrityError`` sees it), whether the statement is the transaction's first or
+    not, and the transaction is undone; the next one works."""
+
+    async def refused(first: bool) -> None:
+        async with db.session() as s:
+            if not first:
+                await repo.enqueue(s, room_id="!r:x", payload={"body": "undone"}, now=T0)
+            # A reply with no time it was queued at: the column may not be empty.
+            no_time: Any = None
+            await repo.enqueue(s, room_id="!r:x", payload={"body": "refused"}, now=no_time)
+
+    for first in (True, False):
+        with pytest.raises(IntegrityError):
+            await refused(first)
+    async with db.session() as s:
+        await repo.enqueue(s, room_id="!r:x", payload={"body": "kept"}, now=T0)
+    async with db.read() as s:
+        assert [row.payload["body"] for row in await repo.unsent(s)] == ["kept"]
 
 
 async def test_an_event_stored_twice_is_stored_once_and_claimed_once(db: Database) -> None:
