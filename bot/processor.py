@@ -33,6 +33,7 @@ from commands.context import Context
 from commands.conversation import POINTER_EVERY, acted_on, pointer
 from commands.errors import CommandError
 from commands.registry import Place, Registry
+from commands.roles import Roles
 from commands.services import Services
 from commands.text import Message, excerpt
 from config.models import Settings
@@ -349,11 +350,22 @@ class Processor:
         # Claimed as "ok", the usual outcome: any other is set before the commit. The same
         # statement says whether an edit of this message was handled before it (it came
         # late: its key arrived after its edit's).
-        edited = await repo.claim_to_handle(s, row.id, row.event_id, self.clock())
-        if edited is None:
-            return None
-        edited = edited and row.kind != "edit"
-        ctx = await self._context(s, row, before)
+        roles: Roles | None = None
+        if row.kind == "command":
+            # A command's first step reads the sender's roles (the registry's gate), and
+            # nothing is written before it: on PostgreSQL they come with the claim.
+            claimed = await repo.claim_with_roles(s, row.id, row.event_id, self.clock(), row.sender)
+            if claimed is None:
+                return None
+            edited, stored = claimed
+            if stored is not None:
+                roles = Roles.of(self.settings, row.sender, stored)
+        else:
+            found = await repo.claim_to_handle(s, row.id, row.event_id, self.clock())
+            if found is None:
+                return None
+            edited = found and row.kind != "edit"
+        ctx = await self._context(s, row, before, roles)
         command_name, outcome = row.kind, "ok"
         if row.kind == "command":
             typed = self._typed(row)
@@ -383,7 +395,9 @@ class Processor:
             text = self.classifier.plain_text(content)
         return text
 
-    async def _context(self, s: AsyncSession, row: InboundEvent, before: _Before) -> Context:
+    async def _context(
+        self, s: AsyncSession, row: InboundEvent, before: _Before, roles: Roles | None = None
+    ) -> Context:
         place, room_cop, replied = before.place, before.room_cop, before.replied
         if place is Place.DM and await repo.get_direct_room(s, row.sender) is None:
             await repo.set_direct_room(s, row.sender, row.room_id, now=self.clock())
@@ -402,6 +416,7 @@ class Processor:
             event_ts=row.origin_ts,
             services=self.services,
             replied_event=replied,
+            _roles=roles,
         )
 
     async def _replied_event(self, row: InboundEvent) -> dict[str, Any] | None:

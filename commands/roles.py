@@ -49,7 +49,12 @@ class Roles:
 
     @classmethod
     async def load(cls, session: AsyncSession, settings: Settings, user: str) -> Roles:
-        moderates, memberships = await repo.roles_of(session, user)
+        return cls.of(settings, user, await repo.roles_of(session, user))
+
+    @classmethod
+    def of(cls, settings: Settings, user: str, stored: repo.Roles) -> Roles:
+        """From what :func:`storage.repo.roles_of` read."""
+        moderates, memberships = stored
         return cls(
             user=user,
             codes=tuple(cop.code for cop in settings.cops),

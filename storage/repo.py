@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    Boolean,
+    String,
     Table,
     bindparam,
     delete,
@@ -15,10 +17,12 @@ from sqlalchemy import (
     insert,
     inspect,
     literal,
+    null,
     select,
     union_all,
     update,
 )
+from sqlalchemy import cast as cast_
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, aliased
@@ -504,13 +508,31 @@ async def claim_inbound(session: AsyncSession, row_id: int, outcome: str, now: d
 
 
 _EDIT = aliased(InboundEvent, name="edit")
-_CLAIM_SEEING_EDITS = Prepared(
-    _CLAIM_STATEMENT.returning(
-        # The event's own id comes as a parameter: SQLite names no table in RETURNING, so a
-        # column of the updated row would be read as one of the inner query's.
-        select(_EDIT.id)
-        .where(_EDIT.replaces == bindparam("message_id"), _EDIT.status == "done")
-        .exists()
+# The event's own id comes as a parameter: SQLite names no table in RETURNING, so a column
+# of the updated row would be read as one of the inner query's.
+_EDITED = (
+    select(_EDIT.id).where(_EDIT.replaces == bindparam("message_id"), _EDIT.status == "done")
+).exists()
+_CLAIM_SEEING_EDITS = Prepared(_CLAIM_STATEMENT.returning(_EDITED))
+_CLAIMED = _CLAIM_STATEMENT.returning(_EDITED.label("edited")).cte("claimed")
+_CLAIM_WITH_ROLES = Prepared(
+    # PostgreSQL only (SQLite has no UPDATE inside WITH): the claim and the sender's roles
+    # in one round trip. A first column of 2 is the claim's row (absent: not claimed), 1 a
+    # moderated CoP, 0 a membership. The roles are read as the claim's own statement sees
+    # the database, as the separate read after it would.
+    union_all(
+        select(
+            literal(2).label("part"),
+            cast_(null(), String).label("code"),
+            cast_(null(), String).label("value"),
+            _CLAIMED.c.edited,
+        ),
+        select(literal(1), Role.cop_code, Role.role, cast_(null(), Boolean)).where(
+            Role.user_id == bindparam("user"), Role.role == "moderator"
+        ),
+        select(literal(0), Membership.cop_code, Membership.status, cast_(null(), Boolean)).where(
+            Membership.user_id == bindparam("user")
+        ),
     )
 )
 
@@ -525,6 +547,39 @@ async def claim_to_handle(
     params = {"row_id": row_id, "message_id": event_id, "new_outcome": "ok", "now": now}
     found = (await run_prepared(session, _CLAIM_SEEING_EDITS, params)).first()
     return None if found is None else bool(found[0])
+
+
+Roles = tuple[set[str], dict[str, str]]
+"""One person's moderated CoPs and memberships, as :func:`roles_of` reads them."""
+
+
+async def claim_with_roles(
+    session: AsyncSession, row_id: int, event_id: str, now: datetime, sender: str
+) -> tuple[bool, Roles | None] | None:
+    """:func:`claim_to_handle`, and the roles of ``sender`` as :func:`roles_of` would read
+    them next: on PostgreSQL in the same round trip to the server; elsewhere they are not
+    read (None: read them when needed). None: not claimed."""
+    if dialect_of(session) != "postgresql":
+        edited = await claim_to_handle(session, row_id, event_id, now)
+        return None if edited is None else (edited, None)
+    params = {
+        "row_id": row_id,
+        "message_id": event_id,
+        "new_outcome": "ok",
+        "now": now,
+        "user": sender,
+    }
+    claimed: bool | None = None
+    moderates: set[str] = set()
+    memberships: dict[str, str] = {}
+    for part, code, value, edited in await run_prepared(session, _CLAIM_WITH_ROLES, params):
+        if part == 2:
+            claimed = bool(edited)
+        elif part == 1:
+            moderates.add(code)
+        else:
+            memberships[code] = value
+    return None if claimed is None else (claimed, (moderates, memberships))
 
 
 async def set_inbound_outcome(session: AsyncSession, row_id: int, outcome: str) -> None:

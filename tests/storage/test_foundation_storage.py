@@ -287,6 +287,52 @@ async def test_roles_of_reads_moderated_cops_and_memberships_together(db: Databa
         assert await repo.roles_of(s, "@nobody:x") == (set(), {})
 
 
+async def test_a_command_is_claimed_with_its_senders_roles_as_the_transaction_sees_them(
+    db: Database,
+) -> None:
+    """On PostgreSQL the roles come in the claim's round trip; what they say must be what
+    reading them after the claim says, a change earlier in the same transaction included.
+    Elsewhere they are left to be read when needed."""
+    async with db.session() as s:
+        await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs"), ("SOLAR", "Solar")], now=T0)
+        await repo.sync_config_moderators(s, {"SOLAR": ["@m:x"]}, now=T0)
+        row = await repo.add_inbound(
+            s,
+            event_id="$c",
+            room_id="!r:x",
+            sender="@m:x",
+            origin_ts=T0,
+            content={"content": {"body": "!help"}},
+            now=T0,
+        )
+    assert row is not None
+    async with db.session() as s:
+        # Approved by a command handled just before, in the same transaction (a backlog).
+        await repo.seed_member(
+            s,
+            user_id="@m:x",
+            org="City",
+            country="BE",
+            authority_type="local-authority",
+            cop_code="HDEV",
+            now=T0,
+        )
+        await s.flush()
+        claimed = await repo.claim_with_roles(s, row.id, "$c", T0, "@m:x")
+        assert claimed is not None
+        edited, roles = claimed
+        assert edited is False
+        if db.is_sqlite:
+            assert roles is None
+        else:
+            assert roles == await repo.roles_of(s, "@m:x") == ({"SOLAR"}, {"HDEV": "member"})
+    async with db.session() as s:
+        assert await repo.claim_with_roles(s, row.id, "$c", T0, "@m:x") is None  # done
+    async with db.read() as s:
+        stored = await repo.find_inbound(s, "$c")
+        assert stored is not None and stored.status == "done" and stored.outcome == "ok"
+
+
 async def test_pending_rooms_lists_each_room_with_work_once_oldest_first(db: Database) -> None:
     for event_id, room in [("$1", "!b:x"), ("$2", "!a:x"), ("$3", "!b:x"), ("$4", "!c:x")]:
         async with db.session() as s:
