@@ -21,7 +21,6 @@ Targets (issue 13): ``!rsvp`` >= 2,000/s on SQLite and >= 1,000/s on PostgreSQL;
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import os
 import statistics
@@ -40,6 +39,7 @@ from aiohttp import web  # noqa: E402
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # noqa: E402
 from sqlalchemy import insert, make_url  # noqa: E402
 
+from bot import loop as event_loop  # noqa: E402
 from bot.app import freeze_long_lived  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
 from bot.processor import Processor  # noqa: E402
@@ -285,7 +285,7 @@ async def one_backend(backend: str, rsvp: int, helps: int, history: int) -> None
             await conn.close()
 
 
-async def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rsvp", type=int, default=4000)
     parser.add_argument("--help-cmds", type=int, default=4000)
@@ -294,13 +294,23 @@ async def main() -> None:
         "--history", type=int, default=100_000, help="commands handled before (and answered)"
     )
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the commands")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="the loop to run on (the bot's default: uvloop)",
+    )
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
     OPTIONS["profile"] = args.profile
-    print(f"load at start: {os.getloadavg()[0]:.2f}")
+    print(f"load at start: {os.getloadavg()[0]:.2f}; event loop: {args.event_loop}")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
         await one_backend(backend, args.rsvp, args.help_cmds, args.history)
     print(f"load at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    ARGS = arguments()
+    event_loop.run(main(ARGS), ARGS.event_loop)

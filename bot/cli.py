@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bot import loop as event_loop
 from commands.privacy.notice import span
 from config import ConfigError, Settings, load_config
 from storage import Database, DatabaseTooNew
@@ -31,6 +32,7 @@ def _summary(settings: Settings, source: str) -> str:
         f"creates are {'encrypted' if m.encrypt_rooms else 'not encrypted'}",
         f"  Database: {settings.database.url.split('@')[-1]}",
         f"  HTTP: {settings.http.host}:{settings.http.port}",
+        f"  Event loop: {event_loop.chosen(settings.process.event_loop)}",
         f"  Admins: {', '.join(settings.secretariat.admins) or 'none'}",
         f"  Time zone: {settings.secretariat.timezone}",
         f"  CoPs ({len(settings.cops)}):",
@@ -139,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "db":
         raise SystemExit(asyncio.run(_upgrade(_load(args.config))))
     if args.cmd == "run":
-        raise SystemExit(asyncio.run(_run(_load(args.config))))
+        settings = _load(args.config)
+        raise SystemExit(event_loop.run(_run(settings), settings.process.event_loop))
     if args.cmd == "demo" and args.demo_cmd == "adduser":
         from bot.demo import adduser
 
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "demo":
         from bot.demo import demo
 
-        raise SystemExit(asyncio.run(demo(Path(args.data), args.port)))
+        raise SystemExit(event_loop.run(demo(Path(args.data), args.port)))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -175,6 +175,16 @@ class HttpConfig(_Section):
     """Address under which the HTTP server is reachable by members (calendar feeds)."""
 
 
+EventLoop = Literal["uvloop", "asyncio"]
+
+
+class ProcessConfig(_Section):
+    event_loop: EventLoop = "uvloop"
+    """The event loop the process runs on: uvloop (libuv's, less CPU per round trip to the
+    database and the homeserver) or Python's own asyncio loop. Without uvloop installed the
+    bot runs on asyncio whatever this says."""
+
+
 class SecretariatConfig(_Section):
     admins: list[UserId] = Field(default_factory=list)
     timezone: TimeZoneName = "Europe/Brussels"
@@ -227,6 +237,7 @@ class Settings(BaseSettings):
     claims: ClaimsConfig = Field(default_factory=ClaimsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    process: ProcessConfig = Field(default_factory=ProcessConfig)
 
     @classmethod
     def settings_customise_sources(
