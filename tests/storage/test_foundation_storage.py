@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import Database, DatabaseTooNew, repo
 from storage.db import SCHEMA_HEADS, alembic_config
@@ -269,19 +270,23 @@ async def test_many_sent_rows_are_marked_at_once_and_an_erasure_row_is_scrubbed(
         assert gone.scrubbed_at is not None
 
 
+async def _member_of_hdev(s: AsyncSession, user_id: str) -> None:
+    await repo.seed_member(
+        s,
+        user_id=user_id,
+        org="City",
+        country="BE",
+        authority_type="local-authority",
+        cop_code="HDEV",
+        now=T0,
+    )
+
+
 async def test_roles_of_reads_moderated_cops_and_memberships_together(db: Database) -> None:
     async with db.session() as s:
         await repo.sync_cops(s, [("HDEV", "Heavy-duty EVs"), ("SOLAR", "Solar")], now=T0)
         await repo.sync_config_moderators(s, {"SOLAR": ["@m:x"]}, now=T0)
-        await repo.seed_member(
-            s,
-            user_id="@m:x",
-            org="City",
-            country="BE",
-            authority_type="local-authority",
-            cop_code="HDEV",
-            now=T0,
-        )
+        await _member_of_hdev(s, "@m:x")
     async with db.session() as s:
         assert await repo.roles_of(s, "@m:x") == ({"SOLAR"}, {"HDEV": "member"})
         assert await repo.roles_of(s, "@nobody:x") == (set(), {})
@@ -308,15 +313,7 @@ async def test_a_command_is_claimed_with_its_senders_roles_as_the_transaction_se
     assert row is not None
     async with db.session() as s:
         # Approved by a command handled just before, in the same transaction (a backlog).
-        await repo.seed_member(
-            s,
-            user_id="@m:x",
-            org="City",
-            country="BE",
-            authority_type="local-authority",
-            cop_code="HDEV",
-            now=T0,
-        )
+        await _member_of_hdev(s, "@m:x")
         await s.flush()
         claimed = await repo.claim_with_roles(s, row.id, "$c", T0, "@m:x")
         assert claimed is not None

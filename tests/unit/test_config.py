@@ -14,13 +14,7 @@ from tests.support.config import config_problems, write_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("BBWT_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_the_shipped_example_config_is_valid_and_seeds_the_ten_cops() -> None:
