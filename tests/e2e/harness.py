@@ -147,11 +147,16 @@ class BotProcess:
     def alias(self, name: str) -> str:
         return f"#{self.alias_prefix}-{name.lower()}:{self.synapse.server_name}"
 
-    async def start(self, timeout: float = 90, role: str = "active") -> None:
+    async def start(
+        self, timeout: float = 90, role: str = "active", event_loop: str | None = None
+    ) -> None:
         """Start the process and wait until ``/healthz`` reports ``role`` (``active``, or
-        ``standby`` for a second process waiting for the lease)."""
+        ``standby`` for a second process waiting for the lease); ``event_loop``: the
+        ``process.event_loop`` setting of this start (None: the default)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("BBWT_")}
         env["PYTHONUNBUFFERED"] = "1"
+        if event_loop is not None:
+            env["BBWT_PROCESS__EVENT_LOOP"] = event_loop
         env["BBWT_MATRIX__STORE_KEY"] = self.store_key
         if self.login == "token":
             env["BBWT_MATRIX__ACCESS_TOKEN"] = self.account.access_token
