@@ -301,10 +301,11 @@ class Processor:
                     handled = await self._within(s, row, before)
                     results.append((row, handled, time.monotonic() - started))
                     # Each command sees the database, not objects the one before it loaded
-                    # (as in a transaction of its own), and the rest of the bot runs between.
+                    # (as in a transaction of its own; rows it locked stay, as current), and
+                    # the rest of the bot runs between.
                     if s.new or s.dirty or s.deleted:
                         await s.flush()
-                    s.expunge_all()
+                    repo.start_afresh(s)
                     await asyncio.sleep(0)
         except _Failed:
             failed = len(results)

@@ -56,19 +56,7 @@ async def queue_dm(
     sent to them, and nothing is queued (a claim of theirs paid later, for instance)."""
     if not user.startswith("@"):
         return
-    room_id = await repo.get_direct_room(session, user)
-    if room_id is not None:
-        await repo.enqueue(
-            session,
-            room_id=room_id,
-            kind=kind,
-            payload=payload,
-            private_to=user,
-            tag=tag,
-            now=now,
-        )
-    else:
-        await repo.enqueue(session, to_user=user, kind=kind, payload=payload, tag=tag, now=now)
+    await repo.enqueue_dm(session, user, kind=kind, payload=payload, tag=tag, now=now)
 
 
 async def cop_room(session: AsyncSession, code: str) -> str | None:

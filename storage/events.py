@@ -35,12 +35,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import event as orm_events
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
     Mapped,
-    Session,
-    SessionTransaction,
     make_transient_to_detached,
     mapped_column,
 )
@@ -50,7 +47,7 @@ from config.events import EVENT_KINDS, IN_PERSON_KINDS
 from storage.db import dialect_of
 from storage.models import Base, BigId, Person
 from storage.prepared import Prepared
-from storage.repo import held, held_loaded, run_prepared
+from storage.repo import held, held_loaded, lock_row, locked_row, run_prepared
 
 KINDS = EVENT_KINDS
 
@@ -263,13 +260,12 @@ async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
         # SQLite has no row locks: the transaction's write lock (BEGIN IMMEDIATE) keeps
         # every other writer out already, so an event loaded in it is current.
         return await get_event(session, event_id)
-    locked: set[int] = session.info.setdefault(_LOCKED, set())
-    if event_id in locked:
-        # Locked before in this transaction (the command's scope did, say): no other
-        # transaction can have changed the row since, so the session's object is current.
-        current = held_loaded(session, Event, event_id)
-        if current is not None:
-            return current
+    current = locked_row(session, Event, event_id)
+    if current is not None:
+        # Locked before in this transaction (the command's scope did, say, or a command
+        # before it in the same group): no other transaction can have changed the row
+        # since, so the session's object is current.
+        return current
     loaded = held(session, Event, event_id)
     if loaded is not None and session.is_modified(loaded):
         # Changes not written yet: the ORM writes them first, then reads the row again.
@@ -285,21 +281,8 @@ async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
         row = (await run_prepared(session, _EVENT_LOCKED, {"event_id": event_id})).first()
         event = None if row is None else _as_loaded(session, row, loaded)
     if event is not None:
-        locked.add(event_id)
+        lock_row(session, event)
     return event
-
-
-_LOCKED = "bbwt.locked_events"
-"""In a session's ``info`` (PostgreSQL): the events whose rows its transaction locked."""
-
-
-@orm_events.listens_for(Session, "after_transaction_end")
-def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
-    """The end of a transaction releases its row locks, and so does a savepoint rolled
-    back (for those taken after it) while the session keeps the objects it loaded
-    meanwhile: forget which events are locked. (One still locked, after a savepoint that
-    was kept, is locked again at the cost of a statement.)"""
-    session.info.pop(_LOCKED, None)
 
 
 async def touch_event(session: AsyncSession, event: Event, now: datetime) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -23,9 +24,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as cast_
+from sqlalchemy import event as orm_events
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, SessionTransaction, aliased
 
 from storage.db import CONNECTION, INLINE, TRANSACTION, dialect_insert, dialect_of
 from storage.models import (
@@ -88,6 +90,64 @@ def held_loaded(session: AsyncSession, model: type[T], key: Any) -> T | None:
     its turn through SQLAlchemy's greenlet (an ``!rsvp`` asks for its event three times)."""
     found = held(session, model, key)
     return None if found is None or inspect(found).expired else found
+
+
+LOCKED_ROWS = "bbwt.locked_rows"
+"""In a session's ``info`` (PostgreSQL): the objects whose rows its transaction locked
+(``SELECT ... FOR UPDATE``), by identity key, kept by :func:`lock_row`. (Held here, as the
+session's identity map holds its objects only while something else does.)"""
+
+
+def locked_row(session: AsyncSession, model: type[T], key: Any) -> T | None:
+    """The ``model`` object with key ``key`` whose row this transaction locked, if the
+    session holds it unexpired: no other transaction can have changed the row since, so it
+    is current and need not be locked and read again."""
+    if Session.identity_key(model, key) not in session.info.get(LOCKED_ROWS, {}):
+        return None
+    return held_loaded(session, model, key)
+
+
+def lock_row(session: AsyncSession, locked: object) -> None:
+    """Record that this transaction locked the row of ``locked`` (a loaded object), until
+    it ends (see :func:`_transaction_ended`)."""
+    identity = inspect(locked).identity_key
+    session.info.setdefault(LOCKED_ROWS, {})[identity] = locked
+
+
+@orm_events.listens_for(Session, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    """The end of a transaction releases its row locks, and so does a savepoint rolled
+    back (for those taken after it) while the session keeps the objects it loaded
+    meanwhile: forget which rows are locked. (One still locked, after a savepoint that
+    was kept, is locked again at the cost of a statement.) The session's own inner steps (a
+    flush) are no transaction of the database's and release nothing."""
+    if transaction.parent is not None and not transaction.nested:
+        return
+    session.info.pop(LOCKED_ROWS, None)
+
+
+def start_afresh(session: AsyncSession) -> None:
+    """Let the next command of a shared transaction see the database, not the objects the
+    one before it loaded, as in a transaction of its own: the session forgets them. The
+    caller flushed first. Kept are those whose rows this transaction locked
+    (:func:`lock_row`) and which are not expired: no other transaction can change their
+    rows while the lock is held, and what this one changed is written, so they are as the
+    database has them, and a burst of answers to one event locks and reads its row once
+    per group instead of once per command."""
+    sync = session.sync_session
+    locked = session.info.get(LOCKED_ROWS)
+    if not locked:
+        sync.expunge_all()
+        return
+    identity_map = sync.identity_map
+    kept = {
+        id(found)
+        for identity, found in locked.items()
+        if identity_map.get(identity) is found and not inspect(found).expired
+    }
+    for held_object in list(identity_map.values()):
+        if id(held_object) not in kept:
+            sync.expunge(held_object)
 
 
 async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[str, Any]) -> Rows:
@@ -630,6 +690,49 @@ async def enqueue(
     key = (await run_prepared(session, _ENQUEUE, values)).inserted_id
     assert key is not None
     return int(key)
+
+
+_DM_ROOM = (
+    select(DirectRoom.room_id).where(DirectRoom.user_id == bindparam("user_id")).scalar_subquery()
+)
+_ENQUEUE_DM = Prepared(
+    # The person's direct chat looked up in the same statement: the room when the bot has
+    # one with them, otherwise the person (the sender opens the chat first).
+    insert(OutboxMessage).from_select(
+        ["room_id", "to_user", "private_to", "kind", "payload", "tag", "created_at"],
+        select(
+            _DM_ROOM,
+            case((_DM_ROOM.is_(None), bindparam("user_id")), else_=null()),
+            bindparam("user_id"),
+            bindparam("kind", type_=String),
+            bindparam("payload", type_=OutboxMessage.payload.type),
+            bindparam("tag", type_=String),
+            bindparam("created_at", type_=OutboxMessage.created_at.type),
+        ),
+    )
+)
+
+
+async def enqueue_dm(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    payload: dict[str, Any],
+    kind: str = "message",
+    tag: str | None = None,
+    now: datetime,
+) -> None:
+    """Add a message for ``user_id``'s eyes only, to go to the bot's direct chat with them
+    (:func:`get_direct_room`), or, with none yet, to a chat the sender opens first: as
+    :func:`enqueue` with ``room_id`` or ``to_user``, in one statement."""
+    values = {
+        "user_id": user_id,
+        "kind": kind,
+        "payload": payload,
+        "tag": tag,
+        "created_at": now,
+    }
+    await run_prepared(session, _ENQUEUE_DM, values)
 
 
 _UNSENT = Prepared(

@@ -19,7 +19,7 @@ from storage import events as events_store
 from storage import repo
 from storage.events import NO, YES
 from storage.models import InboundEvent, OutboxMessage
-from tests.support.cast import ANNA, BEN, CARL, HDEV_ROOM
+from tests.support.cast import ANNA, BEN, CARL, HDEV_ROOM, MOD
 from tests.support.database import TestDatabase
 from tests.support.world import World, dms
 
@@ -206,3 +206,46 @@ async def test_a_group_out_of_time_commits_what_it_has_and_goes_on(
     await all_done(world, rows)
     answers = await world.answers(after=before)
     assert [event for event, _ in answers] == [row.event_id for row in rows]
+
+
+async def test_answers_and_changes_to_one_event_in_shared_groups_see_each_other(
+    db: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst of answers to one event, with a moderator's edit and cancellation among them,
+    # in groups that share a transaction (no time budget cuts them short here). The event's
+    # row is locked and read once per group on PostgreSQL: every command must still see what
+    # the ones before it in the group did, as in a transaction of its own.
+    monkeypatch.setattr(processor, "GROUP_SECONDS", 60.0)
+    world = await world_of(db)
+    event_id = await world.event(start=world.now + timedelta(days=14), capacity=1)
+    before = await world.last_outbox_id()
+    e = f"E{event_id}"
+    rows = await backlog(
+        world,
+        (ANNA, "!help"),  # alone
+        (ANNA, f"!rsvp {e} yes"),  # group of 2: the only seat
+        (BEN, f"!rsvp {e} yes"),  # the waiting list
+        (MOD, f"!event edit {e} capacity=3"),  # group of 4: Ben gets a seat
+        (CARL, f"!rsvp {e} yes"),  # the third seat, not the waiting list
+        (ANNA, f"!rsvp {e} no"),
+        (BEN, f"!rsvp {e} maybe"),
+        (MOD, f"!event cancel {e} The venue is closed."),  # group of 8
+        (CARL, f"!rsvp {e} no"),  # too late: cancelled
+        (BEN, f"!rsvp {e} yes"),
+    )
+    world.processor.take(rows)
+    await all_done(world, rows)
+
+    answers = await world.answers(after=before)
+    assert [event for event, _ in answers] == [row.event_id for row in rows]
+    texts = [text for _, text in answers]
+    assert "waiting list" in texts[2] and "waiting list" not in texts[1]
+    assert texts[4].startswith("You're going") and "waiting list" not in texts[4]
+    assert "cancelled" in texts[8] and "cancelled" in texts[9]
+    async with world.db.read() as s:
+        answered = await events_store.rsvps_of_event(s, event_id)
+        event = await events_store.get_event(s, event_id)
+    assert event is not None and event.cancelled and event.capacity == 3
+    assert sorted((r.user_id, r.answer) for r in answered) == sorted(
+        [(ANNA, NO), (BEN, "maybe"), (CARL, YES)]
+    )

@@ -212,6 +212,25 @@ async def test_the_outbox_keeps_insertion_order_and_forgets_sent_rows(db: Databa
         assert await repo.outbox_depth(s) == 5
 
 
+async def test_a_direct_message_goes_to_the_known_direct_chat_or_opens_one(
+    db: Database,
+) -> None:
+    async with db.session() as s:
+        await repo.set_direct_room(s, "@known:x", "!dm-known:x", now=T0)
+        await repo.enqueue_dm(s, "@known:x", payload={"body": "to a known chat"}, now=T0)
+        await repo.enqueue_dm(
+            s, "@new:x", kind="file", payload={"body": "to a new chat"}, tag="claim:3", now=T0
+        )
+    async with db.session() as s:
+        known, new = await repo.unsent(s)
+    # Both for their person's eyes only: the sender checks the room still holds just them.
+    assert (known.room_id, known.to_user, known.private_to) == ("!dm-known:x", None, "@known:x")
+    assert (known.kind, known.payload, known.tag) == ("message", {"body": "to a known chat"}, None)
+    assert (new.room_id, new.to_user, new.private_to) == (None, "@new:x", "@new:x")
+    assert (new.kind, new.payload, new.tag) == ("file", {"body": "to a new chat"}, "claim:3")
+    assert known.created_at == T0 and known.attempts == 0 and known.failed is False
+
+
 async def test_a_tag_finds_the_message_a_reaction_points_at(db: Database) -> None:
     async with db.session() as s:
         row = await repo.enqueue(s, room_id="!r:x", payload={}, tag="application:7", now=T0)
