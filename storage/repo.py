@@ -139,13 +139,8 @@ def start_afresh(session: AsyncSession) -> None:
     if not locked:
         sync.expunge_all()
         return
-    identity_map = sync.identity_map
-    kept = {
-        id(found)
-        for identity, found in locked.items()
-        if identity_map.get(identity) is found and not inspect(found).expired
-    }
-    for held_object in list(identity_map.values()):
+    kept = {id(found) for found in locked.values() if not inspect(found).expired}
+    for held_object in list(sync.identity_map.values()):
         if id(held_object) not in kept:
             sync.expunge(held_object)
 

@@ -165,3 +165,41 @@ async def test_a_member_who_leaves_the_room_gives_the_seat_to_the_first_waiting(
     assert "Your answer: going" in details["content"]["body"]
     mine = await ben.ask(ben_dm, "!event E1", bot.user_id)
     assert "Your answer: none yet" in mine["content"]["body"]
+
+
+async def test_a_backlog_of_answers_to_a_full_event_on_postgresql_keeps_seats_and_order(
+    people, make_bot: BotFactory
+) -> None:
+    # Answers that pile up while the bot is held still are handled as a backlog, in groups
+    # sharing a transaction that lock the event once (PostgreSQL): every answer, and the
+    # moderator's edit among them, still sees what the ones before it did.
+    from tests.e2e.test_foundation import room_with_people, wait_for_answers
+
+    bot, crowd, room = await room_with_people(people, make_bot, 5, backend="postgresql")
+    mod = crowd[0]
+    day = (datetime.now(UTC) + timedelta(days=10)).astimezone(ZoneInfo("Europe/Brussels"))
+    created = await mod.ask(
+        room,
+        f'!event create online-meeting {day:%Y-%m-%d} 10:00 1h "Charging" capacity=2',
+        bot.user_id,
+    )
+    assert "Created E1" in created["content"]["body"]
+
+    bot.pause()
+    try:
+        sent = [await person.send(room, "!rsvp E1 yes") for person in crowd[1:]]
+        sent.append(await mod.send(room, "!event edit E1 capacity=3"))
+        sent.append(await crowd[1].send(room, "!rsvp E1 no"))
+        sent.append(await mod.send(room, "!event E1"))
+    finally:
+        bot.resume()
+
+    replies = await wait_for_answers(mod, bot, room, sent, timeout=120)
+    assert all(len(replies.get(c, [])) == 1 for c in sent)
+    bodies = [replies[c][0]["content"]["body"] for c in sent]
+    assert [b.startswith("You're going") for b in bodies[:4]] == [True, True, False, False]
+    assert all("waiting list" in b for b in bodies[2:4])
+    # The edit gives the third seat to the first one waiting, the "no" frees a seat for the
+    # last one waiting: three going, one not, nobody waiting.
+    assert "Seats: 3 of 3 taken, 0 free\n" in bodies[6]
+    assert "Answers: 3 yes, 0 maybe, 1 no" in bodies[6]
