@@ -271,6 +271,8 @@ async def one_backend(backend: str, rsvp: int, helps: int, history: int) -> None
         ]
         expected = history
         for name, texts in runs:
+            if not texts:
+                continue
             for backlog in (False, True):
                 total, times, done, cpu = await measure(db, config, members, texts, backlog=backlog)
                 label = f"{name} {'backlog' if backlog else 'one by one'}"

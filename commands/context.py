@@ -157,7 +157,7 @@ class Context:
             await self.dm(self.sender, msg, tag=tag)
             return
         for content in msg.contents(reply_to=self.event_id):
-            await repo.enqueue(
+            await repo.queue(
                 self.session,
                 room_id=self.room_id,
                 payload=content,
@@ -171,7 +171,7 @@ class Context:
         if self.redirected:
             await queue_dm(self.session, self.sender, content, now=self.now)
             return
-        await repo.enqueue(
+        await repo.queue(
             self.session,
             room_id=self.room_id,
             payload=content,
@@ -184,7 +184,7 @@ class Context:
         if self.redirected:
             await self.dm_file(self.sender, filename, mimetype, data)
             return
-        await repo.enqueue(
+        await repo.queue(
             self.session,
             room_id=self.room_id,
             kind="file",
@@ -221,7 +221,7 @@ class Context:
         msg = message if isinstance(message, Message) else Message(message)
         for index, content in enumerate(msg.contents()):
             part_tag = tag if index == 0 else None  # reactions go to the first part
-            await repo.enqueue(
+            await repo.queue(
                 self.session, room_id=room_id, payload=content, tag=part_tag, now=self.now
             )
 

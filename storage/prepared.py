@@ -41,6 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TableClause
+from sqlalchemy.sql.util import find_tables
 
 from storage import sqlite_inline
 
@@ -94,6 +97,24 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
+        self.tables: frozenset[str] | None = (
+            None
+            if isinstance(statement, TextClause)
+            else frozenset(
+                str(table.name)
+                for table in find_tables(
+                    cast(ClauseElement, statement),
+                    check_columns=True,
+                    include_aliases=True,
+                    include_joins=True,
+                    include_selects=True,
+                    include_crud=True,
+                )
+                if isinstance(table, TableClause)
+            )
+        )
+        """The names of the tables it reads or writes (None: a text statement's are not
+        known)."""
         self.is_insert = isinstance(statement, Insert)
         self.returns_key = self.is_insert and not getattr(
             statement, "returning_column_descriptions", None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Boolean,
+    DateTime,
     String,
     Table,
+    Text,
     bindparam,
     case,
     delete,
@@ -20,14 +23,17 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy import cast as cast_
 from sqlalchemy import event as orm_events
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction, aliased
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, aliased
+from sqlalchemy.util import await_only
 
 from storage.db import CONNECTION, INLINE, TRANSACTION, dialect_insert, dialect_of
 from storage.models import (
@@ -63,6 +69,7 @@ async def run(
     The statements of every command are :class:`~storage.prepared.Prepared` and run with
     :func:`run_prepared` instead.
     """
+    await write_queued(session)  # it may read the outbox
     connection = await _connection(session)
     return cast("CursorResult[Any]", await connection.execute(statement, params or {}))
 
@@ -120,10 +127,30 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
     back (for those taken after it) while the session keeps the objects it loaded
     meanwhile: forget which rows are locked. (One still locked, after a savepoint that
     was kept, is locked again at the cost of a statement.) The session's own inner steps (a
-    flush) are no transaction of the database's and release nothing."""
+    flush) are no transaction of the database's and release nothing.
+
+    At the end of the whole transaction, outbox rows still queued (:func:`queue`) are
+    dropped: a commit wrote them first (:func:`_write_before_commit`), so these are rows
+    of a transaction rolled back."""
     if transaction.parent is not None and not transaction.nested:
         return
     session.info.pop(LOCKED_ROWS, None)
+    if transaction.parent is None:
+        session.info.pop(QUEUED, None)
+
+
+@orm_events.listens_for(Session, "after_transaction_create")
+def _savepoint_now(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint (``begin_nested``) is set on the database at once. SQLAlchemy sets it
+    only when the session is next asked for its connection, and :func:`run` and
+    :func:`run_prepared` use the connection they asked for before: what they ran first
+    inside a savepoint was not undone when it was rolled back.
+
+    Outbox rows queued before it (:func:`queue`) are written first: they belong to the
+    transaction, not to the savepoint, whatever becomes of it."""
+    if transaction.nested:
+        _write_queued_now(session)
+        session.connection()
 
 
 def start_afresh(session: AsyncSession) -> None:
@@ -147,7 +174,10 @@ def start_afresh(session: AsyncSession) -> None:
 
 async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[str, Any]) -> Rows:
     """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection,
-    as :func:`run` does; on SQLite without SQLAlchemy's execution machinery."""
+    as :func:`run` does; on SQLite without SQLAlchemy's execution machinery. One that
+    names the outbox comes after the outbox rows queued before it (:func:`batch_outbox`)."""
+    if QUEUED in session.info and (statement.tables is None or "outbox" in statement.tables):
+        await write_queued(session)
     connection = await _connection(session)
     driver = session.info.get(INLINE, False)
     if driver is False:
@@ -673,6 +703,7 @@ async def enqueue(
     """
     if (room_id is None) == (to_user is None):
         raise ValueError("give exactly one of room_id or to_user")
+    await write_queued(session)  # the outbox's order is the order messages go out in
     values = {
         "room_id": room_id,
         "to_user": to_user,
@@ -720,6 +751,10 @@ async def enqueue_dm(
     """Add a message for ``user_id``'s eyes only, to go to the bot's direct chat with them
     (:func:`get_direct_room`), or, with none yet, to a chat the sender opens first: as
     :func:`enqueue` with ``room_id`` or ``to_user``, in one statement."""
+    queued = _queueing(session)
+    if queued is not None:
+        queued.rows.append((None, None, user_id, user_id, kind, payload, tag, now))
+        return
     values = {
         "user_id": user_id,
         "kind": kind,
@@ -728,6 +763,161 @@ async def enqueue_dm(
         "created_at": now,
     }
     await run_prepared(session, _ENQUEUE_DM, values)
+
+
+# --- outbox rows written together ------------------------------------------------------------
+
+QUEUED = "bbwt.queued_outbox"
+"""In a session's ``info`` (see :func:`batch_outbox`): the outbox rows queued and not
+written yet."""
+
+
+@dataclass
+class _Queued:
+    connection: AsyncConnection
+    driver: Any
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    """(room_id, to_user, direct chat's person, private_to, kind, payload, tag, created_at)"""
+
+
+async def batch_outbox(session: AsyncSession) -> None:
+    """On PostgreSQL, from now until this transaction ends, the outbox rows queued with
+    :func:`queue` and :func:`enqueue_dm` are written together, in one statement, in the
+    order they were queued: before the transaction commits, before anything else reads or
+    writes the outbox in it (a statement of this module that names the outbox, any ORM
+    statement, an immediate :func:`enqueue`) and before a savepoint begins. Inside a
+    savepoint they are written at once (a savepoint rolled back takes them with it).
+
+    For a backlog of commands handled in one transaction (``bot.processor``): their
+    replies cost one statement, not one each. On SQLite, where a statement costs little
+    more than the work it does, rows are written at once."""
+    if dialect_of(session) != "postgresql":
+        return
+    connection = await _connection(session)
+    session.info[QUEUED] = _Queued(connection, inline_driver(connection))
+
+
+def _queueing(session: AsyncSession) -> _Queued | None:
+    """Where to queue an outbox row: None when it is to be written now."""
+    queued = cast("_Queued | None", session.info.get(QUEUED))
+    if queued is None or session.in_nested_transaction():
+        return None
+    return queued
+
+
+async def queue(
+    session: AsyncSession,
+    *,
+    payload: dict[str, Any],
+    room_id: str | None = None,
+    to_user: str | None = None,
+    kind: str = "message",
+    tag: str | None = None,
+    private_to: str | None = None,
+    now: datetime,
+) -> None:
+    """:func:`enqueue` for a row whose id is not needed: written with the rows queued
+    with it (see :func:`batch_outbox`), or at once."""
+    queued = _queueing(session)
+    if queued is None:
+        await enqueue(
+            session,
+            payload=payload,
+            room_id=room_id,
+            to_user=to_user,
+            kind=kind,
+            tag=tag,
+            private_to=private_to,
+            now=now,
+        )
+        return
+    if (room_id is None) == (to_user is None):
+        raise ValueError("give exactly one of room_id or to_user")
+    queued.rows.append((room_id, to_user, None, private_to or to_user, kind, payload, tag, now))
+
+
+_WRITE_QUEUED = Prepared(
+    # One row per element of the arrays, in their order (ORDER BY: the ids follow it); a
+    # direct chat's room is looked up as in _ENQUEUE_DM.
+    text(
+        "INSERT INTO outbox (room_id, to_user, private_to, kind, payload, tag, created_at,"
+        " attempts, failed) "
+        "SELECT coalesce(q.room_id, d.room_id),"
+        " CASE WHEN q.person IS NOT NULL AND d.room_id IS NULL THEN q.person"
+        " ELSE q.to_user END,"
+        " q.private_to, q.kind, CAST(q.payload AS json), q.tag, q.created_at, 0, false "
+        "FROM unnest(CAST(:room_ids AS varchar[]), CAST(:to_users AS varchar[]),"
+        " CAST(:persons AS varchar[]), CAST(:private_tos AS varchar[]),"
+        " CAST(:kinds AS varchar[]), CAST(:payloads AS text[]), CAST(:tags AS varchar[]),"
+        " CAST(:created AS timestamptz[]))"
+        " WITH ORDINALITY AS q(room_id, to_user, person, private_to, kind, payload, tag,"
+        " created_at, n) "
+        "LEFT JOIN direct_rooms AS d ON d.user_id = q.person "
+        "ORDER BY q.n"
+    ).bindparams(
+        *(
+            bindparam(name, type_=ARRAY(String))
+            for name in ("room_ids", "to_users", "persons", "private_tos", "kinds", "tags")
+        ),
+        bindparam("payloads", type_=ARRAY(Text)),
+        bindparam("created", type_=ARRAY(DateTime(timezone=True))),
+    )
+)
+_PAYLOAD = OutboxMessage.__table__.c.payload.type
+_CREATED = OutboxMessage.__table__.c.created_at.type
+
+
+async def write_queued(session: AsyncSession) -> None:
+    """Write the outbox rows queued in this transaction (see :func:`batch_outbox`) now."""
+    queued = cast("_Queued | None", session.info.get(QUEUED))
+    if queued is not None and queued.rows:
+        await _write(queued)
+
+
+async def _write(queued: _Queued) -> None:
+    rows, queued.rows = queued.rows, []
+    dialect = queued.connection.dialect
+    as_json = _PAYLOAD.bind_processor(dialect)
+    as_utc = _CREATED.bind_processor(dialect)
+    assert as_json is not None  # (JSON to text)
+    assert as_utc is not None  # (UTCDateTime)
+    columns = list(zip(*rows, strict=True))
+    params = {
+        "room_ids": list(columns[0]),
+        "to_users": list(columns[1]),
+        "persons": list(columns[2]),
+        "private_tos": list(columns[3]),
+        "kinds": list(columns[4]),
+        "payloads": [as_json(payload) for payload in columns[5]],
+        "tags": list(columns[6]),
+        "created": [as_utc(created) for created in columns[7]],
+    }
+    await execute_prepared(queued.connection, queued.driver, _WRITE_QUEUED, params)
+
+
+def _write_queued_now(session: Session) -> None:
+    """:func:`write_queued` from the session's own (synchronous) code: its events run in
+    the greenlet of the awaited call that set them off."""
+    queued = cast("_Queued | None", session.info.get(QUEUED))
+    if queued is not None and queued.rows:
+        await_only(_write(queued))
+
+
+@orm_events.listens_for(Session, "before_commit")
+def _write_before_commit(session: Session) -> None:
+    _write_queued_now(session)
+
+
+@orm_events.listens_for(Session, "do_orm_execute")
+def _write_before_statement(state: ORMExecuteState) -> None:
+    """Any statement through the session may read the outbox (``!mydata``, ``!forget``)."""
+    _write_queued_now(state.session)
+
+
+@orm_events.listens_for(Session, "before_flush")
+def _write_before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if any(isinstance(new, OutboxMessage) for new in session.new):
+        _write_queued_now(session)
 
 
 _UNSENT = Prepared(

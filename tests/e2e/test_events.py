@@ -3,6 +3,7 @@ by command and by reaction, waiting list, promotion, calendar file and feed."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -203,3 +204,30 @@ async def test_a_backlog_of_answers_to_a_full_event_on_postgresql_keeps_seats_an
     # last one waiting: three going, one not, nobody waiting.
     assert "Seats: 3 of 3 taken, 0 free\n" in bodies[6]
     assert "Answers: 3 yes, 0 maybe, 1 no" in bodies[6]
+
+    # The two promoted (by the edit, then by the "no") are told in a direct chat the bot
+    # opens for each, once: their messages were queued with the group's answers and
+    # written with them in one statement.
+    from tests.e2e.test_trust import dm_invites
+
+    for person in (crowd[3], crowd[4]):
+        invites: list[str] = []
+        for _ in range(120):
+            if invites := await dm_invites(person, bot.user_id):
+                break
+            await asyncio.sleep(0.5)
+        assert len(invites) == 1, f"{person.user_id}: {invites}"
+        private = await person.join(invites[0])
+        told: list[Event] = []
+        for _ in range(60):
+            await person.catch_up()  # the room key came while they did not sync
+            told = [
+                e
+                for e in await person.history(private)
+                if e.get("sender") == bot.user_id
+                and "a seat freed up at E1" in (e.get("content") or {}).get("body", "")
+            ]
+            if told:
+                break
+            await asyncio.sleep(0.5)
+        assert len(told) == 1, f"{person.user_id}: {told}"
