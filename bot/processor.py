@@ -115,6 +115,7 @@ class Processor:
         self._tries: dict[int, int] = {}
         self.stopping = False
         self.services: Services | None = None
+        self._batch_outbox = repo.batches_outbox(db.engine.dialect.name)
 
     def wake(self) -> None:
         self._wake.set()
@@ -243,7 +244,8 @@ class Processor:
             before = await self._before(row)
             try:
                 async with self.db.session() as s:
-                    await repo.batch_outbox(s)
+                    if self._batch_outbox:
+                        await repo.batch_outbox(s)
                     handled = await self._within(s, row, before)
                     if handled is None:
                         return True  # another worker or process got it first
@@ -294,7 +296,8 @@ class Processor:
         results: list[tuple[InboundEvent, tuple[str, str] | None, float]] = []
         try:
             async with self.db.session() as s:
-                await repo.batch_outbox(s)  # the group's replies in one statement
+                if self._batch_outbox:
+                    await repo.batch_outbox(s)  # the group's replies in one statement
                 began = time.monotonic()
                 for row, before in zip(rows, befores, strict=True):
                     if results and time.monotonic() - began > GROUP_SECONDS:

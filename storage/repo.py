@@ -176,7 +176,7 @@ async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[
     """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection,
     as :func:`run` does; on SQLite without SQLAlchemy's execution machinery. One that
     names the outbox comes after the outbox rows queued before it (:func:`batch_outbox`)."""
-    if QUEUED in session.info and (statement.tables is None or "outbox" in statement.tables):
+    if (statement.tables is None or "outbox" in statement.tables) and QUEUED in session.info:
         await write_queued(session)
     connection = await _connection(session)
     driver = session.info.get(INLINE, False)
@@ -703,7 +703,8 @@ async def enqueue(
     """
     if (room_id is None) == (to_user is None):
         raise ValueError("give exactly one of room_id or to_user")
-    await write_queued(session)  # the outbox's order is the order messages go out in
+    # (Rows queued before it are written first, by run_prepared: the outbox's order is
+    # the order messages go out in.)
     values = {
         "room_id": room_id,
         "to_user": to_user,
@@ -790,11 +791,17 @@ async def batch_outbox(session: AsyncSession) -> None:
 
     For a backlog of commands handled in one transaction (``bot.processor``): their
     replies cost one statement, not one each. On SQLite, where a statement costs little
-    more than the work it does, rows are written at once."""
-    if dialect_of(session) != "postgresql":
+    more than the work it does, rows are written at once (the caller may skip the call:
+    see :func:`batches_outbox`)."""
+    if not batches_outbox(dialect_of(session)):
         return
     connection = await _connection(session)
     session.info[QUEUED] = _Queued(connection, inline_driver(connection))
+
+
+def batches_outbox(dialect: str) -> bool:
+    """Whether :func:`batch_outbox` does anything on the ``dialect``'s database."""
+    return dialect == "postgresql"
 
 
 def _queueing(session: AsyncSession) -> _Queued | None:
@@ -818,8 +825,8 @@ async def queue(
 ) -> None:
     """:func:`enqueue` for a row whose id is not needed: written with the rows queued
     with it (see :func:`batch_outbox`), or at once."""
-    queued = _queueing(session)
-    if queued is None:
+    queued = session.info.get(QUEUED)
+    if queued is None or session.in_nested_transaction():
         await enqueue(
             session,
             payload=payload,
