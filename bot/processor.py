@@ -115,7 +115,7 @@ class Processor:
         self._tries: dict[int, int] = {}
         self.stopping = False
         self.services: Services | None = None
-        self._batch_outbox = repo.batches_outbox(db.engine.dialect.name)
+        self._batch_outbox = repo.batches_outbox(db)
 
     def wake(self) -> None:
         self._wake.set()

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
 
 from storage import sqlite_inline
@@ -156,6 +157,12 @@ loop that prepared statements run on (``storage.prepared``), or None (PostgreSQL
 on aiosqlite's thread)."""
 
 
+class BatchingSession(Session):
+    """The sessions of a PostgreSQL database's writers: the only ones that listen for the
+    moments an outbox batch must be written (``storage.repo.batch_outbox``), so that the
+    sessions of other databases do not pay for the listening."""
+
+
 class Database:
     """One engine and session factory. ``async with db.session() as s:`` is one transaction."""
 
@@ -180,7 +187,11 @@ class Database:
             self.read_engine = create_async_engine(url, **kwargs)
             event.listen(self.read_engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.read_engine.sync_engine, "begin", _sqlite_begin_read)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.session_class: type[Session] = Session if self.is_sqlite else BatchingSession
+        """The class of the writers' sessions (``session``)."""
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=self.session_class
+        )
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @asynccontextmanager

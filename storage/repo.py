@@ -35,7 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, aliased
 from sqlalchemy.util import await_only
 
-from storage.db import CONNECTION, INLINE, TRANSACTION, dialect_insert, dialect_of
+from storage.db import (
+    CONNECTION,
+    INLINE,
+    TRANSACTION,
+    BatchingSession,
+    Database,
+    dialect_insert,
+    dialect_of,
+)
 from storage.models import (
     AuditEntry,
     BotState,
@@ -793,15 +801,15 @@ async def batch_outbox(session: AsyncSession) -> None:
     replies cost one statement, not one each. On SQLite, where a statement costs little
     more than the work it does, rows are written at once (the caller may skip the call:
     see :func:`batches_outbox`)."""
-    if not batches_outbox(dialect_of(session)):
-        return
+    if not isinstance(session.sync_session, BatchingSession):
+        return  # (its queued rows would not be written before the commit)
     connection = await _connection(session)
     session.info[QUEUED] = _Queued(connection, inline_driver(connection))
 
 
-def batches_outbox(dialect: str) -> bool:
-    """Whether :func:`batch_outbox` does anything on the ``dialect``'s database."""
-    return dialect == "postgresql"
+def batches_outbox(db: Database) -> bool:
+    """Whether :func:`batch_outbox` does anything in ``db``'s transactions."""
+    return issubclass(db.session_class, BatchingSession)
 
 
 def _queueing(session: AsyncSession) -> _Queued | None:
@@ -910,18 +918,18 @@ def _write_queued_now(session: Session) -> None:
         await_only(_write(queued))
 
 
-@orm_events.listens_for(Session, "before_commit")
+@orm_events.listens_for(BatchingSession, "before_commit")
 def _write_before_commit(session: Session) -> None:
     _write_queued_now(session)
 
 
-@orm_events.listens_for(Session, "do_orm_execute")
+@orm_events.listens_for(BatchingSession, "do_orm_execute")
 def _write_before_statement(state: ORMExecuteState) -> None:
     """Any statement through the session may read the outbox (``!mydata``, ``!forget``)."""
     _write_queued_now(state.session)
 
 
-@orm_events.listens_for(Session, "before_flush")
+@orm_events.listens_for(BatchingSession, "before_flush")
 def _write_before_flush(session: Session, _context: Any, _instances: Any) -> None:
     if any(isinstance(new, OutboxMessage) for new in session.new):
         _write_queued_now(session)
