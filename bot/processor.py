@@ -115,7 +115,6 @@ class Processor:
         self._tries: dict[int, int] = {}
         self.stopping = False
         self.services: Services | None = None
-        self._batch_outbox = repo.batches_outbox(db)
 
     def wake(self) -> None:
         self._wake.set()
@@ -244,8 +243,7 @@ class Processor:
             before = await self._before(row)
             try:
                 async with self.db.session() as s:
-                    if self._batch_outbox:
-                        await repo.batch_outbox(s)
+                    await repo.batch_outbox(s)
                     handled = await self._within(s, row, before)
                     if handled is None:
                         return True  # another worker or process got it first
@@ -296,8 +294,7 @@ class Processor:
         results: list[tuple[InboundEvent, tuple[str, str] | None, float]] = []
         try:
             async with self.db.session() as s:
-                if self._batch_outbox:
-                    await repo.batch_outbox(s)  # the group's replies in one statement
+                await repo.batch_outbox(s)  # the group's replies in one statement
                 began = time.monotonic()
                 for row, before in zip(rows, befores, strict=True):
                     if results and time.monotonic() - began > GROUP_SECONDS:

@@ -187,10 +187,10 @@ class Database:
             self.read_engine = create_async_engine(url, **kwargs)
             event.listen(self.read_engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.read_engine.sync_engine, "begin", _sqlite_begin_read)
-        self.session_class: type[Session] = Session if self.is_sqlite else BatchingSession
-        """The class of the writers' sessions (``session``)."""
         self.sessions = async_sessionmaker(
-            self.engine, expire_on_commit=False, sync_session_class=self.session_class
+            self.engine,
+            expire_on_commit=False,
+            sync_session_class=Session if self.is_sqlite else BatchingSession,
         )
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 

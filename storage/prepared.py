@@ -30,6 +30,7 @@ its ``echo`` log and its cursor events do not see these statements.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -97,29 +98,27 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self.tables: frozenset[str] | None = (
-            None
-            if isinstance(statement, TextClause)
-            else frozenset(
-                str(table.name)
-                for table in find_tables(
-                    cast(ClauseElement, statement),
-                    check_columns=True,
-                    include_aliases=True,
-                    include_joins=True,
-                    include_selects=True,
-                    include_crud=True,
-                )
-                if isinstance(table, TableClause)
-            )
-        )
-        """The names of the tables it reads or writes (None: a text statement's are not
-        known)."""
         self.is_insert = isinstance(statement, Insert)
         self.returns_key = self.is_insert and not getattr(
             statement, "returning_column_descriptions", None
         )
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+
+    @functools.cached_property
+    def tables(self) -> frozenset[str] | None:
+        """The names of the tables it reads or writes (None: a text statement's are not
+        known). Found when first asked for, not at start-up."""
+        if isinstance(self.statement, TextClause):
+            return None
+        found = find_tables(
+            cast(ClauseElement, self.statement),
+            check_columns=True,
+            include_aliases=True,
+            include_joins=True,
+            include_selects=True,
+            include_crud=True,
+        )
+        return frozenset(str(table.name) for table in found if isinstance(table, TableClause))
 
     def compiled(self, dialect: Dialect, params: dict[str, Any]) -> _Compiled:
         keys = tuple(params) if self.is_insert else ()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Required, TypedDict, TypeVar, Unpack, cast
 
 from sqlalchemy import (
     Boolean,
@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as cast_
 from sqlalchemy import event as orm_events
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, aliased
 from sqlalchemy.util import await_only
@@ -40,7 +40,6 @@ from storage.db import (
     INLINE,
     TRANSACTION,
     BatchingSession,
-    Database,
     dialect_insert,
     dialect_of,
 )
@@ -184,7 +183,7 @@ async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[
     """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection,
     as :func:`run` does; on SQLite without SQLAlchemy's execution machinery. One that
     names the outbox comes after the outbox rows queued before it (:func:`batch_outbox`)."""
-    if (statement.tables is None or "outbox" in statement.tables) and QUEUED in session.info:
+    if QUEUED in session.info and (statement.tables is None or "outbox" in statement.tables):
         await write_queued(session)
     connection = await _connection(session)
     driver = session.info.get(INLINE, False)
@@ -692,37 +691,43 @@ async def count_inbound(session: AsyncSession, status: str | None = None) -> int
 _ENQUEUE = Prepared(insert(OutboxMessage))
 
 
-async def enqueue(
-    session: AsyncSession,
-    *,
-    payload: dict[str, Any],
-    room_id: str | None = None,
-    to_user: str | None = None,
-    kind: str = "message",
-    tag: str | None = None,
-    private_to: str | None = None,
-    now: datetime,
-) -> int:
-    """Add a message (or another Matrix action) to send once the transaction commits;
-    returns its row id (the Matrix transaction id).
+class OutboxRow(TypedDict, total=False):
+    """What :func:`enqueue` and :func:`queue` are given: a message (or another Matrix
+    action, ``kind``) for ``room_id``, or for ``to_user`` (a direct message whose room is
+    not known yet), written ``now``."""
 
-    ``to_user`` (a direct message whose room is not known yet) implies ``private_to``: a
-    private row only ever goes to a room with just the bot and that person in it.
-    """
+    payload: Required[dict[str, Any]]
+    now: Required[datetime]
+    room_id: str | None
+    to_user: str | None
+    kind: str
+    tag: str | None
+    private_to: str | None
+
+
+def _row_values(row: OutboxRow) -> dict[str, Any]:
+    """The outbox's columns for ``row``. ``to_user`` implies ``private_to``: a private row
+    only ever goes to a room with just the bot and that person in it."""
+    room_id, to_user = row.get("room_id"), row.get("to_user")
     if (room_id is None) == (to_user is None):
         raise ValueError("give exactly one of room_id or to_user")
-    # (Rows queued before it are written first, by run_prepared: the outbox's order is
-    # the order messages go out in.)
-    values = {
+    return {
         "room_id": room_id,
         "to_user": to_user,
-        "kind": kind,
-        "payload": payload,
-        "tag": tag,
-        "private_to": private_to or to_user,
-        "created_at": now,
+        "kind": row.get("kind", "message"),
+        "payload": row["payload"],
+        "tag": row.get("tag"),
+        "private_to": row.get("private_to") or to_user,
+        "created_at": row["now"],
     }
-    key = (await run_prepared(session, _ENQUEUE, values)).inserted_id
+
+
+async def enqueue(session: AsyncSession, **row: Unpack[OutboxRow]) -> int:
+    """Add a message (or another Matrix action) to send once the transaction commits, now;
+    returns its row id (the Matrix transaction id). Rows queued before it (:func:`queue`)
+    are written first, by :func:`run_prepared`: the outbox's order is the order messages
+    go out in."""
+    key = (await run_prepared(session, _ENQUEUE, _row_values(row))).inserted_id
     assert key is not None
     return int(key)
 
@@ -762,7 +767,18 @@ async def enqueue_dm(
     :func:`enqueue` with ``room_id`` or ``to_user``, in one statement."""
     queued = _queueing(session)
     if queued is not None:
-        queued.rows.append((None, None, user_id, user_id, kind, payload, tag, now))
+        queued.rows.append(
+            {
+                "room_id": None,
+                "to_user": None,
+                "person": user_id,  # the room or, with none, to_user: found when written
+                "private_to": user_id,
+                "kind": kind,
+                "payload": payload,
+                "tag": tag,
+                "created_at": now,
+            }
+        )
         return
     values = {
         "user_id": user_id,
@@ -785,8 +801,9 @@ written yet."""
 class _Queued:
     connection: AsyncConnection
     driver: Any
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    """(room_id, to_user, direct chat's person, private_to, kind, payload, tag, created_at)"""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """The outbox's columns (as :func:`_row_values` gives them) and ``person``: for a
+    direct message, whose direct chat's room is looked up when it is written."""
 
 
 async def batch_outbox(session: AsyncSession) -> None:
@@ -799,17 +816,12 @@ async def batch_outbox(session: AsyncSession) -> None:
 
     For a backlog of commands handled in one transaction (``bot.processor``): their
     replies cost one statement, not one each. On SQLite, where a statement costs little
-    more than the work it does, rows are written at once (the caller may skip the call:
-    see :func:`batches_outbox`)."""
+    more than the work it does, rows are written at once: only PostgreSQL's sessions
+    (``BatchingSession``) listen for the moments the rows must be written."""
     if not isinstance(session.sync_session, BatchingSession):
         return  # (its queued rows would not be written before the commit)
     connection = await _connection(session)
     session.info[QUEUED] = _Queued(connection, inline_driver(connection))
-
-
-def batches_outbox(db: Database) -> bool:
-    """Whether :func:`batch_outbox` does anything in ``db``'s transactions."""
-    return issubclass(db.session_class, BatchingSession)
 
 
 def _queueing(session: AsyncSession) -> _Queued | None:
@@ -820,35 +832,15 @@ def _queueing(session: AsyncSession) -> _Queued | None:
     return queued
 
 
-async def queue(
-    session: AsyncSession,
-    *,
-    payload: dict[str, Any],
-    room_id: str | None = None,
-    to_user: str | None = None,
-    kind: str = "message",
-    tag: str | None = None,
-    private_to: str | None = None,
-    now: datetime,
-) -> None:
+async def queue(session: AsyncSession, **row: Unpack[OutboxRow]) -> None:
     """:func:`enqueue` for a row whose id is not needed: written with the rows queued
     with it (see :func:`batch_outbox`), or at once."""
-    queued = session.info.get(QUEUED)
-    if queued is None or session.in_nested_transaction():
-        await enqueue(
-            session,
-            payload=payload,
-            room_id=room_id,
-            to_user=to_user,
-            kind=kind,
-            tag=tag,
-            private_to=private_to,
-            now=now,
-        )
-        return
-    if (room_id is None) == (to_user is None):
-        raise ValueError("give exactly one of room_id or to_user")
-    queued.rows.append((room_id, to_user, None, private_to or to_user, kind, payload, tag, now))
+    values = _row_values(row)
+    queued = _queueing(session)
+    if queued is None:
+        await run_prepared(session, _ENQUEUE, values)
+    else:
+        queued.rows.append({**values, "person": None})
 
 
 _WRITE_QUEUED = Prepared(
@@ -878,8 +870,6 @@ _WRITE_QUEUED = Prepared(
         bindparam("created", type_=ARRAY(DateTime(timezone=True))),
     )
 )
-_PAYLOAD = OutboxMessage.__table__.c.payload.type
-_CREATED = OutboxMessage.__table__.c.created_at.type
 
 
 async def write_queued(session: AsyncSession) -> None:
@@ -889,23 +879,28 @@ async def write_queued(session: AsyncSession) -> None:
         await _write(queued)
 
 
+@functools.cache
+def _binders(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """How the payload (JSON to text) and the time (in UTC) are sent, as SQLAlchemy would."""
+    as_json = OutboxMessage.__table__.c.payload.type.bind_processor(dialect)
+    as_utc = OutboxMessage.__table__.c.created_at.type.bind_processor(dialect)
+    assert as_json is not None
+    assert as_utc is not None
+    return as_json, as_utc
+
+
 async def _write(queued: _Queued) -> None:
     rows, queued.rows = queued.rows, []
-    dialect = queued.connection.dialect
-    as_json = _PAYLOAD.bind_processor(dialect)
-    as_utc = _CREATED.bind_processor(dialect)
-    assert as_json is not None  # (JSON to text)
-    assert as_utc is not None  # (UTCDateTime)
-    columns = list(zip(*rows, strict=True))
+    as_json, as_utc = _binders(queued.connection.dialect)
     params = {
-        "room_ids": list(columns[0]),
-        "to_users": list(columns[1]),
-        "persons": list(columns[2]),
-        "private_tos": list(columns[3]),
-        "kinds": list(columns[4]),
-        "payloads": [as_json(payload) for payload in columns[5]],
-        "tags": list(columns[6]),
-        "created": [as_utc(created) for created in columns[7]],
+        "room_ids": [row["room_id"] for row in rows],
+        "to_users": [row["to_user"] for row in rows],
+        "persons": [row["person"] for row in rows],
+        "private_tos": [row["private_to"] for row in rows],
+        "kinds": [row["kind"] for row in rows],
+        "payloads": [as_json(row["payload"]) for row in rows],
+        "tags": [row["tag"] for row in rows],
+        "created": [as_utc(row["created_at"]) for row in rows],
     }
     await execute_prepared(queued.connection, queued.driver, _WRITE_QUEUED, params)
 
