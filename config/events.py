@@ -17,7 +17,7 @@ EVENT_KINDS = (
     "industry-meeting",
 )
 """The kinds of event a CoP holds (``!event new <kind> …``)."""
-IN_PERSON_KINDS = tuple(kind for kind in EVENT_KINDS if kind != "online-meeting")
+IN_PERSON_KINDS: tuple[str, ...] = tuple(kind for kind in EVENT_KINDS if kind != "online-meeting")
 """The kinds people travel to (by default the ones a travel claim may be for)."""
 
 
