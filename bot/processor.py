@@ -50,10 +50,6 @@ the first event it has alone, then, while more are waiting (a burst, the backlog
 restart), groups of 2, 4, 8... of them: the first answer goes out as soon as it would alone,
 and a backlog pays one transaction (a commit, on PostgreSQL a flush to disk) per group
 rather than per event."""
-GROUP_SECONDS = 0.02
-"""A group takes no more events after this long and commits: on SQLite every other writer
-(another room's command, storing a sync, marking sent messages) waits for it, and its
-answers go out only after its commit."""
 
 
 class _Failed(Exception):
@@ -287,20 +283,40 @@ class Processor:
         one transaction; the commit makes all of them done at once, and a crash before it
         leaves all of them pending. When one command fails, the transaction is rolled back:
         the events before it are handled again as a group, the failed one alone (so only its
-        answer is kept) and the rest after it. A group that has run for ``GROUP_SECONDS``
-        commits what it has and goes on in a new transaction."""
+        answer is kept) and the rest after it. A group that has run for ``process.group_seconds``
+        (on SQLite every other writer waits for it, and its answers go out only after its
+        commit) commits what it has and goes on in a new transaction; so does one whose claims, read
+        with its senders' roles before its first command (``repo.claim_group``), a command
+        may have changed (a member removed, a moderator added): the rest are claimed
+        afresh and see the roles as they are."""
         if not rows:
             return True
         results: list[tuple[InboundEvent, tuple[str, str] | None, float]] = []
         try:
             async with self.db.session() as s:
                 await repo.batch_outbox(s)  # the group's replies in one statement
-                began = time.monotonic()
+                began, budget = time.monotonic(), self.settings.process.group_seconds
+                claims = None
+                if all(row.kind == "command" for row in rows):
+                    # On PostgreSQL the group's commands are claimed, and their senders'
+                    # roles read, in one statement (see repo.claim_group).
+                    claims = await repo.claim_group(
+                        s, [(row.id, row.sender) for row in rows], self.clock()
+                    )
                 for row, before in zip(rows, befores, strict=True):
-                    if results and time.monotonic() - began > GROUP_SECONDS:
+                    if results and (time.monotonic() - began > budget or repo.claims_unsettled(s)):
+                        if claims is not None:
+                            # The rest make a group of their own, claimed afresh.
+                            rest = rows[len(results) :]
+                            await repo.unclaim(s, [r.id for r in rest if r.id in claims.claimed])
                         break
                     started = time.monotonic()
-                    handled = await self._within(s, row, before)
+                    if claims is None:
+                        handled = await self._within(s, row, before)
+                    elif row.id in claims.claimed:
+                        handled = await self._within(s, row, before, claims.claimed[row.id])
+                    else:
+                        handled = None  # another worker or process got it first
                     results.append((row, handled, time.monotonic() - started))
                     # Each command sees the database, not objects the one before it loaded
                     # (as in a transaction of its own; rows it locked stay, as current), and
@@ -345,22 +361,31 @@ class Processor:
         return _Before(place, room_cop, await self._replied_event(row))
 
     async def _within(
-        self, s: AsyncSession, row: InboundEvent, before: _Before
+        self,
+        s: AsyncSession,
+        row: InboundEvent,
+        before: _Before,
+        claimed: tuple[bool, repo.Roles] | None = None,
     ) -> tuple[str, str] | None:
         """Claim and handle one event in the transaction ``s``: (command, outcome), or None
         when another worker or process claimed it first. Raises ``_Failed`` when the
-        command failed (the transaction must be rolled back)."""
+        command failed (the transaction must be rolled back). ``claimed``: a command this
+        transaction claimed already (``repo.claim_group``), with what its claim said."""
         # Claimed as "ok", the usual outcome: any other is set before the commit. The same
         # statement says whether an edit of this message was handled before it (it came
         # late: its key arrived after its edit's).
         roles: Roles | None = None
-        if row.kind == "command":
+        if claimed is not None:
+            edited, roles = claimed[0], Roles.of(self.settings, row.sender, claimed[1])
+        elif row.kind == "command":
             # A command's first step reads the sender's roles (the registry's gate), and
             # nothing is written before it: on PostgreSQL they come with the claim.
-            claimed = await repo.claim_with_roles(s, row.id, row.event_id, self.clock(), row.sender)
-            if claimed is None:
+            found_roles = await repo.claim_with_roles(
+                s, row.id, row.event_id, self.clock(), row.sender
+            )
+            if found_roles is None:
                 return None
-            edited, stored = claimed
+            edited, stored = found_roles
             if stored is not None:
                 roles = Roles.of(self.settings, row.sender, stored)
         else:

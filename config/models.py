@@ -183,6 +183,10 @@ class ProcessConfig(_Section):
     """The event loop the process runs on: uvloop (libuv's, less CPU per round trip to the
     database and the homeserver) or Python's own asyncio loop. Without uvloop installed the
     bot runs on asyncio whatever this says."""
+    group_seconds: float = Field(0.02, ge=0, le=60)
+    """How long a group of a room's backlog may run in one transaction before it commits
+    what it has and goes on in the next (seconds): the answers handled so far wait that
+    long at most, and on SQLite so do other writers."""
 
 
 class SecretariatConfig(_Section):

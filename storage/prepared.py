@@ -41,10 +41,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import TableClause
 from sqlalchemy.sql.util import find_tables
+from sqlalchemy.sql.visitors import iterate
 
 from storage import sqlite_inline
 
@@ -108,10 +109,11 @@ class Prepared:
     def tables(self) -> frozenset[str] | None:
         """The names of the tables it reads or writes (None: a text statement's are not
         known). Found when first asked for, not at start-up."""
-        if isinstance(self.statement, TextClause):
+        statement = cast(ClauseElement, self.statement)
+        if any(isinstance(element, TextClause) for element in iterate(statement)):
             return None
         found = find_tables(
-            cast(ClauseElement, self.statement),
+            statement,
             check_columns=True,
             include_aliases=True,
             include_joins=True,
@@ -119,6 +121,12 @@ class Prepared:
             include_crud=True,
         )
         return frozenset(str(table.name) for table in found if isinstance(table, TableClause))
+
+    @functools.cached_property
+    def written(self) -> frozenset[str] | None:
+        """The names of the tables it writes (see :func:`tables_written`), found when
+        first asked for."""
+        return tables_written(self.statement)
 
     def compiled(self, dialect: Dialect, params: dict[str, Any]) -> _Compiled:
         keys = tuple(params) if self.is_insert else ()
@@ -174,6 +182,24 @@ class Prepared:
 Driver = Any
 """What :func:`inline_driver` returns: a :class:`storage.sqlite_inline.Connection`, an
 ``asyncpg.Connection`` or None."""
+
+
+def tables_written(statement: Any) -> frozenset[str] | None:
+    """The names of the tables ``statement`` inserts into, updates or deletes from, its
+    ``WITH`` clauses included (empty: a query); None for a text statement, whose are not
+    known."""
+    if isinstance(statement, TextClause):
+        return None
+    found: set[str] = set()
+    for element in iterate(statement):
+        if isinstance(element, TextClause):
+            return None  # (a text query's columns declared, its SQL still unread)
+        if isinstance(element, UpdateBase):
+            table = element.table
+            if not isinstance(table, TableClause):
+                return None  # (an alias's or a join's: not looked into)
+            found.add(str(table.name))
+    return frozenset(found)
 
 
 def inline_driver(connection: AsyncConnection) -> Driver:

@@ -9,13 +9,16 @@ from datetime import datetime
 from typing import Any, Required, TypedDict, TypeVar, Unpack, cast
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
+    Integer,
     String,
     Table,
     Text,
     bindparam,
     case,
+    column,
     delete,
     func,
     insert,
@@ -54,7 +57,7 @@ from storage.models import (
     Person,
     Role,
 )
-from storage.prepared import Prepared, Rows, inline_driver
+from storage.prepared import Prepared, Rows, inline_driver, tables_written
 from storage.prepared import execute as execute_prepared
 
 
@@ -77,6 +80,10 @@ async def run(
     :func:`run_prepared` instead.
     """
     await write_queued(session)  # it may read the outbox
+    if CLAIMS in session.info:
+        written = tables_written(statement)
+        if written is None or not written.isdisjoint(_CLAIMED_FROM):
+            _unsettle(session)
     connection = await _connection(session)
     return cast("CursorResult[Any]", await connection.execute(statement, params or {}))
 
@@ -144,6 +151,7 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
     session.info.pop(LOCKED_ROWS, None)
     if transaction.parent is None:
         session.info.pop(QUEUED, None)
+        session.info.pop(CLAIMS, None)
 
 
 @orm_events.listens_for(Session, "after_transaction_create")
@@ -185,6 +193,10 @@ async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[
     names the outbox comes after the outbox rows queued before it (:func:`batch_outbox`)."""
     if QUEUED in session.info and (statement.tables is None or "outbox" in statement.tables):
         await write_queued(session)
+    if CLAIMS in session.info and statement is not _SET_OUTCOME:
+        written = statement.written  # (a command's own outcome changes no other claim)
+        if written is None or not written.isdisjoint(_CLAIMED_FROM):
+            _unsettle(session)
     connection = await _connection(session)
     driver = session.info.get(INLINE, False)
     if driver is False:
@@ -674,6 +686,133 @@ async def claim_with_roles(
     return None if claimed is None else (claimed, (moderates, memberships))
 
 
+# --- a backlog group's claims in one statement (PostgreSQL) ------------------------------------
+
+CLAIMS = "bbwt.group_claims"
+"""In a session's ``info``: the :class:`GroupClaims` of its transaction (see
+:func:`claim_group`), until it ends."""
+
+_CLAIMED_FROM = frozenset({"inbound_events", "roles", "memberships"})
+"""What a group's claims and roles are read from: a write to any of them ends the group."""
+
+
+@dataclass
+class GroupClaims:
+    """What :func:`claim_group` claimed, each row id with what :func:`claim_with_roles`
+    would have returned for it: whether an edit of it was handled already, and its sender's
+    roles."""
+
+    claimed: dict[int, tuple[bool, Roles]]
+    unsettled: bool = False
+    """A statement since then may have written what they were read from (see
+    :func:`claims_unsettled`)."""
+
+
+_CLAIM_GROUP = Prepared(
+    # PostgreSQL only. The rows are locked in the order of their ids (two processes never
+    # wait for each other crosswise) and claimed if still pending once locked; each claimed
+    # row says whether an edit of it was handled, as _CLAIMED does. Then the senders'
+    # moderated CoPs and memberships, as _CLAIM_WITH_ROLES reads them. A first column of 2
+    # is a claimed row, 1 a moderated CoP, 0 a membership.
+    text(
+        "WITH locked AS (SELECT id FROM inbound_events"
+        " WHERE id = ANY(:ids) AND status = 'pending' ORDER BY id FOR UPDATE),"
+        " claimed AS (UPDATE inbound_events AS e"
+        " SET status = 'done', outcome = 'ok', handled_at = :now"
+        " FROM locked WHERE e.id = locked.id AND e.status = 'pending'"
+        " RETURNING e.id, EXISTS (SELECT 1 FROM inbound_events AS edit"
+        " WHERE edit.replaces = e.event_id AND edit.status = 'done') AS edited) "
+        "SELECT 2 AS part, id, CAST(NULL AS varchar) AS user_id, CAST(NULL AS varchar) AS code,"
+        " CAST(NULL AS varchar) AS value, edited FROM claimed "
+        "UNION ALL SELECT 1, NULL, user_id, cop_code, role, NULL FROM roles"
+        " WHERE user_id = ANY(:users) AND role = 'moderator' "
+        "UNION ALL SELECT 0, NULL, user_id, cop_code, status, NULL FROM memberships"
+        " WHERE user_id = ANY(:users)"
+    )
+    .bindparams(
+        bindparam("ids", type_=ARRAY(BigInteger)),
+        bindparam("users", type_=ARRAY(String)),
+        bindparam("now", type_=InboundEvent.__table__.c.handled_at.type),
+    )
+    .columns(
+        column("part", Integer),
+        column("id", BigInteger),
+        column("user_id", String),
+        column("code", String),
+        column("value", String),
+        column("edited", Boolean),
+    )
+)
+_UNCLAIM = Prepared(
+    text(
+        "UPDATE inbound_events SET status = 'pending', outcome = NULL, handled_at = NULL"
+        " WHERE id = ANY(:ids)"
+    ).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+)
+
+
+async def claim_group(
+    session: AsyncSession, rows: Sequence[tuple[int, str]], now: datetime
+) -> GroupClaims | None:
+    """For a backlog group of commands (``(row id, sender)`` in order) handled in one
+    transaction on PostgreSQL: claim them all as :func:`claim_with_roles` claims one, in
+    one statement, instead of one statement each. Rows another worker or process claimed
+    first are left out. None on SQLite (a statement costs little more than its work there:
+    claim each with :func:`claim_with_roles`).
+
+    The roles are read before the group's first command, so they hold only until a
+    statement of the transaction may change them or the claims (:func:`claims_unsettled`):
+    the group must end after that command (:func:`unclaim` what it did not handle)."""
+    if not isinstance(session.sync_session, BatchingSession):
+        return None
+    params = {
+        "ids": [row_id for row_id, _ in rows],
+        "users": sorted({u for _, u in rows}),
+        "now": now,
+    }
+    edited_of: dict[int, bool] = {}
+    moderates: dict[str, set[str]] = {}
+    memberships: dict[str, dict[str, str]] = {}
+    for part, row_id, user, code, value, edited in await run_prepared(
+        session, _CLAIM_GROUP, params
+    ):
+        if part == 2:
+            edited_of[row_id] = bool(edited)
+        elif part == 1:
+            moderates.setdefault(user, set()).add(code)
+        else:
+            memberships.setdefault(user, {})[code] = value
+    sender_of = dict(rows)
+    claims = GroupClaims({})
+    for row_id, edited in edited_of.items():
+        sender = sender_of[row_id]  # (each its own copies: a command may keep them)
+        roles = (set(moderates.get(sender, ())), dict(memberships.get(sender, {})))
+        claims.claimed[row_id] = (edited, roles)
+    session.info[CLAIMS] = claims
+    return claims
+
+
+def claims_unsettled(session: AsyncSession) -> bool:
+    """Whether a statement since :func:`claim_group` may have written the inbound events,
+    roles or memberships: a write named by a statement of this module, a text statement,
+    any ORM statement but a query, a flush that deletes or that writes one of those
+    tables."""
+    claims = cast("GroupClaims | None", session.info.get(CLAIMS))
+    return claims is not None and claims.unsettled
+
+
+def _unsettle(session: Session | AsyncSession) -> None:
+    claims = cast("GroupClaims | None", session.info.get(CLAIMS))
+    if claims is not None:
+        claims.unsettled = True
+
+
+async def unclaim(session: AsyncSession, row_ids: Sequence[int]) -> None:
+    """Make rows of :func:`claim_group` pending again: the group ended before them."""
+    if row_ids:
+        await run_prepared(session, _UNCLAIM, {"ids": list(row_ids)})
+
+
 async def set_inbound_outcome(session: AsyncSession, row_id: int, outcome: str) -> None:
     await run_prepared(session, _SET_OUTCOME, {"row_id": row_id, "new_outcome": outcome})
 
@@ -920,14 +1059,26 @@ def _write_before_commit(session: Session) -> None:
 
 @orm_events.listens_for(BatchingSession, "do_orm_execute")
 def _write_before_statement(state: ORMExecuteState) -> None:
-    """Any statement through the session may read the outbox (``!mydata``, ``!forget``)."""
+    """Any statement through the session may read the outbox (``!mydata``, ``!forget``).
+    Any but a query may write what a group's claims were read from (an ORM query that
+    writes in a ``WITH`` clause is not made: such a statement is a ``Prepared`` one)."""
     _write_queued_now(state.session)
+    if not state.is_select:
+        _unsettle(state.session)
 
 
 @orm_events.listens_for(BatchingSession, "before_flush")
 def _write_before_flush(session: Session, _context: Any, _instances: Any) -> None:
     if any(isinstance(new, OutboxMessage) for new in session.new):
         _write_queued_now(session)
+    if CLAIMS in session.info and (
+        session.deleted
+        or any(
+            getattr(changed, "__tablename__", None) in _CLAIMED_FROM
+            for changed in (*session.new, *session.dirty)
+        )
+    ):
+        _unsettle(session)
 
 
 _UNSENT = Prepared(

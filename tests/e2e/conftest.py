@@ -88,6 +88,7 @@ async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFa
         start: bool = True,
         login: str = "password",
         claims: dict[str, Any] | None = None,
+        process: dict[str, Any] | None = None,
     ) -> BotProcess:
         account = await synapse.register(unique("bot"))
         folder = tmp_path / f"bot{len(bots)}"
@@ -105,6 +106,7 @@ async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFa
             matrix=matrix,
             login=login,
             claims=claims,
+            process=process,
         )
         bots.append(bot)
         if start:

@@ -95,6 +95,7 @@ class BotProcess:
         login: str = "password",
         store_key: str | None = None,
         claims: dict[str, Any] | None = None,
+        process: dict[str, Any] | None = None,
     ) -> None:
         self.synapse = synapse
         self.store_key = store_key or secrets.token_urlsafe(32)
@@ -107,6 +108,7 @@ class BotProcess:
             "login": login,
             "store_key": self.store_key,
             "claims": claims,
+            "process": process,
         }
         self.login = login
         self.folder = folder
@@ -133,6 +135,7 @@ class BotProcess:
                 # Tests never reach the internet: no exchange rates are fetched unless a
                 # test serves them locally.
                 "claims": {"rates_url": "", **(claims or {})},
+                "process": process or {},
             },
             cops,
         )

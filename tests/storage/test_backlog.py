@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import pytest
-
-from bot import processor
 from commands import build_registry
 from commands.context import Context
 from commands.errors import CommandError
@@ -19,7 +16,7 @@ from storage import events as events_store
 from storage import repo
 from storage.events import NO, YES
 from storage.models import InboundEvent, OutboxMessage
-from tests.support.cast import ANNA, BEN, CARL, HDEV_ROOM, MOD
+from tests.support.cast import ANNA, APPLICANT, BEN, CARL, HDEV_ROOM, MGMT, MOD
 from tests.support.database import TestDatabase
 from tests.support.world import World, dms
 
@@ -49,8 +46,10 @@ def registry() -> Registry:
     return reg
 
 
-async def world_of(db: TestDatabase) -> World:
-    return await World(db, registry=registry()).seed()
+async def world_of(db: TestDatabase, budget: float | None = None) -> World:
+    """With groups of ``budget`` seconds at most (None: the default)."""
+    process = {} if budget is None else {"group_seconds": budget}
+    return await World(db, registry=registry(), process=process).seed()
 
 
 async def backlog(world: World, *messages: tuple[str, str]) -> list[InboundEvent]:
@@ -59,13 +58,12 @@ async def backlog(world: World, *messages: tuple[str, str]) -> list[InboundEvent
 
 
 async def backlog_ending_in_a_wait(
-    db: TestDatabase, monkeypatch: pytest.MonkeyPatch, *, budget: float, done: int
+    db: TestDatabase, *, budget: float, done: int
 ) -> tuple[World, int, list[InboundEvent]]:
     """With groups of ``budget`` seconds, four "!help" and a "!wait" handed to the worker;
     returns (the world, the last outbox id before them, their rows) once ``done`` of them
     are done (the "!wait" is then running, or about to)."""
-    monkeypatch.setattr(processor, "GROUP_SECONDS", budget)
-    world = await world_of(db)
+    world = await world_of(db, budget)
     before = await world.last_outbox_id()
     GATE.clear()
     rows = await backlog(
@@ -139,12 +137,12 @@ async def test_a_backlog_with_a_refusal_and_a_bug_in_its_groups_is_answered_once
 
 
 async def test_a_crash_in_the_middle_of_a_group_leaves_the_whole_group_pending(
-    db: TestDatabase, monkeypatch: pytest.MonkeyPatch
+    db: TestDatabase,
 ) -> None:
     # The first is handled alone, the next two as a group; the last two are the third
     # group: its "!help" is handled, its "!wait" still running when the process dies.
     # However slow the machine, the group is not cut short by its time budget.
-    world, before, rows = await backlog_ending_in_a_wait(db, monkeypatch, budget=60.0, done=3)
+    world, before, rows = await backlog_ending_in_a_wait(db, budget=60.0, done=3)
     await asyncio.sleep(0.1)
     for task in list(world.processor._room_tasks.values()):
         task.cancel()
@@ -190,12 +188,12 @@ async def test_a_group_whose_room_cannot_be_read_is_handled_one_by_one(
 
 
 async def test_a_group_out_of_time_commits_what_it_has_and_goes_on(
-    db: TestDatabase, monkeypatch: pytest.MonkeyPatch
+    db: TestDatabase,
 ) -> None:
     # A group that has run for its time budget (here: none) commits before it takes the
     # next event: the answers so far go out while a slow command is still running, and
     # other writers are not held up behind the whole backlog.
-    world, before, rows = await backlog_ending_in_a_wait(db, monkeypatch, budget=0.0, done=4)
+    world, before, rows = await backlog_ending_in_a_wait(db, budget=0.0, done=4)
     # The "!help" before the "!wait" in the same group is committed and answered already
     # (read without a write transaction: the "!wait" holds SQLite's write lock).
     queued = sorted((r for r in await world.outbox_to(HDEV_ROOM) if r.id > before), key=id_of)
@@ -209,14 +207,13 @@ async def test_a_group_out_of_time_commits_what_it_has_and_goes_on(
 
 
 async def test_answers_and_changes_to_one_event_in_shared_groups_see_each_other(
-    db: TestDatabase, monkeypatch: pytest.MonkeyPatch
+    db: TestDatabase,
 ) -> None:
     # A burst of answers to one event, with a moderator's edit and cancellation among them,
     # in groups that share a transaction (no time budget cuts them short here). The event's
     # row is locked and read once per group on PostgreSQL: every command must still see what
     # the ones before it in the group did, as in a transaction of its own.
-    monkeypatch.setattr(processor, "GROUP_SECONDS", 60.0)
-    world = await world_of(db)
+    world = await world_of(db, 60.0)
     event_id = await world.event(start=world.now + timedelta(days=14), capacity=1)
     before = await world.last_outbox_id()
     e = f"E{event_id}"
@@ -249,3 +246,40 @@ async def test_answers_and_changes_to_one_event_in_shared_groups_see_each_other(
     assert sorted((r.user_id, r.answer) for r in answered) == sorted(
         [(ANNA, NO), (BEN, "maybe"), (CARL, YES)]
     )
+
+
+async def test_a_change_of_roles_in_a_group_counts_for_the_commands_after_it(
+    db: TestDatabase,
+) -> None:
+    # On PostgreSQL a group's commands are claimed, and their senders' roles read, before
+    # its first command: a command that changes someone's roles ends the group there, so the
+    # commands after it are judged by the roles as they are now, as each would be in a
+    # transaction of its own (and none is lost or handled twice on the way).
+    world = await world_of(db, 60.0)
+    await world.profile(APPLICANT, "City of Gdańsk", "PL", "local-authority")
+    assert (await world.send(APPLICANT, "join HDEV We buy electric buses.")).outcome == "ok"
+    before = await world.last_outbox_id()
+    messages = [
+        (MOD, "!help"),  # alone
+        (CARL, "!members HDEV"),  # group of 2: Carl is a member
+        (APPLICANT, "!members HDEV"),  # the applicant not yet
+        (MOD, "!remove @carl:test HDEV Left the organisation."),  # group of 4
+        (CARL, "!members HDEV"),  # no longer a member
+        (MOD, "!approve @applicant:test HDEV"),
+        (APPLICANT, "!members HDEV"),  # a member now
+        (CARL, "!help"),  # group of 8
+        (APPLICANT, "!members HDEV"),
+    ]
+    rows = [await world.pending(sender, text, room=MGMT) for sender, text in messages]
+    world.processor.take(rows)
+    await all_done(world, rows)
+    await asyncio.sleep(0.1)  # a second answer to anything would be queued by now
+
+    answers = await world.answers(after=before, room=MGMT)
+    texts = [text for _, text in answers]
+    assert [event for event, _ in answers] == [row.event_id for row in rows]
+    assert "Comune di Milano" in texts[1]
+    assert texts[2].startswith("Sorry, !members is only for members")
+    assert texts[4].startswith("Sorry, !members is only for members")
+    assert "City of Gdańsk" in texts[6] and "Comune di Milano" not in texts[6]
+    assert "City of Gdańsk" in texts[8]

@@ -191,3 +191,13 @@ def test_a_store_key_in_the_file_is_refused(tmp_path: Path) -> None:
         "matrix.store_key",
         "secrets may not be in the file; set BBWT_MATRIX__STORE_KEY instead",
     ) in config_problems(tmp_path, '[matrix]\nstore_key = "0123456789abcdefXYZ"\n')
+
+
+def test_a_backlog_groups_time_budget_is_read_and_never_negative(tmp_path: Path) -> None:
+    base = '[matrix]\nuser_id = "@bot:example.org"\n'
+    assert load_config(write_config(tmp_path, base)).process.group_seconds == 0.02
+    settings = load_config(write_config(tmp_path, base + "[process]\ngroup_seconds = 0.5\n"))
+    assert settings.process.group_seconds == 0.5
+    problems = config_problems(tmp_path, base + "[process]\ngroup_seconds = -1\n")
+    assert [key for key, _ in problems] == ["process.group_seconds"]
+    assert "greater than or equal to 0" in problems[0][1]
