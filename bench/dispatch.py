@@ -1,7 +1,7 @@
 """Benchmark: the bot's own cost per command, with no homeserver in the loop.
 
     .venv/bin/python bench/dispatch.py [--rsvp 4000] [--help-cmds 4000] [--backend both]
-                                       [--history 100000]
+                                       [--history 100000] [--repeat 1]
 
 Real storage (a fresh SQLite file, or a throwaway PostgreSQL database on BBWT_BENCH_PG,
 default postgresql://postgres@127.0.0.1:5432/test) holding the history of a bot that has
@@ -12,7 +12,9 @@ replies written to the outbox, exactly as in the running bot, twice: one by one
 (``Processor.handle`` for each, a transaction each, as in a conversation of one command at a
 time), and as a backlog handed to the room's worker (``Processor.take``, as after a burst or
 a restart: the worker handles it in groups sharing a transaction). Printed: commands per
-second, the per-command median and p95 (one by one) and the CPU time per command.
+second, the per-command median and p95 (one by one) and the CPU time per command. With
+``--repeat N`` each is measured N times, taking turns, and the median run is printed with
+the range of the N (wall-clock figures on a shared machine move by 10-20 % between runs).
 
 Targets (issue 13): ``!rsvp`` >= 2,000/s on SQLite and >= 1,000/s on PostgreSQL;
 ``!help`` >= 5,000/s.
@@ -244,7 +246,18 @@ def describe(name: str, count: int, total: float, times: list[float], cpu: float
     )
 
 
-async def one_backend(backend: str, rsvp: int, helps: int, history: int) -> None:
+def median_run(name: str, count: int, runs: list[tuple[float, list[float], float]]) -> str:
+    """The run of median speed, described, with the range of all of them."""
+    ordered = sorted(runs, key=lambda run: run[0])
+    total, times, cpu = ordered[len(ordered) // 2]
+    line = describe(name, count, total, times, cpu)
+    if len(runs) > 1:
+        slowest, fastest = count / ordered[-1][0], count / ordered[0][0]
+        line += f"   [median of {len(runs)}: {slowest:.0f}-{fastest:.0f}/s]"
+    return line
+
+
+async def one_backend(backend: str, rsvp: int, helps: int, history: int, repeat: int) -> None:
     folder = tempfile.mkdtemp(prefix="bbwt-dispatch-")
     pg_name = None
     if backend == "sqlite":
@@ -273,12 +286,18 @@ async def one_backend(backend: str, rsvp: int, helps: int, history: int) -> None
         for name, texts in runs:
             if not texts:
                 continue
+            results: dict[bool, list[tuple[float, list[float], float]]] = {False: [], True: []}
+            for _ in range(repeat):
+                for backlog in (False, True):
+                    total, times, done, cpu = await measure(
+                        db, config, members, texts, backlog=backlog
+                    )
+                    results[backlog].append((total, times, cpu))
+                    expected += len(texts)
+                    assert done == expected, f"{done} commands handled, not {expected}"
             for backlog in (False, True):
-                total, times, done, cpu = await measure(db, config, members, texts, backlog=backlog)
                 label = f"{name} {'backlog' if backlog else 'one by one'}"
-                print(describe(label, len(texts), total, times, cpu))
-                expected += len(texts)
-                assert done == expected, f"{done} commands handled, not {expected}"
+                print(median_run(label, len(texts), results[backlog]))
     finally:
         await db.dispose()
         if pg_name is not None:
@@ -295,6 +314,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--history", type=int, default=100_000, help="commands handled before (and answered)"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure each this many times: the median run"
+    )
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the commands")
     parser.add_argument(
         "--event-loop",
@@ -309,7 +331,7 @@ async def main(args: argparse.Namespace) -> None:
     OPTIONS["profile"] = args.profile
     print(f"load at start: {os.getloadavg()[0]:.2f}; event loop: {args.event_loop}")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
-        await one_backend(backend, args.rsvp, args.help_cmds, args.history)
+        await one_backend(backend, args.rsvp, args.help_cmds, args.history, max(args.repeat, 1))
     print(f"load at end: {os.getloadavg()[0]:.2f}")
 
 
