@@ -296,15 +296,14 @@ class Processor:
             async with self.db.session() as s:
                 await repo.batch_outbox(s)  # the group's replies in one statement
                 began, budget = time.monotonic(), self.settings.process.group_seconds
-                claims = None
-                if all(row.kind == "command" for row in rows):
-                    # On PostgreSQL the group's commands are claimed, and their senders'
-                    # roles read, in one statement (see repo.claim_group).
-                    claims = await repo.claim_group(
-                        s, [(row.id, row.sender) for row in rows], self.clock()
-                    )
+                # On PostgreSQL a group of commands is claimed, and its senders' roles
+                # read, in one statement (None: each event is claimed on its own).
+                claims = await repo.claim_group(s, rows, self.clock())
                 for row, before in zip(rows, befores, strict=True):
-                    if results and (time.monotonic() - began > budget or repo.claims_unsettled(s)):
+                    if results and (
+                        time.monotonic() - began > budget
+                        or (claims is not None and claims.unsettled)
+                    ):
                         if claims is not None:
                             # The rest make a group of their own, claimed afresh.
                             rest = rows[len(results) :]

@@ -191,18 +191,21 @@ async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[
     """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection,
     as :func:`run` does; on SQLite without SQLAlchemy's execution machinery. One that
     names the outbox comes after the outbox rows queued before it (:func:`batch_outbox`)."""
-    if QUEUED in session.info and (statement.tables is None or "outbox" in statement.tables):
+    info = session.info  # (a property of the session's: asked once)
+    if QUEUED in info and (statement.tables is None or "outbox" in statement.tables):
         await write_queued(session)
-    if CLAIMS in session.info and statement is not _SET_OUTCOME:
+    if CLAIMS in info and statement is not _SET_OUTCOME:
         written = statement.written  # (a command's own outcome changes no other claim)
         if written is None or not written.isdisjoint(_CLAIMED_FROM):
             _unsettle(session)
-    connection = await _connection(session)
-    driver = session.info.get(INLINE, False)
+    connection = info.get(CONNECTION)
+    if connection is None:
+        connection = await _connection(session)
+    driver = info.get(INLINE, False)
     if driver is False:
         driver = inline_driver(connection)
-        if TRANSACTION in session.info:
-            session.info[INLINE] = driver
+        if TRANSACTION in info:
+            info[INLINE] = driver
     return await execute_prepared(connection, driver, statement, params)
 
 
@@ -704,8 +707,10 @@ class GroupClaims:
 
     claimed: dict[int, tuple[bool, Roles]]
     unsettled: bool = False
-    """A statement since then may have written what they were read from (see
-    :func:`claims_unsettled`)."""
+    """A statement since then may have written the inbound events, roles or memberships: a
+    :class:`~storage.prepared.Prepared` one that writes one of them (a command's own
+    outcome excepted), a text statement, any ORM statement but a query, a flush that
+    deletes anything or writes one of those tables."""
 
 
 _CLAIM_GROUP = Prepared(
@@ -752,24 +757,24 @@ _UNCLAIM = Prepared(
 
 
 async def claim_group(
-    session: AsyncSession, rows: Sequence[tuple[int, str]], now: datetime
+    session: AsyncSession, rows: Sequence[InboundEvent], now: datetime
 ) -> GroupClaims | None:
-    """For a backlog group of commands (``(row id, sender)`` in order) handled in one
-    transaction on PostgreSQL: claim them all as :func:`claim_with_roles` claims one, in
-    one statement, instead of one statement each. Rows another worker or process claimed
-    first are left out. None on SQLite (a statement costs little more than its work there:
-    claim each with :func:`claim_with_roles`).
+    """For a backlog group of commands handled in one transaction on PostgreSQL: claim
+    them all as :func:`claim_with_roles` claims one, in one statement, instead of one
+    statement each. Rows another worker or process claimed first are left out. None on
+    SQLite (a statement costs little more than its work there) and for a group with other
+    events than commands: claim each with :func:`claim_with_roles` or
+    :func:`claim_to_handle`.
 
     The roles are read before the group's first command, so they hold only until a
-    statement of the transaction may change them or the claims (:func:`claims_unsettled`):
-    the group must end after that command (:func:`unclaim` what it did not handle)."""
+    statement of the transaction may change them or the claims (``unsettled``): the group
+    must end after that command (:func:`unclaim` what it did not handle)."""
     if not isinstance(session.sync_session, BatchingSession):
         return None
-    params = {
-        "ids": [row_id for row_id, _ in rows],
-        "users": sorted({u for _, u in rows}),
-        "now": now,
-    }
+    if any(row.kind != "command" for row in rows):
+        return None  # (an edit in the group may claim a message of it in its place)
+    sender_of = {row.id: row.sender for row in rows}
+    params = {"ids": list(sender_of), "users": sorted(set(sender_of.values())), "now": now}
     edited_of: dict[int, bool] = {}
     moderates: dict[str, set[str]] = {}
     memberships: dict[str, dict[str, str]] = {}
@@ -782,7 +787,6 @@ async def claim_group(
             moderates.setdefault(user, set()).add(code)
         else:
             memberships.setdefault(user, {})[code] = value
-    sender_of = dict(rows)
     claims = GroupClaims({})
     for row_id, edited in edited_of.items():
         sender = sender_of[row_id]  # (each its own copies: a command may keep them)
@@ -790,15 +794,6 @@ async def claim_group(
         claims.claimed[row_id] = (edited, roles)
     session.info[CLAIMS] = claims
     return claims
-
-
-def claims_unsettled(session: AsyncSession) -> bool:
-    """Whether a statement since :func:`claim_group` may have written the inbound events,
-    roles or memberships: a write named by a statement of this module, a text statement,
-    any ORM statement but a query, a flush that deletes or that writes one of those
-    tables."""
-    claims = cast("GroupClaims | None", session.info.get(CLAIMS))
-    return claims is not None and claims.unsettled
 
 
 def _unsettle(session: Session | AsyncSession) -> None:

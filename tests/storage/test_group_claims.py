@@ -80,7 +80,7 @@ async def test_a_group_is_claimed_at_once_with_each_senders_roles(db: Database) 
     async with db.session() as s:  # handled elsewhere already: not claimed again
         assert await repo.claim_inbound(s, rows[1].id, "ok", now=T0)
     async with db.session() as s:
-        claims = await repo.claim_group(s, [(row.id, row.sender) for row in rows], T0)
+        claims = await repo.claim_group(s, rows, T0)
         if db.is_sqlite:
             assert claims is None  # each is claimed with claim_with_roles
             return
@@ -97,10 +97,32 @@ async def test_a_group_is_claimed_at_once_with_each_senders_roles(db: Database) 
     assert await statuses(db, rows) == [("done", "ok")] * 5
 
 
+async def test_a_group_with_an_edit_in_it_is_claimed_one_by_one(db: Database) -> None:
+    # An edit handled in a group may claim the message it changes in that message's place
+    # ("superseded"): that message must still be pending when the edit is handled.
+    rows = await world(db)
+    async with db.session() as s:
+        late_edit = await repo.add_inbound(
+            s,
+            event_id="$edit-of-c4",
+            room_id="!r:x",
+            sender=ANNA,
+            origin_ts=T0,
+            content={},
+            kind="edit",
+            replaces="$c4",
+            now=T0,
+        )
+    assert late_edit is not None
+    async with db.session() as s:
+        assert await repo.claim_group(s, [late_edit, *rows], T0) is None
+    assert await statuses(db, rows) == [("pending", None)] * 5
+
+
 async def test_rows_the_group_did_not_reach_are_pending_again(db: Database) -> None:
     rows = await world(db)
     async with db.session() as s:
-        claims = await repo.claim_group(s, [(row.id, row.sender) for row in rows], T0)
+        claims = await repo.claim_group(s, rows, T0)
         if claims is None:
             return
         await repo.unclaim(s, [row.id for row in rows[2:]])
@@ -119,7 +141,7 @@ async def test_a_group_rolled_back_leaves_every_row_pending(db: Database) -> Non
 
     try:
         async with db.session() as s:
-            claims = await repo.claim_group(s, [(row.id, row.sender) for row in rows], T0)
+            claims = await repo.claim_group(s, rows, T0)
             raise Boom
     except Boom:
         pass
@@ -147,12 +169,12 @@ async def test_statements_that_may_change_the_claims_or_roles_are_noticed(db: Da
     async def after(change: Callable[[AsyncSession], Awaitable[None]]) -> bool:
         """Whether the claims are unsettled after ``change`` (run in a group's transaction)."""
         async with db.session() as s:
-            claims = await repo.claim_group(s, [(row.id, row.sender) for row in rows], T0)
+            claims = await repo.claim_group(s, rows, T0)
             assert claims is not None
-            assert not repo.claims_unsettled(s)
+            assert not claims.unsettled
             await change(s)
             await s.flush()
-            unsettled = repo.claims_unsettled(s)
+            unsettled = claims.unsettled
             await s.rollback()
         return unsettled
 
