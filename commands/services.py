@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.registry import Registry
 from config.models import Settings
-from storage import Database
+from storage import Database, repo
 
 T = TypeVar("T")
 
@@ -49,8 +49,10 @@ class Services:
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction (e.g. a scheduled job writing to the outbox),
-        then let the sender deliver what it queued."""
+        then let the sender deliver what it queued. On PostgreSQL the outbox rows it queues
+        (a reminder's direct messages) are written together (``repo.batch_outbox``)."""
         async with self.db.session() as session:
+            await repo.batch_outbox(session)
             result = await work(session)
         self.wake_sender()
         return result

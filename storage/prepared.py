@@ -107,20 +107,9 @@ class Prepared:
 
     @functools.cached_property
     def tables(self) -> frozenset[str] | None:
-        """The names of the tables it reads or writes (None: a text statement's are not
-        known). Found when first asked for, not at start-up."""
-        statement = cast(ClauseElement, self.statement)
-        if any(isinstance(element, TextClause) for element in iterate(statement)):
-            return None
-        found = find_tables(
-            statement,
-            check_columns=True,
-            include_aliases=True,
-            include_joins=True,
-            include_selects=True,
-            include_crud=True,
-        )
-        return frozenset(str(table.name) for table in found if isinstance(table, TableClause))
+        """The names of the tables it reads or writes (see :func:`tables_named`), found when
+        first asked for, not at start-up."""
+        return tables_named(self.statement)
 
     @functools.cached_property
     def written(self) -> frozenset[str] | None:
@@ -182,6 +171,22 @@ class Prepared:
 Driver = Any
 """What :func:`inline_driver` returns: a :class:`storage.sqlite_inline.Connection`, an
 ``asyncpg.Connection`` or None."""
+
+
+def tables_named(statement: Any) -> frozenset[str] | None:
+    """The names of the tables ``statement`` reads or writes (None: it holds text, whose
+    tables are not known)."""
+    if any(isinstance(element, TextClause) for element in iterate(statement)):
+        return None
+    found = find_tables(
+        statement,
+        check_columns=True,
+        include_aliases=True,
+        include_joins=True,
+        include_selects=True,
+        include_crud=True,
+    )
+    return frozenset(str(table.name) for table in found if isinstance(table, TableClause))
 
 
 def tables_written(statement: Any) -> frozenset[str] | None:

@@ -57,7 +57,7 @@ from storage.models import (
     Person,
     Role,
 )
-from storage.prepared import Prepared, Rows, inline_driver, tables_written
+from storage.prepared import Prepared, Rows, inline_driver, tables_named, tables_written
 from storage.prepared import execute as execute_prepared
 
 
@@ -192,7 +192,9 @@ async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[
     as :func:`run` does; on SQLite without SQLAlchemy's execution machinery. One that
     names the outbox comes after the outbox rows queued before it (:func:`batch_outbox`)."""
     info = session.info  # (a property of the session's: asked once)
-    if QUEUED in info and (statement.tables is None or "outbox" in statement.tables):
+    if QUEUED in info and (
+        statement.tables is None or not statement.tables.isdisjoint(_WRITTEN_WITH)
+    ):
         await write_queued(session)
     if CLAIMS in info and statement is not _SET_OUTCOME:
         written = statement.written  # (a command's own outcome changes no other claim)
@@ -1052,12 +1054,23 @@ def _write_before_commit(session: Session) -> None:
     _write_queued_now(session)
 
 
+_WRITTEN_WITH = frozenset({"outbox", "direct_rooms"})
+"""What a statement must not touch before the queued outbox rows are written: the outbox
+itself (``!mydata`` and ``!forget`` read it), and the direct chats their rooms are looked
+up in."""
+
+
 @orm_events.listens_for(BatchingSession, "do_orm_execute")
 def _write_before_statement(state: ORMExecuteState) -> None:
-    """Any statement through the session may read the outbox (``!mydata``, ``!forget``).
-    Any but a query may write what a group's claims were read from (an ORM query that
-    writes in a ``WITH`` clause is not made: such a statement is a ``Prepared`` one)."""
-    _write_queued_now(state.session)
+    """A statement through the session that names the outbox or the direct chats (or holds
+    text) comes after the rows queued before it. Any but a query may write what a group's
+    claims were read from (an ORM query that writes in a ``WITH`` clause is not made: such
+    a statement is a ``Prepared`` one)."""
+    queued = cast("_Queued | None", state.session.info.get(QUEUED))
+    if queued is not None and queued.rows:
+        names = tables_named(state.statement)
+        if names is None or not names.isdisjoint(_WRITTEN_WITH):
+            _write_queued_now(state.session)
     if not state.is_select:
         _unsettle(state.session)
 

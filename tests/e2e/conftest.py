@@ -89,6 +89,7 @@ async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFa
         login: str = "password",
         claims: dict[str, Any] | None = None,
         process: dict[str, Any] | None = None,
+        events: dict[str, Any] | None = None,
     ) -> BotProcess:
         account = await synapse.register(unique("bot"))
         folder = tmp_path / f"bot{len(bots)}"
@@ -107,6 +108,7 @@ async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFa
             login=login,
             claims=claims,
             process=process,
+            events=events,
         )
         bots.append(bot)
         if start:

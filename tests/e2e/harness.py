@@ -96,6 +96,7 @@ class BotProcess:
         store_key: str | None = None,
         claims: dict[str, Any] | None = None,
         process: dict[str, Any] | None = None,
+        events: dict[str, Any] | None = None,
     ) -> None:
         self.synapse = synapse
         self.store_key = store_key or secrets.token_urlsafe(32)
@@ -109,6 +110,7 @@ class BotProcess:
             "store_key": self.store_key,
             "claims": claims,
             "process": process,
+            "events": events,
         }
         self.login = login
         self.folder = folder
@@ -136,6 +138,7 @@ class BotProcess:
                 # test serves them locally.
                 "claims": {"rates_url": "", **(claims or {})},
                 "process": process or {},
+                "events": events or {},
             },
             cops,
         )

@@ -248,3 +248,59 @@ async def test_a_backlog_of_answers_to_a_full_event_on_postgresql_keeps_seats_an
                 break
             await asyncio.sleep(0.5)
         assert len(told) == 1, f"{person.user_id}: {told}"
+
+
+async def test_a_reminder_reaches_each_who_said_yes_once_on_postgresql(
+    people, make_bot: BotFactory
+) -> None:
+    # A reminder is a scheduled job with a transaction of its own: on PostgreSQL its direct
+    # messages are written together, in one statement, when it commits. The reminder is
+    # set to come 100 seconds after the test begins (events.reminders, changed for that:
+    # the default ones are 24 hours and 1 hour before the start).
+    mod: Person = await people("mod")
+    ann: Person = await people("ann")
+    ben: Person = await people("ben")
+    carl: Person = await people("carl")
+    brussels = ZoneInfo("Europe/Brussels")
+    now = datetime.now(UTC)
+    due = now + timedelta(seconds=100)
+    start = (now + timedelta(minutes=5)).replace(second=0, microsecond=0)
+    offset = int((start - due).total_seconds())
+    bot = await make_bot(
+        cops=[{"code": "HDEV", "name": "Heavy-duty EVs", "moderators": [mod.user_id]}],
+        backend="postgresql",
+        events={"reminders": [f"{offset}s"]},
+    )
+    await seed_members(bot.db_url, ann, ben, carl)
+    room = await mod.join(bot.alias("hdev"))
+    dms = {}
+    for person in (ann, ben, carl):
+        await person.join(room)
+        dms[person.user_id] = await person.open_dm(bot.user_id)
+    local = start.astimezone(brussels)
+    created = await mod.ask(
+        room,
+        f'!event create online-meeting {local:%Y-%m-%d} {local:%H:%M} 1h "Charging"',
+        bot.user_id,
+    )
+    assert "Created E1" in created["content"]["body"]
+    for person, answer in ((ann, "yes"), (ben, "yes"), (carl, "no")):
+        answered = await person.ask(dms[person.user_id], f"!rsvp E1 {answer}", bot.user_id)
+        assert "E1" in answered["content"]["body"]
+    assert datetime.now(UTC) < due, "the set-up took longer than the reminder's offset allows"
+
+    for person in (ann, ben):
+        await person.wait_until(
+            lambda p=person: bot_messages(p, dms[p.user_id], bot.user_id, "Reminder"),
+            timeout=150,
+            what=f"the reminder in {person.user_id}'s direct chat",
+        )
+    await asyncio.sleep(2)  # a second copy, or one for Carl, would have come by now
+    for person in (ann, ben, carl):
+        await person.catch_up()
+    reminders = {
+        p.user_id: bot_messages(p, dms[p.user_id], bot.user_id, "Reminder")
+        for p in (ann, ben, carl)
+    }
+    assert [len(reminders[p.user_id]) for p in (ann, ben, carl)] == [1, 1, 0]
+    assert "Charging" in reminders[ann.user_id][0]["content"]["body"]

@@ -11,7 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from commands.events import setup
-from commands.events.reminders import deliver_due, deliver_reminder, rebuild_reminder_jobs
+from commands.events.reminders import (
+    deliver_due,
+    deliver_reminder,
+    fire_reminder,
+    rebuild_reminder_jobs,
+)
 from storage import events as store
 from tests.support.cast import ANNA, BEN, CARL, MOD, in_days
 from tests.support.world import World, dms
@@ -212,3 +217,35 @@ async def test_an_event_starting_in_30_minutes_promises_no_reminder(world: World
     answer = await world.reply(ANNA, "!rsvp E1 yes")
 
     assert "remind" not in answer
+
+
+async def test_a_reminder_job_tells_each_of_many_once_in_the_order_they_answered(
+    world: World,
+) -> None:
+    # The job runs in a transaction of its own (services.run): on PostgreSQL its direct
+    # messages are written together at the commit, one statement for all of them.
+    others = [f"@buyer{n}:test" for n in range(4)]
+    for n, user in enumerate(others):
+        await world.add_member(user, "HDEV", f"City {n}", "BE")
+    await world.run(
+        MOD, f'!event create HDEV online-meeting {in_days(3)} 10:00 1h "Charging standards"'
+    )
+    people = [ANNA, *others, BEN]
+    for person in people:
+        await world.run(person, "!rsvp E1 yes")
+    await world.run(CARL, "!rsvp E1 no")
+    async with world.db.session() as s:
+        event = await store.get_event(s, 1)
+        assert event is not None
+        at = event.starts_at - timedelta(minutes=50)
+        (reminder,) = [r for r in await store.due_reminders(s, at) if r.offset_minutes == 60]
+    before = await world.last_outbox_id()
+
+    result = await fire_reminder(world.services(clock=lambda: at), reminder.id)
+
+    assert result == "sent"
+    sent = await world.deliver(after=before)
+    assert [m.recipient for m in sent] == people
+    assert all("starts in 50 minutes" in m.body for m in sent)
+    again = await fire_reminder(world.services(clock=lambda: at), reminder.id)
+    assert again == "skipped" and await world.deliver(after=before) == sent

@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import Database, repo
-from storage.models import OutboxMessage
+from storage.models import DirectRoom, Membership, OutboxMessage
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -83,6 +84,39 @@ async def test_what_runs_in_the_transaction_sees_the_rows_queued_before_it(db: D
         got = await repo.get_outbox(s, fifth)
         assert got is not None
         assert got.payload == {"n": 5}
+
+
+async def test_only_what_may_read_the_outbox_or_the_direct_chats_writes_the_rows_first(
+    db: Database,
+) -> None:
+    # A reminder reads each person's memberships and guest invitations between the direct
+    # messages it queues: those queries need not wait for the rows, and the rows are
+    # written together at the commit. A query of the outbox, or a change of the direct
+    # chats their rooms are looked up in, comes after them.
+    def still_queued(s: AsyncSession) -> int:
+        queued = s.info.get(repo.QUEUED)
+        return len(queued.rows) if queued is not None else 0
+
+    async with db.session() as s:
+        await repo.batch_outbox(s)
+        batching = not db.is_sqlite
+        await repo.enqueue_dm(s, "@p:x", payload={"n": 1}, now=T0)
+        await repo.queue(s, room_id="!r:x", payload={"n": 2}, now=T0)
+        await repo.roles_of(s, "@p:x")  # a prepared query of other tables
+        await s.execute(select(Membership).where(Membership.user_id == "@p:x"))  # an ORM one
+        assert still_queued(s) == (2 if batching else 0)
+        await s.execute(select(DirectRoom))  # the direct chats
+        assert still_queued(s) == 0
+        await repo.enqueue_dm(s, "@q:x", payload={"n": 3}, now=T0)
+        await s.execute(select(func.count()).select_from(OutboxMessage))  # the outbox
+        assert still_queued(s) == 0
+        await repo.enqueue_dm(s, "@r:x", payload={"n": 4}, now=T0)
+        await repo.set_direct_room(s, "@r:x", "!dm-r:x", now=T0)  # its room, known now
+        assert still_queued(s) == 0
+    assert await bodies(db) == [1, 2, 3, 4]
+    async with db.read() as s:
+        rows = list((await s.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars())
+    assert rows[3].room_id is None and rows[3].to_user == "@r:x"  # as it was when queued
 
 
 async def test_a_transaction_rolled_back_writes_nothing_it_queued(db: Database) -> None:
