@@ -692,6 +692,18 @@ async def guest_event_ids(session: AsyncSession, user_id: str) -> set[int]:
     return set(rows.all())
 
 
+async def guest_event_ids_of(session: AsyncSession, users: Sequence[str]) -> dict[str, set[int]]:
+    """:func:`guest_event_ids` for each of ``users``, in one query."""
+    found: dict[str, set[int]] = {user: set() for user in users}
+    if found:
+        rows = await session.execute(
+            select(EventGuest.user_id, EventGuest.event_id).where(EventGuest.user_id.in_(found))
+        )
+        for user, event_id in rows.all():
+            found[user].add(event_id)
+    return found
+
+
 async def guests_of(session: AsyncSession, event_id: int) -> list[str]:
     rows = await session.scalars(
         select(EventGuest.user_id)

@@ -354,6 +354,30 @@ async def roles_of(session: AsyncSession, user_id: str) -> tuple[set[str], dict[
     return moderates, memberships
 
 
+async def roles_of_people(session: AsyncSession, users: Sequence[str]) -> dict[str, Roles]:
+    """:func:`roles_of` for each of ``users``, in one query (a reminder's recipients)."""
+    found: dict[str, Roles] = {user: (set(), {}) for user in users}
+    if not found:
+        return found
+    rows = await session.execute(
+        union_all(
+            select(Role.user_id, Role.cop_code, Role.role, literal(1).label("is_role")).where(
+                Role.user_id.in_(found), Role.role == "moderator"
+            ),
+            select(Membership.user_id, Membership.cop_code, Membership.status, literal(0)).where(
+                Membership.user_id.in_(found)
+            ),
+        )
+    )
+    for user, code, value, is_role in rows.all():
+        moderates, memberships = found[user]
+        if is_role:
+            moderates.add(code)
+        else:
+            memberships[code] = value
+    return found
+
+
 async def moderated_cops(session: AsyncSession, user_id: str) -> set[str]:
     rows = await session.scalars(
         select(Role.cop_code).where(Role.user_id == user_id, Role.role == "moderator")

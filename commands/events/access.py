@@ -7,6 +7,7 @@ may see it; :func:`sight` is what one person may see, for lists and calendar fee
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +17,7 @@ from commands.scope import Kind
 from commands.text import Message
 from config.models import Settings
 from storage import events as store
+from storage import repo
 from storage.events import Event
 
 
@@ -61,3 +63,15 @@ class Sight:
 async def sight(session: AsyncSession, settings: Settings, user: str) -> Sight:
     roles = await Roles.load(session, settings, user)
     return Sight(set(roles.cops(Role.MEMBER)), await store.guest_event_ids(session, user))
+
+
+async def sights(
+    session: AsyncSession, settings: Settings, users: Sequence[str]
+) -> dict[str, Sight]:
+    """:func:`sight` for each of ``users``, in two queries (a reminder's recipients)."""
+    stored = await repo.roles_of_people(session, users)
+    guests = await store.guest_event_ids_of(session, users)
+    return {
+        user: Sight(set(Roles.of(settings, user, stored[user]).cops(Role.MEMBER)), guests[user])
+        for user in users
+    }

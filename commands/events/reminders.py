@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context, queue_dm
-from commands.events.access import sight
+from commands.events.access import sights
 from commands.events.render import reminder_message
 from commands.services import Services
 from config.models import Settings
@@ -63,8 +63,9 @@ async def deliver_reminder(
     prefix = settings.matrix.command_prefix
     zone = settings.cop_timezone(event.cop_code)
     people = await store.people_with_answers(session, event.id, [YES])
+    seen = await sights(session, settings, people)
     for person in people:
-        if not (await sight(session, settings, person)).sees(event):
+        if not seen[person].sees(event):
             continue  # no longer a member (nor a guest): the meeting link is not theirs
         message = reminder_message(prefix, event, zone, now)
         await queue_dm(session, person, message.content(), now=now)

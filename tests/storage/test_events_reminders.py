@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import update
 
 from commands.events import setup
 from commands.events.reminders import (
@@ -18,7 +19,8 @@ from commands.events.reminders import (
     rebuild_reminder_jobs,
 )
 from storage import events as store
-from tests.support.cast import ANNA, BEN, CARL, MOD, in_days
+from storage.models import Membership
+from tests.support.cast import ANNA, BEN, CARL, GUEST, MGMT, MOD, in_days
 from tests.support.world import World, dms
 
 
@@ -249,3 +251,30 @@ async def test_a_reminder_job_tells_each_of_many_once_in_the_order_they_answered
     assert all("starts in 50 minutes" in m.body for m in sent)
     again = await fire_reminder(world.services(clock=lambda: at), reminder.id)
     assert again == "skipped" and await world.deliver(after=before) == sent
+
+
+async def test_a_reminder_goes_to_a_guest_who_said_yes_and_not_to_one_no_longer_a_member(
+    world: World,
+) -> None:
+    # The meeting's details are only for who may still see the event: its CoP's members
+    # (moderators, the Secretariat) and the guests invited to it.
+    await world.run(
+        MOD, f'!event create HDEV online-meeting {in_days(3)} 10:00 1h "Charging standards"'
+    )
+    await world.run(MOD, f"!guest invite {GUEST} E1", MGMT)
+    for person in (ANNA, BEN, GUEST, MOD):
+        assert "You're going" in await world.reply(person, "!rsvp E1 yes")
+    async with world.db.session() as s:
+        # Ben's membership ends some way that keeps his answer (a removal drops it).
+        await s.execute(update(Membership).where(Membership.user_id == BEN).values(status="left"))
+    async with world.db.session() as s:
+        event = await store.get_event(s, 1)
+        assert event is not None
+        at = event.starts_at - timedelta(minutes=50)
+        (reminder,) = [r for r in await store.due_reminders(s, at) if r.offset_minutes == 60]
+    before = await world.last_outbox_id()
+
+    assert await fire_reminder(world.services(clock=lambda: at), reminder.id) == "sent"
+
+    sent = await world.deliver(after=before)
+    assert sorted(m.recipient for m in sent if "Reminder" in m.body) == sorted([ANNA, GUEST, MOD])
