@@ -221,6 +221,16 @@ async def test_an_event_starting_in_30_minutes_promises_no_reminder(world: World
     assert "remind" not in answer
 
 
+async def hour_reminder_due(world: World) -> tuple[int, datetime]:
+    """E1's reminder of an hour before, and a moment it is due (50 minutes before)."""
+    async with world.db.session() as s:
+        event = await store.get_event(s, 1)
+        assert event is not None
+        at = event.starts_at - timedelta(minutes=50)
+        (reminder,) = [r for r in await store.due_reminders(s, at) if r.offset_minutes == 60]
+    return reminder.id, at
+
+
 async def test_a_reminder_job_tells_each_of_many_once_in_the_order_they_answered(
     world: World,
 ) -> None:
@@ -236,20 +246,16 @@ async def test_a_reminder_job_tells_each_of_many_once_in_the_order_they_answered
     for person in people:
         await world.run(person, "!rsvp E1 yes")
     await world.run(CARL, "!rsvp E1 no")
-    async with world.db.session() as s:
-        event = await store.get_event(s, 1)
-        assert event is not None
-        at = event.starts_at - timedelta(minutes=50)
-        (reminder,) = [r for r in await store.due_reminders(s, at) if r.offset_minutes == 60]
+    reminder_id, at = await hour_reminder_due(world)
     before = await world.last_outbox_id()
 
-    result = await fire_reminder(world.services(clock=lambda: at), reminder.id)
+    result = await fire_reminder(world.services(clock=lambda: at), reminder_id)
 
     assert result == "sent"
     sent = await world.deliver(after=before)
     assert [m.recipient for m in sent] == people
     assert all("starts in 50 minutes" in m.body for m in sent)
-    again = await fire_reminder(world.services(clock=lambda: at), reminder.id)
+    again = await fire_reminder(world.services(clock=lambda: at), reminder_id)
     assert again == "skipped" and await world.deliver(after=before) == sent
 
 
@@ -267,14 +273,10 @@ async def test_a_reminder_goes_to_a_guest_who_said_yes_and_not_to_one_no_longer_
     async with world.db.session() as s:
         # Ben's membership ends some way that keeps his answer (a removal drops it).
         await s.execute(update(Membership).where(Membership.user_id == BEN).values(status="left"))
-    async with world.db.session() as s:
-        event = await store.get_event(s, 1)
-        assert event is not None
-        at = event.starts_at - timedelta(minutes=50)
-        (reminder,) = [r for r in await store.due_reminders(s, at) if r.offset_minutes == 60]
+    reminder_id, at = await hour_reminder_due(world)
     before = await world.last_outbox_id()
 
-    assert await fire_reminder(world.services(clock=lambda: at), reminder.id) == "sent"
+    assert await fire_reminder(world.services(clock=lambda: at), reminder_id) == "sent"
 
     sent = await world.deliver(after=before)
     assert sorted(m.recipient for m in sent if "Reminder" in m.body) == sorted([ANNA, GUEST, MOD])

@@ -21,6 +21,25 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ANNA, BEN, MODERATOR, NOBODY = "@anna:x", "@ben:x", "@mod:x", "@nobody:x"
 
 
+async def stored(
+    s: AsyncSession, event_id: str, sender: str, *, replaces: str | None = None
+) -> InboundEvent:
+    """A pending command (or, ``replaces`` given, an edit of one) as the sync stores it."""
+    row = await repo.add_inbound(
+        s,
+        event_id=event_id,
+        room_id="!r:x",
+        sender=sender,
+        origin_ts=T0,
+        content={"type": "m.room.message", "content": {"body": "!help"}},
+        kind="command" if replaces is None else "edit",
+        replaces=replaces,
+        now=T0,
+    )
+    assert row is not None
+    return row
+
+
 async def world(db: Database) -> list[InboundEvent]:
     """HDEV and SOLAR; Anna a member of HDEV and applicant to SOLAR, the moderator a
     moderator of HDEV; five pending commands, from Anna, Ben, the moderator, nobody and Anna,
@@ -38,31 +57,11 @@ async def world(db: Database) -> list[InboundEvent]:
         )
         s.add(Membership(cop_code="SOLAR", user_id=ANNA, status="pending", applied_at=T0))
         await ms.add_moderator(s, MODERATOR, "HDEV", T0)
-        rows = []
-        for n, sender in enumerate([ANNA, BEN, MODERATOR, NOBODY, ANNA]):
-            row = await repo.add_inbound(
-                s,
-                event_id=f"$c{n}",
-                room_id="!r:x",
-                sender=sender,
-                origin_ts=T0,
-                content={"type": "m.room.message", "content": {"body": "!help"}},
-                now=T0,
-            )
-            assert row is not None
-            rows.append(row)
-        edit = await repo.add_inbound(
-            s,
-            event_id="$edit",
-            room_id="!r:x",
-            sender=MODERATOR,
-            origin_ts=T0,
-            content={},
-            kind="edit",
-            replaces="$c2",
-            now=T0,
-        )
-        assert edit is not None
+        rows = [
+            await stored(s, f"$c{n}", sender)
+            for n, sender in enumerate([ANNA, BEN, MODERATOR, NOBODY, ANNA])
+        ]
+        edit = await stored(s, "$edit", MODERATOR, replaces="$c2")
         await s.execute(
             update(InboundEvent).where(InboundEvent.id == edit.id).values(status="done")
         )
@@ -102,18 +101,7 @@ async def test_a_group_with_an_edit_in_it_is_claimed_one_by_one(db: Database) ->
     # ("superseded"): that message must still be pending when the edit is handled.
     rows = await world(db)
     async with db.session() as s:
-        late_edit = await repo.add_inbound(
-            s,
-            event_id="$edit-of-c4",
-            room_id="!r:x",
-            sender=ANNA,
-            origin_ts=T0,
-            content={},
-            kind="edit",
-            replaces="$c4",
-            now=T0,
-        )
-    assert late_edit is not None
+        late_edit = await stored(s, "$edit-of-c4", ANNA, replaces="$c4")
     async with db.session() as s:
         assert await repo.claim_group(s, [late_edit, *rows], T0) is None
     assert await statuses(db, rows) == [("pending", None)] * 5
