@@ -150,7 +150,8 @@ TRANSACTION = "bbwt.one_transaction"
 """In a session's ``info``: the session is one transaction (``Database.session``/``read``),
 so its connection stays the same until it ends."""
 CONNECTION = "bbwt.connection"
-"""In a session's ``info``: that connection, once ``repo.run`` has asked for it."""
+"""In a session's ``info``: that connection, once the repository has asked for it
+(``repo._connection``)."""
 INLINE = "bbwt.inline_sqlite"
 """In a session's ``info`` (next to its connection): the SQLite connection on the event
 loop that prepared statements run on (``storage.prepared``), or None (PostgreSQL, or SQLite

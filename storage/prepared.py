@@ -193,12 +193,10 @@ def tables_written(statement: Any) -> frozenset[str] | None:
     """The names of the tables ``statement`` inserts into, updates or deletes from, its
     ``WITH`` clauses included (empty: a query); None for a text statement, whose are not
     known."""
-    if isinstance(statement, TextClause):
-        return None
     found: set[str] = set()
     for element in iterate(statement):
         if isinstance(element, TextClause):
-            return None  # (a text query's columns declared, its SQL still unread)
+            return None
         if isinstance(element, UpdateBase):
             table = element.table
             if not isinstance(table, TableClause):

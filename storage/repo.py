@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Required, TypedDict, TypeVar, Unpack, cast
@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as cast_
 from sqlalchemy import event as orm_events
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, aliased
 from sqlalchemy.util import await_only
@@ -57,38 +57,16 @@ from storage.models import (
     Person,
     Role,
 )
-from storage.prepared import Prepared, Rows, inline_driver, tables_named, tables_written
+from storage.prepared import Prepared, Rows, inline_driver, tables_named
 from storage.prepared import execute as execute_prepared
 
 
-async def run(
-    session: AsyncSession, statement: Any, params: dict[str, Any] | None = None
-) -> CursorResult[Any]:
-    """Execute a Core statement on the session's connection: no ORM bookkeeping.
-
-    For the statements every command runs. They are built once, at import, with
-    ``bindparam`` placeholders: building a statement and computing its cache key costs
-    more than running it on SQLite. Nothing the session holds unflushed is written first,
-    so use it where no loaded object of the same table is being changed.
-
-    In a transaction of ``Database.session`` or ``Database.read`` the connection is asked of
-    the session once and kept in its ``info``: asking again each time cost about 4 % of the
-    instructions of a ``!help`` or an ``!rsvp``. Any other session is asked each time (it
-    may commit and go on with another connection).
-
-    The statements of every command are :class:`~storage.prepared.Prepared` and run with
-    :func:`run_prepared` instead.
-    """
-    await write_queued(session)  # it may read the outbox
-    if CLAIMS in session.info:
-        written = tables_written(statement)
-        if written is None or not written.isdisjoint(_CLAIMED_FROM):
-            _unsettle(session)
-    connection = await _connection(session)
-    return cast("CursorResult[Any]", await connection.execute(statement, params or {}))
-
-
 async def _connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection. In a transaction of ``Database.session`` or
+    ``Database.read`` it is asked of the session once and kept in its ``info``: asking again
+    for every statement cost about 4 % of the instructions of a ``!help`` or an ``!rsvp``.
+    Any other session is asked each time (it may commit and go on with another
+    connection)."""
     connection = session.info.get(CONNECTION)
     if connection is None:
         connection = await session.connection()
@@ -157,8 +135,8 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
 @orm_events.listens_for(Session, "after_transaction_create")
 def _savepoint_now(session: Session, transaction: SessionTransaction) -> None:
     """A savepoint (``begin_nested``) is set on the database at once. SQLAlchemy sets it
-    only when the session is next asked for its connection, and :func:`run` and
-    :func:`run_prepared` use the connection they asked for before: what they ran first
+    only when the session is next asked for its connection, and :func:`run_prepared` uses
+    the connection it asked for before: what they ran first
     inside a savepoint was not undone when it was rolled back.
 
     Outbox rows queued before it (:func:`queue`) are written first: they belong to the
@@ -188,9 +166,11 @@ def start_afresh(session: AsyncSession) -> None:
 
 
 async def run_prepared(session: AsyncSession, statement: Prepared, params: dict[str, Any]) -> Rows:
-    """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection,
-    as :func:`run` does; on SQLite without SQLAlchemy's execution machinery. One that
-    names the outbox comes after the outbox rows queued before it (:func:`batch_outbox`)."""
+    """Execute a :class:`~storage.prepared.Prepared` statement on the session's connection
+    (:func:`_connection`), with no ORM bookkeeping (nothing the session holds unflushed is
+    written first); on SQLite without SQLAlchemy's execution machinery. One that names the
+    outbox or the direct chats comes after the outbox rows queued before it
+    (:func:`batch_outbox`)."""
     info = session.info  # (a property of the session's: asked once)
     if QUEUED in info and (
         statement.tables is None or not statement.tables.isdisjoint(_WRITTEN_WITH)
@@ -354,28 +334,36 @@ async def roles_of(session: AsyncSession, user_id: str) -> tuple[set[str], dict[
     return moderates, memberships
 
 
-async def roles_of_people(session: AsyncSession, users: Sequence[str]) -> dict[str, Roles]:
-    """:func:`roles_of` for each of ``users``, in one query (a reminder's recipients)."""
+def _roles_by_person(
+    users: Iterable[str], rows: Iterable[tuple[str, str, str, Any]]
+) -> dict[str, Roles]:
+    """Each of ``users``'s moderated CoPs and memberships, from rows of (person, CoP code,
+    role or membership status, whether it is a role)."""
     found: dict[str, Roles] = {user: (set(), {}) for user in users}
-    if not found:
-        return found
-    rows = await session.execute(
-        union_all(
-            select(Role.user_id, Role.cop_code, Role.role, literal(1).label("is_role")).where(
-                Role.user_id.in_(found), Role.role == "moderator"
-            ),
-            select(Membership.user_id, Membership.cop_code, Membership.status, literal(0)).where(
-                Membership.user_id.in_(found)
-            ),
-        )
-    )
-    for user, code, value, is_role in rows.all():
+    for user, code, value, is_role in rows:
         moderates, memberships = found[user]
         if is_role:
             moderates.add(code)
         else:
             memberships[code] = value
     return found
+
+
+async def roles_of_people(session: AsyncSession, users: Sequence[str]) -> dict[str, Roles]:
+    """:func:`roles_of` for each of ``users``, in one query (a reminder's recipients)."""
+    if not users:
+        return {}
+    rows = await session.execute(
+        union_all(
+            select(Role.user_id, Role.cop_code, Role.role, literal(1).label("is_role")).where(
+                Role.user_id.in_(users), Role.role == "moderator"
+            ),
+            select(Membership.user_id, Membership.cop_code, Membership.status, literal(0)).where(
+                Membership.user_id.in_(users)
+            ),
+        )
+    )
+    return _roles_by_person(users, rows.all())
 
 
 async def moderated_cops(session: AsyncSession, user_id: str) -> set[str]:
@@ -800,24 +788,20 @@ async def claim_group(
     if any(row.kind != "command" for row in rows):
         return None  # (an edit in the group may claim a message of it in its place)
     sender_of = {row.id: row.sender for row in rows}
-    params = {"ids": list(sender_of), "users": sorted(set(sender_of.values())), "now": now}
-    edited_of: dict[int, bool] = {}
-    moderates: dict[str, set[str]] = {}
-    memberships: dict[str, dict[str, str]] = {}
-    for part, row_id, user, code, value, edited in await run_prepared(
-        session, _CLAIM_GROUP, params
-    ):
-        if part == 2:
-            edited_of[row_id] = bool(edited)
-        elif part == 1:
-            moderates.setdefault(user, set()).add(code)
-        else:
-            memberships.setdefault(user, {})[code] = value
-    claims = GroupClaims({})
-    for row_id, edited in edited_of.items():
-        sender = sender_of[row_id]  # (each its own copies: a command may keep them)
-        roles = (set(moderates.get(sender, ())), dict(memberships.get(sender, {})))
-        claims.claimed[row_id] = (edited, roles)
+    senders = sorted(set(sender_of.values()))
+    params = {"ids": list(sender_of), "users": senders, "now": now}
+    found = await run_prepared(session, _CLAIM_GROUP, params)
+    roles = _roles_by_person(
+        senders,
+        [(user, code, value, part == 1) for part, _, user, code, value, _ in found if part != 2],
+    )
+    claims = GroupClaims(
+        {
+            row_id: (bool(edited), roles[sender_of[row_id]])
+            for part, row_id, *_, edited in found
+            if part == 2
+        }
+    )
     session.info[CLAIMS] = claims
     return claims
 
