@@ -153,7 +153,6 @@ async def fill(db: Database, items: int, events: int) -> str:
                     "created_at": NOW,
                     "updated_at": NOW,
                     "sequence": 0,
-                    "queue_counter": 0,
                 }
             )
         answers = [

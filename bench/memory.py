@@ -139,7 +139,6 @@ async def fill(db_url: str, members: int, items: int, events: int) -> None:
                         "created_at": NOW,
                         "updated_at": NOW,
                         "sequence": 0,
-                        "queue_counter": 0,
                     }
                 )
             answers = [

@@ -53,7 +53,7 @@ class DatabaseTooNew(RuntimeError):
     """The database was upgraded by a newer bbwt-bot than this one."""
 
 
-SCHEMA_HEADS = ("0007e", "0008m", "0008p", "0008s", "0009i")
+SCHEMA_HEADS = ("0007e", "0008m", "0008p", "0008s", "0009i", "0010q")
 """The newest schema revisions (the heads of ``storage/migrations``, one per branch). A
 database already at them is not handed to Alembic when the bot starts, so Alembic is not
 even imported: that took about 0.2 s of every start. A new migration must be named here;

@@ -85,8 +85,6 @@ class Event(Base):
     updated_at: Mapped[datetime] = mapped_column()
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped on every change; calendar apps use it to replace their copy."""
-    queue_counter: Mapped[int] = mapped_column(Integer, default=0)
-    """Last number handed out to an answer; orders the waiting list."""
 
     @property
     def code(self) -> str:
@@ -115,7 +113,9 @@ class Rsvp(Base):
     answer: Mapped[str] = mapped_column(String(16))
     """yes | no | maybe | waiting (said yes while the event was full)."""
     queue_no: Mapped[int] = mapped_column(Integer, default=0)
-    """Order of arrival of the yes answer; the waiting list is sorted by it."""
+    """Order of arrival of the yes answer; the waiting list is sorted by it. A new yes (or
+    wait) takes one more than the highest of the event's answers, read under the event's
+    lock, so it comes after every answer already there."""
     answered_at: Mapped[datetime] = mapped_column()
     reaction_event_id: Mapped[str | None] = mapped_column(String(255), index=True)
     """The reaction that gave this answer; removing that reaction withdraws the answer."""
@@ -199,7 +199,6 @@ async def create_event(
         status=SCHEDULED,
         cancel_reason="",
         sequence=0,
-        queue_counter=0,
         created_at=now,
         updated_at=now,
     )
@@ -361,25 +360,21 @@ async def rsvp_of(session: AsyncSession, event_id: int, user_id: str) -> str | N
 _MINE = Rsvp.user_id == bindparam("user_id")
 _ANSWER_AND_TALLY = Prepared(
     # The person's answer (at most one row is theirs: the aggregates are its values, NULL
-    # when there is none) and the yes and waiting counts, in one pass over the answers.
+    # when there is none), the yes and waiting counts and the highest queue number, in one
+    # pass over the answers.
     select(
         func.max(Rsvp.id).filter(_MINE),
         func.max(Rsvp.answer).filter(_MINE),
         func.max(Rsvp.reaction_event_id).filter(_MINE),
         func.count().filter(Rsvp.answer == YES),
         func.count().filter(Rsvp.answer == WAITING),
+        func.max(Rsvp.queue_no),
     ).where(Rsvp.event_id == bindparam("event_id"))
 )
 _WAITING = Prepared(
     select(Rsvp.id, Rsvp.user_id)
     .where(Rsvp.event_id == bindparam("event_id"), Rsvp.answer == WAITING)
     .order_by(Rsvp.queue_no, Rsvp.id)
-)
-_NEXT_QUEUE_NO = Prepared(
-    update(Event)
-    .where(Event.id == bindparam("event_id"))
-    .values(queue_counter=func.coalesce(Event.queue_counter, 0) + 1)
-    .returning(Event.queue_counter)
 )
 _ADD_ANSWER = Prepared(insert(Rsvp))
 _CHANGE_ANSWER = Prepared(
@@ -398,10 +393,21 @@ _SET_REACTION = Prepared(
     .where(Rsvp.id == bindparam("rsvp_id"))
     .values(reaction_event_id=bindparam("reaction"))
 )
-_PROMOTE = Prepared(
+_PROMOTE_FIRST = Prepared(
+    # The first ``free`` people on the waiting list get a seat, in one statement (the order
+    # of RETURNING is not the queue's: the caller sorts).
     update(Rsvp)
-    .where(Rsvp.id == bindparam("rsvp_id"))
+    .where(
+        Rsvp.id.in_(
+            select(Rsvp.id)
+            .where(Rsvp.event_id == bindparam("event_id"), Rsvp.answer == WAITING)
+            .order_by(Rsvp.queue_no, Rsvp.id)
+            .limit(bindparam("free", type_=Integer))
+            .scalar_subquery()
+        )
+    )
     .values(answer=YES, answered_at=bindparam("at"))
+    .returning(Rsvp.queue_no, Rsvp.id, Rsvp.user_id)
 )
 _DROP_ANSWER = Prepared(delete(Rsvp).where(Rsvp.id == bindparam("rsvp_id")))
 
@@ -462,9 +468,8 @@ async def fill_free_seats(
     free = tally[WAITING] if event.capacity is None else event.capacity - tally[YES]
     if free <= 0:
         return promoted
-    waiting = await run_prepared(session, _WAITING, {"event_id": event.id})
-    for rsvp_id, person in waiting.rows[:free]:
-        await run_prepared(session, _PROMOTE, {"rsvp_id": rsvp_id, "at": now})
+    values = {"event_id": event.id, "free": free, "at": now}
+    for _, rsvp_id, person in sorted((await run_prepared(session, _PROMOTE_FIRST, values)).rows):
         _forget(session, rsvp_id)
         promoted.append(person)
     return promoted
@@ -491,7 +496,7 @@ async def set_rsvp(
         await run_prepared(session, _ANSWER_AND_TALLY, {"event_id": event.id, "user_id": user_id})
     ).first()
     assert found is not None  # an aggregate without GROUP BY always gives one row
-    rsvp_id, previous, reaction, yes, waiting = found
+    rsvp_id, previous, reaction, yes, waiting, last_queue_no = found
     outcome = RsvpOutcome(answer=previous, previous=previous)
     # The counts before this change; kept up to date below instead of counting again.
     tally = {YES: int(yes or 0), WAITING: int(waiting or 0)}
@@ -516,10 +521,8 @@ async def set_rsvp(
                 stored = WAITING
         queue_no: int | None = None
         if stored in (YES, WAITING):
-            queued = await run_prepared(session, _NEXT_QUEUE_NO, {"event_id": event.id})
-            queue_no = int(queued.scalar())
-            # The event as loaded stays true without being written again.
-            set_committed_value(event, "queue_counter", queue_no)
+            # Behind every answer there is (the event's lock keeps it so until the commit).
+            queue_no = int(last_queue_no or 0) + 1
             joined_queue = stored == WAITING
         if rsvp_id is None:
             values = {

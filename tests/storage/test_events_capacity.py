@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import Database, repo
 from storage import events as store
 from storage.events import MAYBE, NO, WAITING, YES
+from tests.support.database import migrate
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -142,6 +144,50 @@ async def test_more_seats_go_to_the_waiting_list_in_order(db: Database) -> None:
     assert waiting == ["@d:test"]
 
 
+async def test_the_line_keeps_its_order_through_comings_and_goings(db: Database) -> None:
+    """Each new yes goes behind everyone there, even after the last in line has left, and
+    seats freed together go in the line's order, not in the order people first answered."""
+    event_id = await make_event(db, capacity=1)
+    for user in ("@a:test", "@b:test", "@c:test", "@d:test"):
+        await answer(db, event_id, user, YES)
+    await answer(db, event_id, "@b:test", MAYBE)
+    assert (await answer(db, event_id, "@b:test", YES)).position == 3  # behind @c and @d
+    await answer(db, event_id, "@d:test", None)
+    await answer(db, event_id, "@e:test", YES)
+    await answer(db, event_id, "@e:test", None)  # the last in line leaves
+    late = await answer(db, event_id, "@f:test", YES)
+    assert late.answer == WAITING and late.position == 3
+    _, waiting = await answers(db, event_id)
+    assert waiting == ["@c:test", "@b:test", "@f:test"]
+
+    async with db.session() as s:
+        event = await store.lock_event(s, event_id)
+        assert event is not None
+        event.capacity = 3
+        promoted = await store.fill_free_seats(s, event, NOW)
+    assert promoted == ["@c:test", "@b:test"]
+    going, waiting = await answers(db, event_id)
+    assert sorted(going) == ["@a:test", "@b:test", "@c:test"] and waiting == ["@f:test"]
+
+
+async def test_a_waiting_list_from_before_the_queue_counter_was_dropped_keeps_its_order(
+    db: Database,
+) -> None:
+    # Revision 0010q dropped the event's queue counter: a line stored before it goes on in
+    # its order after the upgrade, the events' rows referred to by their answers.
+    event_id = await make_event(db, capacity=1)
+    await migrate(db, lambda c: command.downgrade(c, "0010q-1"))
+    for user in ("@a:test", "@b:test", "@c:test"):
+        await answer(db, event_id, user, YES)
+    await answer(db, event_id, "@c:test", None)
+    await migrate(db, lambda c: command.upgrade(c, "heads"))
+
+    assert (await answer(db, event_id, "@d:test", YES)).position == 2
+    assert (await answer(db, event_id, "@a:test", NO)).promoted == ["@b:test"]
+    _, waiting = await answers(db, event_id)
+    assert waiting == ["@d:test"]
+
+
 async def test_without_a_capacity_everyone_who_says_yes_is_going(db: Database) -> None:
     event_id = await make_event(db, capacity=None)
     outcomes = await asyncio.gather(*(answer(db, event_id, f"@p{n}:test", YES) for n in range(8)))
@@ -192,10 +238,8 @@ async def test_answers_read_earlier_in_the_same_transaction_read_as_changed(db: 
         assert await store.rsvp_by_reaction(s, "$r:test") is after["@c:test"]
 
         await store.set_rsvp(s, event, "@d:test", YES, later)
-        assert event.queue_counter == 4 and not s.is_modified(event)
+        assert not s.is_modified(event)  # the event itself is not written
     async with db.session() as s:
-        event = await store.get_event(s, event_id)
-        assert event is not None and event.queue_counter == 4
         rows = {r.user_id: r for r in await store.rsvps_of_event(s, event_id)}
         assert {u: (r.answer, r.queue_no) for u, r in rows.items()} == {
             "@b:test": (YES, 2),
@@ -231,12 +275,7 @@ async def test_an_event_read_by_number_is_the_sessions_own_and_its_changes_are_k
         assert await store.get_event(s, event_id + 1000) is None
         event = await store.get_event(s, event_id)
         assert event is not None
-        assert (event.id, event.title, event.capacity, event.queue_counter) == (
-            event_id,
-            "Bus depot visit",
-            2,
-            0,
-        )
+        assert (event.id, event.title, event.capacity) == (event_id, "Bus depot visit", 2)
         assert event.starts_at == NOW + timedelta(days=7) and event.starts_at.tzinfo is not None
         assert not s.is_modified(event) and event in s
         assert await store.get_event(s, event_id) is event
