@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import event, inspect, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -68,6 +70,32 @@ def alembic_config(url: str | None = None) -> AlembicConfig:
     if url:
         cfg.set_main_option("sqlalchemy.url", url)
     return cfg
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as stored: orjson's text (compact, letters beyond ASCII as they
+    are), about four times faster than the json module's for a reply of 2.5 KB. Whatever
+    orjson refuses (an integer beyond 64 bits, a lone surrogate from someone's message, a
+    type the json module would refuse too) goes to the json module, as before it: stored the
+    same way, or refused the same way."""
+    try:
+        return orjson.dumps(
+            value,
+            option=orjson.OPT_NON_STR_KEYS  # {1: ...} as the json module has it: {"1": ...}
+            | orjson.OPT_PASSTHROUGH_DATETIME  # refused, as by the json module
+            | orjson.OPT_PASSTHROUGH_DATACLASS,
+        ).decode()
+    except TypeError:  # (orjson.JSONEncodeError is one)
+        return json.dumps(value)
+
+
+def json_value(text: str | bytes) -> Any:
+    """A stored JSON column's text as a value: orjson, or the json module for what orjson
+    refuses (NaN, or a lone surrogate written by the json module before)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -170,7 +198,11 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"echo": echo}
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "json_serializer": json_text,
+            "json_deserializer": json_value,
+        }
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10)
         elif os.environ.get(SQLITE_THREAD) != "1":

@@ -39,6 +39,7 @@ from storage import crypto as crypto_store
 from storage import intel as intel_store
 from storage import membership as ms
 from storage import repo
+from storage.db import json_text
 from storage.digest import DigestPost
 from storage.events import (
     Attendance,
@@ -102,8 +103,17 @@ async def pseudonym_key(session: AsyncSession, configured: str | None, now: date
 
 
 def _json_form(text: str) -> str:
-    """How ``text`` appears inside stored JSON (escaped the way the database has it)."""
+    """How ``text`` appears inside JSON written by the json module (letters beyond ASCII
+    escaped)."""
     return json.dumps(text)[1:-1]
+
+
+def _json_forms(text: str) -> list[str]:
+    """Every way ``text`` may appear inside stored JSON: as the database writes it now
+    (``storage.db.json_text``: letters beyond ASCII as they are) and escaped, as the json
+    module wrote it before (and still does for what orjson refuses)."""
+    forms = [json_text(text)[1:-1], _json_form(text)]
+    return forms[:1] if forms[0] == forms[1] else forms
 
 
 def _base64_forms(text: str) -> list[str]:
@@ -124,7 +134,7 @@ def mentions(
 ) -> ColumnElement[bool]:
     """SQL: the JSON ``column`` contains one of ``needles`` (with ``files``: inside base64
     data; a first, cheap filter: :func:`names_any` decides)."""
-    forms = [_json_form(n) for n in needles]
+    forms = [form for n in needles for form in _json_forms(n)]
     if files:
         forms += [form for n in needles for form in _base64_forms(n)]
     return or_(*(cast(column, Text).contains(form, autoescape=True) for form in forms))

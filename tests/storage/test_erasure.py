@@ -44,7 +44,7 @@ from tests.support.world import Result, World, claimable_event
 NOW = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
 """Ten days after the study visit of ``claimable_event``: claims can still be made."""
 ORG = "City of Oslo"
-DISPLAY_NAME = "Anna Berg"
+DISPLAY_NAME = "Anna Bergström"
 
 # Where a person's data may legitimately stay after their erasure, and why. A new table or
 # column that keeps their Matrix ID, organisation or display name fails the test until it
@@ -514,3 +514,27 @@ def test_a_name_is_found_inside_a_queued_file_wherever_it_stands() -> None:
         payload = {"filename": "members.csv", "data_b64": base64.b64encode(data).decode()}
         assert erasure.names_any(payload, [ANNA]) and erasure.names_any(payload, [ORG])
         assert not erasure.names_any(payload, [BEN])
+
+
+async def test_a_stored_copy_naming_them_in_letters_beyond_ascii_is_erased(world: World) -> None:
+    """A message to others that names only their display name, with letters beyond ASCII:
+    its stored copy is found on both databases (PostgreSQL shows such letters as they are
+    in a JSON value's text, not escaped) and erased."""
+    world.now = NOW
+    member = {"membership": "join", "displayname": DISPLAY_NAME}
+    event = {"type": "m.room.member", "state_key": ANNA, "content": member}
+    await world.hook("member", ANNA, event, HDEV_ROOM)
+    async with world.db.session() as s:
+        row_id = await repo.enqueue(
+            s,
+            room_id=HDEV_ROOM,
+            payload={"msgtype": "m.notice", "body": f"Thanks to {DISPLAY_NAME} for the notes"},
+            now=world.now,
+        )
+        await repo.mark_sent_many(s, [(row_id, "$thanks", world.now)])
+
+    await forget(world)
+
+    async with world.db.read() as s:
+        copy = await s.get(OutboxMessage, row_id)
+    assert copy is not None and DISPLAY_NAME not in json.dumps(copy.payload, ensure_ascii=False)

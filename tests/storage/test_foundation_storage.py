@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import Database, DatabaseTooNew, repo
 from storage.db import SCHEMA_HEADS, alembic_config
+from storage.models import OutboxMessage
 from tests.dbs import PG_ADMIN_URL
 from tests.support.database import migrate
 
@@ -393,3 +394,37 @@ async def test_an_edit_handled_before_the_edit_index_upgrade_is_still_found(db: 
 
     async with db.session() as s:
         assert await repo.claim_to_handle(s, message.id, "$late", T0) is True
+
+
+async def test_json_columns_keep_what_they_are_given_exactly(db: Database) -> None:
+    """Event content and outbox payloads come back as they went in, letters beyond ASCII
+    and integers beyond 64 bits included (orjson refuses those: the json module takes them),
+    and a value JSON cannot hold is refused, as before."""
+    content = {
+        "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": "!help Tromsø ☃ \u2028 end", "n": 2**70},
+        "unsigned": {"age": -1, "nested": [{"a": None}, 1.5, True]},
+    }
+    async with db.session() as s:
+        row = await repo.add_inbound(
+            s,
+            event_id="$json",
+            room_id="!r:x",
+            sender="@a:x",
+            origin_ts=T0,
+            content=content,
+            now=T0,
+        )
+        assert row is not None
+        queued = await repo.enqueue(
+            s, room_id="!r:x", payload={"body": "Liège", "k": 2**70}, now=T0
+        )
+    async with db.read() as s:
+        assert [r.content for r in await repo.pending_inbound(s) if r.event_id == "$json"] == [
+            content
+        ]
+        sent = await s.get(OutboxMessage, queued)
+        assert sent is not None and sent.payload == {"body": "Liège", "k": 2**70}
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        async with db.session() as s:
+            await repo.enqueue(s, room_id="!r:x", payload={"when": T0}, now=T0)
