@@ -74,5 +74,21 @@ class Metrics:
             "bbwt_errors", "Errors, by where they happened", ["where"], registry=r
         )
 
+        self._handled: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def handled(self, command: str, outcome: str, seconds: float) -> None:
+        """A command handled: counted by command and outcome, its time observed. The two
+        labelled series are looked up once per pair (each ``labels`` call takes a lock and
+        builds its key: about 2 % of a backlog's ``!help``)."""
+        series = self._handled.get((command, outcome))
+        if series is None:
+            series = (
+                self.commands.labels(command, outcome),
+                self.command_seconds.labels(command),
+            )
+            self._handled[(command, outcome)] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

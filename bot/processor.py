@@ -349,8 +349,7 @@ class Processor:
 
     def _handled(self, row: InboundEvent, command_name: str, outcome: str, seconds: float) -> None:
         self._tries.pop(row.id, None)
-        self.metrics.commands.labels(command_name, outcome).inc()
-        self.metrics.command_seconds.labels(command_name).observe(seconds)
+        self.metrics.handled(command_name, outcome, seconds)
 
     async def _before(self, row: InboundEvent) -> _Before:
         """What handling an event needs from outside the database, read before its

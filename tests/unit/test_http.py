@@ -80,3 +80,15 @@ async def test_metrics_are_prometheus_text(tmp_path: Path) -> None:
     finally:
         await client.close()
         await db.dispose()
+
+
+def test_each_handled_command_is_counted_by_outcome_and_timed() -> None:
+    metrics = Metrics()
+    metrics.handled("rsvp", "ok", 0.02)
+    metrics.handled("rsvp", "ok", 0.2)
+    metrics.handled("rsvp", "usage", 0.01)
+    text = metrics.render().decode()
+    assert 'bbwt_commands_total{command="rsvp",outcome="ok"} 2.0' in text
+    assert 'bbwt_commands_total{command="rsvp",outcome="usage"} 1.0' in text
+    assert 'bbwt_command_seconds_count{command="rsvp"} 3.0' in text
+    assert 'bbwt_command_seconds_bucket{command="rsvp",le="0.025"} 2.0' in text
