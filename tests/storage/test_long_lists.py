@@ -99,6 +99,17 @@ def test_a_short_message_stays_one_message() -> None:
     assert message.split() == [message]
 
 
+def test_letters_of_several_bytes_count_by_their_bytes() -> None:
+    # Under the limit in characters, three times over it in bytes: cut by bytes.
+    message = Message("Prices:").bullets(["€" * 40 for _ in range(20)])
+    assert len(message.plain) + len(message.html) < 2000 < message.size()
+
+    parts = message.split(limit=2000)
+
+    assert len(parts) > 1 and all(part.size() <= 2000 for part in parts)
+    assert "".join(p.plain + "\n" for p in parts).count("€" * 40) == 20
+
+
 def test_a_long_list_is_cut_between_items_and_the_list_goes_on() -> None:
     message = Message("Everyone:").bullets([f"item {n}" for n in range(3000)]).text("The end.")
 
