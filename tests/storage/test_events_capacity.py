@@ -53,6 +53,15 @@ async def answers(db: Database, event_id: int) -> tuple[list[str], list[str]]:
     return [r.user_id for r in rows if r.answer == YES], waiting
 
 
+async def raise_capacity(db: Database, event_id: int, capacity: int) -> list[str]:
+    """More seats, given to those waiting, as a moderator's edit does: who got one."""
+    async with db.session() as s:
+        event = await store.lock_event(s, event_id)
+        assert event is not None
+        event.capacity = capacity
+        return await store.fill_free_seats(s, event, NOW)
+
+
 async def test_thirty_members_saying_yes_at_once_to_ten_seats_fill_exactly_ten(
     db: Database,
 ) -> None:
@@ -134,11 +143,7 @@ async def test_more_seats_go_to_the_waiting_list_in_order(db: Database) -> None:
     event_id = await make_event(db, capacity=1)
     for user in ("@a:test", "@b:test", "@c:test", "@d:test"):
         await answer(db, event_id, user, YES)
-    async with db.session() as s:
-        event = await store.lock_event(s, event_id)
-        assert event is not None
-        event.capacity = 3
-        promoted = await store.fill_free_seats(s, event, NOW)
+    promoted = await raise_capacity(db, event_id, 3)
     assert promoted == ["@b:test", "@c:test"]
     _, waiting = await answers(db, event_id)
     assert waiting == ["@d:test"]
@@ -160,11 +165,7 @@ async def test_the_line_keeps_its_order_through_comings_and_goings(db: Database)
     _, waiting = await answers(db, event_id)
     assert waiting == ["@c:test", "@b:test", "@f:test"]
 
-    async with db.session() as s:
-        event = await store.lock_event(s, event_id)
-        assert event is not None
-        event.capacity = 3
-        promoted = await store.fill_free_seats(s, event, NOW)
+    promoted = await raise_capacity(db, event_id, 3)
     assert promoted == ["@c:test", "@b:test"]
     going, waiting = await answers(db, event_id)
     assert sorted(going) == ["@a:test", "@b:test", "@c:test"] and waiting == ["@f:test"]
