@@ -7,7 +7,9 @@ import re
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 
+from storage import Database
 from tests.e2e.conftest import BotFactory
 from tests.e2e.harness import BotProcess, Person
 
@@ -252,6 +254,31 @@ async def test_kill_9_in_the_middle_of_a_burst_loses_and_repeats_nothing(
 
     assert sum(1 for c in commands if c in replies) == len(commands) == 150
     assert all(len(replies[c]) == 1 for c in commands)
+
+
+async def test_a_standby_that_waited_through_an_upgrade_by_a_newer_version_does_not_take_over(
+    people, make_bot: BotFactory, tmp_path
+) -> None:
+    # A newer version, started meanwhile, upgraded the schema (say, dropped a column this
+    # code reads): the standby checks the schema again when it gets the lease, refuses as
+    # it would at a start, and lets the lease go.
+    bot, crowd, room = await room_with_people(people, make_bot, 1, backend="postgresql")
+    standby = bot.twin(tmp_path / "second")
+    await standby.start(role="standby")
+    db = Database(bot.db_url)
+    try:
+        async with db.session() as s:
+            await s.execute(text("INSERT INTO alembic_version (version_num) VALUES ('fffnewer')"))
+    finally:
+        await db.dispose()
+
+    await bot.kill()
+
+    assert standby.proc is not None
+    code = await asyncio.wait_for(standby.proc.wait(), 60)
+    assert code == 3, standby.tail()
+    assert "newer version" in standby.log_text()
+    assert "resumed session" not in standby.log_text()  # it never acted as the bot
 
 
 async def test_a_standby_answers_nothing_while_the_active_process_lives_and_takes_over_after_kill_9(
