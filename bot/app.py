@@ -287,10 +287,11 @@ class BotApp:
         try:
             await self.prepare()
             if await self.leadership.acquire(self.stop_requested):
-                # A standby may have waited while a newer version upgraded the schema (a
-                # migration may drop a column this code reads): checked again before it
-                # acts, and refused as at a start (DatabaseTooNew; the lease is let go).
-                await self.db.upgrade()
+                if self.leadership.waited:
+                    # A newer version may have upgraded the schema meanwhile (a migration
+                    # may drop a column this code reads): checked again before acting, and
+                    # refused as at a start (DatabaseTooNew; the lease is let go).
+                    await self.db.upgrade()
                 await self.start()
                 if on_started is not None:
                     await on_started(self)

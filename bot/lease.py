@@ -58,6 +58,9 @@ class Leadership:
         self.epoch: int | None = None
         self.serving = False
         """Set by the app once everything runs (until then the role is ``starting``)."""
+        self.waited = False
+        """Another process held the lease when this one asked for it: this one waited on
+        standby (and another version may have changed the schema meanwhile)."""
         self.lost = asyncio.Event()
         self._conn: AsyncConnection | None = None
         self._file: IO[Any] | None = None
@@ -101,7 +104,6 @@ class Leadership:
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait until this process holds the lease (True) or ``stop`` is set (False)."""
-        waited = False
         while not stop.is_set():
             try:
                 locked = await self._try_lock()
@@ -114,9 +116,9 @@ class Leadership:
                     self.epoch = await stored.take_lease(s, LEASE, self.holder, self.clock())
                 log.info("this process is active (lease epoch %d)", self.epoch)
                 return True
-            if not waited:
+            if not self.waited:
                 log.info("another process is active; waiting on standby")
-                waited = True
+                self.waited = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), POLL_SECONDS)
         return False

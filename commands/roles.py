@@ -60,7 +60,7 @@ class Roles:
             codes=tuple(cop.code for cop in settings.cops),
             admin=user in settings.secretariat.admins,
             moderates=frozenset(moderates),
-            memberships=memberships,
+            memberships=dict(memberships),  # its own: a group's commands share what was read
         )
 
     def in_cop(self, cop: str) -> Role:

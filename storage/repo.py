@@ -323,15 +323,8 @@ _ROLES_OF = Prepared(
 
 async def roles_of(session: AsyncSession, user_id: str) -> tuple[set[str], dict[str, str]]:
     """One person's moderated CoPs and memberships (CoP code -> status), in one query."""
-    moderates: set[str] = set()
-    memberships: dict[str, str] = {}
-    for row in await run_prepared(session, _ROLES_OF, {"user": user_id}):
-        code, value, is_role = cast("tuple[str, str, int]", row)
-        if is_role:
-            moderates.add(code)
-        else:
-            memberships[code] = value
-    return moderates, memberships
+    rows = await run_prepared(session, _ROLES_OF, {"user": user_id})
+    return _roles_by_person([user_id], [(user_id, *row) for row in rows])[user_id]
 
 
 def _roles_by_person(

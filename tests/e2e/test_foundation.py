@@ -256,15 +256,24 @@ async def test_kill_9_in_the_middle_of_a_burst_loses_and_repeats_nothing(
     assert all(len(replies[c]) == 1 for c in commands)
 
 
+async def active_and_standby(
+    people, make_bot: BotFactory, tmp_path, count: int
+) -> tuple[BotProcess, BotProcess, list[Person], str]:
+    """A PostgreSQL bot with ``count`` people in its CoP room, and a second process of it
+    waiting on standby: (active, standby, people, room)."""
+    bot, crowd, room = await room_with_people(people, make_bot, count, backend="postgresql")
+    standby = bot.twin(tmp_path / "second")
+    await standby.start(role="standby")
+    return bot, standby, crowd, room
+
+
 async def test_a_standby_that_waited_through_an_upgrade_by_a_newer_version_does_not_take_over(
     people, make_bot: BotFactory, tmp_path
 ) -> None:
     # A newer version, started meanwhile, upgraded the schema (say, dropped a column this
     # code reads): the standby checks the schema again when it gets the lease, refuses as
     # it would at a start, and lets the lease go.
-    bot, crowd, room = await room_with_people(people, make_bot, 1, backend="postgresql")
-    standby = bot.twin(tmp_path / "second")
-    await standby.start(role="standby")
+    bot, standby, _, _ = await active_and_standby(people, make_bot, tmp_path, 1)
     db = Database(bot.db_url)
     try:
         async with db.session() as s:
@@ -284,9 +293,7 @@ async def test_a_standby_that_waited_through_an_upgrade_by_a_newer_version_does_
 async def test_a_standby_answers_nothing_while_the_active_process_lives_and_takes_over_after_kill_9(
     people, make_bot: BotFactory, tmp_path
 ) -> None:
-    bot, crowd, room = await room_with_people(people, make_bot, 4, backend="postgresql")
-    standby = bot.twin(tmp_path / "second")
-    await standby.start(role="standby")
+    bot, standby, crowd, room = await active_and_standby(people, make_bot, tmp_path, 4)
 
     before = await burst(crowd, room, 5)
     answered = await wait_for_answers(crowd[0], bot, room, before, timeout=120)
